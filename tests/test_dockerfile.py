@@ -1,0 +1,78 @@
+"""Static checks of the operator image's Dockerfile (no docker engine needed)."""
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and line continuations joined."""
+    result, pending = [], ""
+    for line in text.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        word, _, rest = line.strip().partition(" ")
+        result.append((word.upper(), rest.strip()))
+    assert not pending, "dangling line continuation"
+    return result
+
+
+STEPS = instructions((ROOT / "Dockerfile").read_text())
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    out = []
+    for word, rest in STEPS:
+        if word == "FROM":
+            out.append([])
+        out[-1].append((word, rest))
+    return out
+
+
+def test_multi_stage_slim_bases():
+    froms = [rest for word, rest in STEPS if word == "FROM"]
+    assert len(froms) == 2
+    assert froms[0].split()[0] == "python:3.11-slim" and froms[0].lower().endswith("as builder")
+    assert froms[1] == "python:3.11-slim"
+    builder, runtime = stages()
+    assert any(w == "RUN" and re.search(r"\bpip wheel\b.*\s\.$", r) for w, r in builder)
+    assert any(w == "COPY" and r.startswith("--from=builder") for w, r in runtime)
+    assert any(w == "RUN" and "pip install" in r and "--no-index" in r for w, r in runtime)
+
+
+def test_runs_as_non_root_user():
+    runtime = stages()[-1]
+    users = [rest for word, rest in runtime if word == "USER"]
+    assert users == ["10001"]
+    assert any(word == "RUN" and "--uid 10001" in rest for word, rest in runtime)
+    # nothing runs as root after the switch
+    index = runtime.index(("USER", "10001"))
+    assert not any(word == "RUN" for word, _ in runtime[index:])
+
+
+def test_entrypoint_runs_the_operator_module():
+    runtime = dict((w, r) for w, r in stages()[-1] if w in {"ENTRYPOINT", "CMD", "EXPOSE", "HEALTHCHECK"})
+    assert json.loads(runtime["ENTRYPOINT"]) == ["kopf", "run", "-m", "dataflow.k8s.operator"]
+    assert json.loads(runtime["CMD"]) == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert runtime["EXPOSE"] == "8080"
+    assert runtime["HEALTHCHECK"] == "NONE"
+    env = " ".join(r for w, r in stages()[-1] if w == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+
+
+def test_operator_module_is_in_the_built_package():
+    builder = stages()[0]
+    assert ("COPY", "operator/ operator/") in builder
+    assert (ROOT / "operator" / "dataflow" / "k8s").is_dir()
+
+
+def test_dockerignore_keeps_local_state_out():
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".venv", ".git", ".dataflow", ".pytest_cache"} <= ignored
+    assert "operator" not in ignored and "pyproject.toml" not in ignored

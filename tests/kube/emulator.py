@@ -163,7 +163,17 @@ class ApiServer(kmock.KubernetesScaffold):
 
     # --- Request routing ----------------------------------------------------------------------
 
-    async def _serve(self, request: kmock.Request) -> kmock.Payload:
+    async def _serve(self, request: kmock.Request) -> kmock.Response:
+        """
+        Serve any request not intercepted by the tests' own reactions.
+
+        The status is always explicit: kmock keeps the status of a nested response
+        in the reaction, so a 201 would otherwise leak into the following responses.
+        """
+        result = self._route(request)
+        return result if isinstance(result, kmock.Response) else kmock.Response(status=200, payload=result)
+
+    def _route(self, request: kmock.Request) -> kmock.Payload:
         path = request.url.path
         api = parse_api_path(path)
         if api is None:

@@ -1,0 +1,290 @@
+"""The library entry point: ``DataFlow``, ``@db.model`` and ``auto_migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterable, TypeVar
+
+import asyncpg
+from rich.console import Console
+
+from dataflow.embedded import resolve_dsn
+from dataflow.errors import DataFlowError, MigrationFailed
+from dataflow.executor import ExecutionSettings, run_in_transaction
+from dataflow.introspect import introspect
+from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
+from dataflow.lock import MigrationLease
+from dataflow.models import model_to_table
+from dataflow.operations import Risk
+from dataflow.plan import Migration
+from dataflow.preview import render_console
+from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
+from dataflow.schema import Schema
+
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True)
+class RollbackAnalysis:
+    version: str
+    fully_reversible: bool
+    data_loss_warning: str | None
+    irreversible_operations: list[str]
+
+
+@dataclass(frozen=True)
+class MigrationMetrics:
+    total: int
+    applied: int
+    failed: int
+    rolled_back: int
+    avg_duration_ms: float
+    success_rate: float
+    rollback_rate: float
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=False)
+
+
+class DataFlow:
+    """Models plus a database: ``DataFlow()`` (embedded), ``DataFlow("postgresql://...")`` or DATABASE_URL.
+
+    ``migration_config`` keys: ``schema``, ``max_risk_level``, ``lock_timeout_ms``,
+    ``statement_timeout_ms``, ``migration_timeout`` (seconds to wait for the lease),
+    ``max_attempts``, ``owner``.
+    """
+
+    def __init__(self, database_url: str | None = None, *, migration_config: dict[str, Any] | None = None,
+                 console: Console | None = None) -> None:
+        self._url = database_url
+        self._dsn: str | None = None
+        self.config = dict(migration_config or {})
+        self.schema_name: str = self.config.get("schema", "public")
+        self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
+        self.models: dict[str, type] = {}
+        self.console = console or _console()
+
+    # models ---------------------------------------------------------------
+    def model(self, cls: C) -> C:
+        """Register a model class; registering a class of the same name replaces it."""
+        model_to_table(cls, vars(sys.modules.get(cls.__module__, sys)))  # validate now, fail early
+        self.models[cls.__name__] = cls
+        return cls
+
+    def schema(self) -> Schema:
+        """The desired schema of every registered model."""
+        tables = tuple(model_to_table(cls, vars(sys.modules.get(cls.__module__, sys))) for cls in self.models.values())
+        names = [t.name for t in tables]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise DataFlowError(f"two models map to the same table: {', '.join(sorted(duplicates))}")
+        return Schema(tables, self.schema_name).normalised()
+
+    # connections ----------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        if self._dsn is None:
+            self._dsn = resolve_dsn(self._url)
+        return self._dsn
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    def _execution(self) -> ExecutionSettings:
+        defaults = ExecutionSettings()
+        return ExecutionSettings(
+            lock_timeout_ms=int(self.config.get("lock_timeout_ms", defaults.lock_timeout_ms)),
+            statement_timeout_ms=int(self.config.get("statement_timeout_ms", defaults.statement_timeout_ms)),
+            max_attempts=int(self.config.get("max_attempts", defaults.max_attempts)),
+        )
+
+    # migrations -----------------------------------------------------------
+    async def initialize(self) -> bool:
+        """Create the tables of models that have none yet (other differences wait for auto_migrate)."""
+        desired = self.schema()
+        async with self.connection() as conn:
+            state = await introspect(conn, self.schema_name)
+            missing = [t for t in desired.table_names if state.schema.table(t) is None]
+            if not missing:
+                return True
+            policy = Policy(max_risk_level=Risk.SAFE, include_tables=tuple(missing), execution=self._execution())
+            result = await reconcile(conn, self.dsn, desired, self.owner, policy)
+        if not result.success:
+            raise MigrationFailed(f"initialize: {result.reason}")
+        return True
+
+    async def auto_migrate(
+        self,
+        interactive: bool = True,
+        dry_run: bool = False,
+        auto_confirm: bool = False,
+        max_risk_level: str | None = None,
+        include_tables: Iterable[str] | None = None,
+        exclude_operations: Iterable[str] | None = None,
+        show_sql: bool = True,
+        show_rollback_plan: bool = False,
+        safety_analysis: bool = True,
+        data_loss_protection: bool = False,
+        safety_check: bool = True,
+        require_confirmation: bool = True,
+        validate_after_migration: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[bool, list[Migration]]:
+        """Bring the database in line with the models; returns ``(success, migrations)``.
+
+        Shows the preview, then asks ``Apply these changes? [y/N]`` unless ``auto_confirm`` or
+        ``interactive=False`` (which applies what ``max_risk_level`` allows). A stdin that is
+        not a terminal answers no. ``max_risk_level`` defaults to HIGH when a person confirms
+        and to MEDIUM otherwise.
+        """
+        asks = interactive and not auto_confirm and require_confirmation and not dry_run
+        default_risk = "HIGH" if asks else self.config.get("max_risk_level", "MEDIUM")
+        policy = Policy(
+            max_risk_level=Risk.parse(max_risk_level or default_risk),
+            include_tables=tuple(include_tables) if include_tables is not None else None,
+            exclude_operations=tuple(exclude_operations or ()),
+            dry_run=dry_run,
+            data_loss_protection=data_loss_protection,
+            execution=self._execution(),
+            lease_timeout_s=float(timeout or self.config.get("migration_timeout", 300)),
+        )
+        show = dict(show_sql=show_sql, show_rollback_plan=show_rollback_plan,
+                    safety_analysis=safety_analysis and safety_check)
+
+        async def confirm(migration: Migration) -> bool:
+            if not asks:
+                return True
+            return await asyncio.to_thread(self._ask)
+
+        desired = self.schema()
+        async with self.connection() as conn:
+            preview_shown = False
+
+            async def confirm_with_preview(migration: Migration) -> bool:
+                nonlocal preview_shown
+                render_console(migration, self.console, **show)
+                preview_shown = True
+                return await confirm(migration)
+
+            result = await reconcile(conn, self.dsn, desired, self.owner, policy, confirm_with_preview)
+            if result.migration is not None and result.migration.operations and not preview_shown:
+                render_console(result.migration, self.console, **show)
+            self._report(result)
+            if result.outcome is Outcome.APPLIED and validate_after_migration:
+                again, _ = await plan(conn, desired, self.owner, Policy())
+                if again.operations:
+                    raise MigrationFailed(f"after {result.migration.version} the database still differs: {again.description}")
+        migrations = [result.migration] if result.migration and result.migration.operations else []
+        return result.success, migrations
+
+    def _ask(self) -> bool:
+        if not sys.stdin or not sys.stdin.isatty():
+            self.console.print("Apply these changes? [y/N]: stdin is not a terminal, answering no "
+                               "(use auto_confirm=True to apply without asking)")
+            return False
+        answer = self.console.input("Apply these changes? [y/N]: ")
+        return answer.strip().lower() in ("y", "yes")
+
+    def _report(self, result: Result) -> None:
+        colour = "green" if result.success else "red"
+        self.console.print(f"[{colour}]{result.outcome.value}[/{colour}]: {result.reason}", highlight=False)
+
+    async def get_pending_migrations(self) -> list[Migration]:
+        async with self.connection() as conn:
+            migration, _ = await plan(conn, self.schema(), self.owner, Policy())
+        return [migration] if migration.operations else []
+
+    async def get_migration_history(self, limit: int = 10) -> list[MigrationRecord]:
+        async with self.connection() as conn:
+            ledger = Ledger(self.schema_name)
+            await ledger.ensure(conn)
+            return await ledger.history(conn, limit)
+
+    async def get_migration_metrics(self) -> MigrationMetrics:
+        records = await self.get_migration_history(limit=10_000)
+        done = [r for r in records if r.status in (STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK)]
+        applied = [r for r in done if r.status in (STATUS_APPLIED, STATUS_ROLLED_BACK)]
+        failed = sum(r.status == STATUS_FAILED for r in done)
+        rolled = sum(r.status == STATUS_ROLLED_BACK for r in done)
+        durations = [r.duration_ms for r in applied if r.duration_ms is not None]
+        return MigrationMetrics(
+            total=len(done), applied=len(applied), failed=failed, rolled_back=rolled,
+            avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
+            success_rate=100.0 * len(applied) / len(done) if done else 100.0,
+            rollback_rate=100.0 * rolled / len(applied) if applied else 0.0,
+        )
+
+    # rollback ----------------------------------------------------------------
+    async def analyze_rollback(self, version: str) -> RollbackAnalysis:
+        async with self.connection() as conn:
+            record = await self._record(conn, version)
+        irreversible = [f"{op['operation']} {op['table']}.{op['details']}" for op in record.operations if op.get("irreversible")]
+        warning = ("rolling back recreates the structure but not the data removed by: " + "; ".join(irreversible)
+                   if irreversible else None)
+        return RollbackAnalysis(version, not irreversible, warning, irreversible)
+
+    async def rollback_migration(self, version: str) -> bool:
+        """Undo one applied migration in a single transaction; the ledger marks it rolled back."""
+        async with self.connection() as conn:
+            ledger = Ledger(self.schema_name)
+            record = await self._record(conn, version)
+            if record.status != STATUS_APPLIED:
+                raise DataFlowError(f"{version} is {record.status}, not applied: nothing to roll back")
+            lease = MigrationLease(ledger, f"schema:{self.schema_name}")
+            async with lease.hold(conn, heartbeat_dsn=self.dsn):
+                try:
+                    async with conn.transaction():
+                        await run_in_transaction(conn, self.schema_name, record.sql_down, self._execution())
+                        await conn.execute(f"UPDATE {ledger.table} SET status = $2 WHERE version = $1",
+                                           version, STATUS_ROLLED_BACK)
+                except asyncpg.PostgresError as exc:
+                    self.console.print(f"[red]rollback of {version} failed, nothing changed:[/red] {exc}")
+                    return False
+        return True
+
+    async def rollback_last_migration(self) -> bool:
+        applied = [r for r in await self.get_migration_history(limit=1000) if r.status == STATUS_APPLIED]
+        return await self.rollback_migration(applied[0].version) if applied else False
+
+    async def rollback_to_version(self, version: str) -> bool:
+        """Roll back every applied migration newer than ``version``, newest first."""
+        records = [r for r in await self.get_migration_history(limit=10_000)]
+        newer: list[MigrationRecord] = []
+        for r in records:
+            if r.version == version:
+                break
+            if r.status == STATUS_APPLIED:
+                newer.append(r)
+        else:
+            raise DataFlowError(f"unknown migration version {version!r}")
+        for r in newer:
+            if not await self.rollback_migration(r.version):
+                return False
+        return True
+
+    async def _record(self, conn: asyncpg.Connection, version: str) -> MigrationRecord:
+        ledger = Ledger(self.schema_name)
+        await ledger.ensure(conn)
+        record = await ledger.get(conn, version)
+        if record is None:
+            raise DataFlowError(f"unknown migration version {version!r}")
+        return record
+
+    @asynccontextmanager
+    async def migration_lock(self, name: str = "default", timeout: float = 300.0) -> AsyncIterator[MigrationLease]:
+        """Hold a named lease (not the schema's apply lease) across processes while the block runs."""
+        async with self.connection() as conn:
+            ledger = Ledger(self.schema_name)
+            await ledger.ensure(conn)
+            lease = MigrationLease(ledger, f"user:{name}")
+            async with lease.hold(conn, timeout=timeout, heartbeat_dsn=self.dsn):
+                yield lease

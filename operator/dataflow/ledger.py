@@ -1,0 +1,178 @@
+"""The migration ledger (``dataflow_migrations``) and table ownership, kept in the target schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from dataflow.plan import Migration
+from dataflow.sqltext import qualified, quote_ident
+
+LEDGER = "dataflow_migrations"
+LOCKS = "dataflow_migration_lock"
+OWNERS = "dataflow_owned_tables"
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS {ledger} (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  version TEXT NOT NULL UNIQUE,
+  owner TEXT NOT NULL,
+  description TEXT NOT NULL,
+  status TEXT NOT NULL,
+  safety_level TEXT NOT NULL,
+  checksum TEXT NOT NULL,
+  schema_hash TEXT NOT NULL,
+  plan JSONB NOT NULL,
+  error TEXT,
+  applied_by TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+  finished_at TIMESTAMPTZ,
+  duration_ms DOUBLE PRECISION
+)""",
+    """CREATE TABLE IF NOT EXISTS {locks} (
+  lock_key TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  acquired_at TIMESTAMPTZ NOT NULL,
+  heartbeat_at TIMESTAMPTZ NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS {owners} (
+  table_name TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  claimed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+)""",
+)
+
+STATUS_RUNNING = "running"
+STATUS_APPLIED = "applied"
+STATUS_FAILED = "failed"
+STATUS_REFUSED = "refused"
+STATUS_ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class MigrationRecord:
+    """One ledger row, as :meth:`DataFlow.get_migration_history` returns it."""
+
+    version: str
+    owner: str
+    description: str
+    status: str
+    safety_level: str
+    checksum: str
+    schema_hash: str
+    operations: list[dict[str, Any]]
+    sql_down: list[str]
+    error: str | None
+    applied_by: str
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+
+    @property
+    def name(self) -> str:
+        return self.version
+
+    @property
+    def applied_at(self) -> datetime | None:
+        return self.finished_at if self.status in (STATUS_APPLIED, STATUS_ROLLED_BACK) else None
+
+
+class Ledger:
+    """Reads and writes the ledger tables of one schema."""
+
+    def __init__(self, schema: str = "public") -> None:
+        self.schema = schema
+        self.table = qualified(schema, LEDGER)
+        self.locks = qualified(schema, LOCKS)
+        self.owners = qualified(schema, OWNERS)
+
+    async def ensure(self, conn: asyncpg.Connection) -> None:
+        """Create the schema and ledger tables if missing (safe to race from many processes)."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            for ddl in _DDL:
+                await conn.execute(ddl.format(ledger=self.table, locks=self.locks, owners=self.owners))
+
+    async def start(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str) -> str:
+        """Record an attempt as running; returns the (unique) version it was stored under."""
+        version = migration.version
+        taken = {r["version"] for r in await conn.fetch(
+            f"SELECT version FROM {self.table} WHERE version LIKE $1", version + "%")}
+        suffix = 2
+        while version in taken:
+            version = f"{migration.version}_{suffix}"
+            suffix += 1
+        migration.version = version
+        await conn.execute(
+            f"INSERT INTO {self.table} (version, owner, description, status, safety_level, checksum, schema_hash,"
+            " plan, applied_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)",
+            version, owner, migration.description, STATUS_RUNNING, migration.safety_level, migration.checksum,
+            migration.schema_hash, json.dumps(migration.to_dict()), applied_by,
+        )
+        return version
+
+    async def finish(self, conn: asyncpg.Connection, version: str, status: str, attempts: int,
+                     error: str | None = None) -> None:
+        """Close an attempt; called inside the migration's transaction for success."""
+        await conn.execute(
+            f"UPDATE {self.table} SET status = $2, attempts = $3, error = $4, finished_at = clock_timestamp(),"
+            " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000 WHERE version = $1",
+            version, status, attempts, error,
+        )
+
+    async def record_refusal(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str,
+                             reason: str) -> None:
+        version = await self.start(conn, migration, owner, applied_by)
+        await self.finish(conn, version, STATUS_REFUSED, 0, reason)
+
+    async def history(self, conn: asyncpg.Connection, limit: int = 10, owner: str | None = None) -> list[MigrationRecord]:
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.table} WHERE ($2::text IS NULL OR owner = $2) ORDER BY id DESC LIMIT $1",
+            limit, owner,
+        )
+        return [self._record(r) for r in rows]
+
+    async def get(self, conn: asyncpg.Connection, version: str) -> MigrationRecord | None:
+        row = await conn.fetchrow(f"SELECT * FROM {self.table} WHERE version = $1", version)
+        return self._record(row) if row else None
+
+    async def mark_interrupted(self, conn: asyncpg.Connection) -> int:
+        """Close attempts left 'running' by a process that died (call while holding the lease)."""
+        result = await conn.execute(
+            f"UPDATE {self.table} SET status = $1, error = 'interrupted: the applying process stopped',"
+            " finished_at = clock_timestamp() WHERE status = $2", STATUS_FAILED, STATUS_RUNNING,
+        )
+        return int(result.split()[-1])
+
+    @staticmethod
+    def _record(r: asyncpg.Record) -> MigrationRecord:
+        plan = json.loads(r["plan"])
+        return MigrationRecord(
+            version=r["version"], owner=r["owner"], description=r["description"], status=r["status"],
+            safety_level=r["safety_level"], checksum=r["checksum"], schema_hash=r["schema_hash"],
+            operations=plan.get("operations", []), sql_down=plan.get("sqlDown", []), error=r["error"],
+            applied_by=r["applied_by"], attempts=r["attempts"], started_at=r["started_at"],
+            finished_at=r["finished_at"], duration_ms=r["duration_ms"],
+        )
+
+    # ownership ---------------------------------------------------------------
+    async def owners_of(self, conn: asyncpg.Connection) -> dict[str, str]:
+        return {r["table_name"]: r["owner"] for r in await conn.fetch(f"SELECT table_name, owner FROM {self.owners}")}
+
+    async def claim(self, conn: asyncpg.Connection, owner: str, tables: list[str], released: list[str]) -> None:
+        """Inside the migration transaction: this owner now holds ``tables`` and not ``released``."""
+        if released:
+            await conn.execute(f"DELETE FROM {self.owners} WHERE owner = $1 AND table_name = ANY($2::text[])",
+                               owner, released)
+        await conn.executemany(
+            f"INSERT INTO {self.owners} (table_name, owner) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING",
+            [(t, owner) for t in tables],
+        )

@@ -1,0 +1,232 @@
+"""Python model classes → :class:`dataflow.schema.Table`.
+
+A model is a plain class with annotated fields::
+
+    class User:
+        name: str
+        email: str = Field(max_length=255, unique=True)
+        created_at: datetime = None
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+import uuid
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Mapping
+
+from dataflow.errors import SchemaError
+from dataflow.schema import Check, Column, ForeignKey, Index, Table, Unique
+from dataflow.sqltext import MAX_IDENTIFIER_BYTES, normalise_default, normalise_expression, quote_ident, quote_literal
+from dataflow.types import canonical_type, is_known_type
+
+_MISSING = object()
+AUTO_TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+PYTHON_TYPES: dict[type, str] = {
+    str: "TEXT",
+    int: "BIGINT",
+    float: "DOUBLE PRECISION",
+    bool: "BOOLEAN",
+    datetime: "TIMESTAMPTZ",
+    date: "DATE",
+    time: "TIME",
+    timedelta: "INTERVAL",
+    Decimal: "NUMERIC(10,2)",
+    dict: "JSONB",
+    list: "JSONB",
+    bytes: "BYTEA",
+    uuid.UUID: "UUID",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """Column options for a model field.
+
+    ``references`` names the target as ``"table.column"`` (or ``"table"`` for its ``id``);
+    ``renamed_from`` makes the diff rename the old column instead of dropping it.
+    """
+
+    default: Any = _MISSING
+    nullable: bool | None = None
+    max_length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    unique: bool = False
+    index: bool = False
+    primary_key: bool = False
+    references: str | None = None
+    on_delete: str = "NO ACTION"
+    renamed_from: str | None = None
+    db_type: str | None = None
+    check: str | None = None
+
+
+def snake_case(name: str) -> str:
+    """``OrderItem`` → ``order_item``; ``HTTPLog`` → ``http_log``."""
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    return s.lower()
+
+
+def constraint_name(table: str, parts: tuple[str, ...] | list[str], suffix: str) -> str:
+    """PostgreSQL-style default names (``order_user_id_fkey``), trimmed to 63 bytes."""
+    name = "_".join([table, *parts, suffix])
+    while len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        name = name[:-1]
+    return name
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _sql_type(field_name: str, tp: Any, opts: Field, path: str) -> str:
+    if opts.db_type:
+        if not is_known_type(opts.db_type):
+            raise SchemaError(f"{path}.db_type", f"unknown PostgreSQL type {opts.db_type!r}")
+        return canonical_type(opts.db_type)
+    base = typing.get_origin(tp) or tp
+    if base is typing.Annotated:
+        base = typing.get_args(tp)[0]
+    if base not in PYTHON_TYPES:
+        raise SchemaError(path, f"unsupported field type {tp!r}; use Field(db_type=...) or one of "
+                          + ", ".join(t.__name__ for t in PYTHON_TYPES))
+    if base is str and opts.max_length:
+        return f"VARCHAR({int(opts.max_length)})"
+    if base is Decimal and (opts.precision or opts.scale is not None):
+        return f"NUMERIC({int(opts.precision or 10)},{int(opts.scale if opts.scale is not None else 2)})"
+    return PYTHON_TYPES[base]
+
+
+def _default_sql(value: Any, sql_type: str, path: str) -> str | None:
+    if value is None or value is _MISSING:
+        return None
+    if isinstance(value, (dict, list)):
+        return normalise_default(quote_literal(json.dumps(value, sort_keys=True)))
+    if isinstance(value, (str, bool, int, float, Decimal, uuid.UUID)):
+        return normalise_default(quote_literal(value))
+    raise SchemaError(f"{path}.default", f"cannot store a default of type {type(value).__name__} in {sql_type}")
+
+
+def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Table:
+    """Build the table a model class describes (see the README for the type map)."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    table = options.get("table") or options.get("table_name") or snake_case(cls.__name__)
+    try:
+        hints = typing.get_type_hints(cls, globalns=namespace, include_extras=True)
+    except NameError as exc:
+        raise SchemaError(cls.__name__, f"cannot resolve a field annotation: {exc}") from None
+    hints = {k: v for k, v in hints.items() if not k.startswith("_")}
+    if not hints:
+        raise SchemaError(cls.__name__, "a model needs at least one annotated field")
+
+    columns: list[Column] = []
+    primary_key: list[str] = []
+    uniques: list[Unique] = []
+    indexes: list[Index] = []
+    fks: list[ForeignKey] = []
+    checks: list[Check] = []
+    for name, hint in hints.items():
+        path = f"{cls.__name__}.{name}"
+        raw = cls.__dict__.get(name, _MISSING)
+        opts = raw if isinstance(raw, Field) else Field(default=raw)
+        tp, optional = _unwrap_optional(hint)
+        sql_type = _sql_type(name, tp, opts, path)
+        default = opts.default
+        nullable = optional or default is None
+        if opts.nullable is not None:
+            nullable = opts.nullable
+        if opts.primary_key:
+            nullable = False
+            primary_key.append(name)
+        default_sql = _default_sql(default, sql_type, path)
+        if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
+            default_sql = "CURRENT_TIMESTAMP"
+        if not nullable and default is None:
+            raise SchemaError(path, "a NOT NULL field cannot default to None")
+        columns.append(Column(name=name, type=sql_type, nullable=nullable, default=default_sql,
+                              renamed_from=opts.renamed_from))
+        if opts.unique:
+            uniques.append(Unique(constraint_name(table, [name], "key"), (name,)))
+        if opts.index:
+            indexes.append(Index(constraint_name(table, [name], "idx"), (name,)))
+        if opts.references:
+            ref_table, _, ref_col = opts.references.partition(".")
+            fks.append(ForeignKey(constraint_name(table, [name], "fkey"), (name,), ref_table, (ref_col or "id",),
+                                  on_delete=opts.on_delete.upper()))
+        if opts.check:
+            checks.append(Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check")))
+
+    if not primary_key:
+        columns.insert(0, Column("id", "BIGINT", nullable=False, identity="BY DEFAULT"))
+        primary_key = ["id"]
+    column_names = {c.name for c in columns}
+    indexes.extend(_option_indexes(table, options, column_names, cls.__name__))
+    return Table(
+        name=table,
+        columns=tuple(columns),
+        primary_key=tuple(primary_key),
+        indexes=tuple(indexes),
+        uniques=tuple(uniques),
+        foreign_keys=tuple(fks),
+        checks=tuple(checks),
+        renamed_from=options.get("renamed_from"),
+    ).with_sorted_parts()
+
+
+def _expression(text: str, path: str) -> str:
+    try:
+        return normalise_expression(text)
+    except ValueError as exc:
+        raise SchemaError(path, str(exc)) from None
+
+
+def _field_list(value: Any, path: str, known: set[str]) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value or ())
+    if not names:
+        raise SchemaError(path, "needs at least one field")
+    for n in names:
+        if n not in known:
+            raise SchemaError(path, f"unknown field {n!r}")
+    return names
+
+
+def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], model: str) -> list[Index]:
+    out: list[Index] = []
+    for i, spec in enumerate(options.get("indexes") or ()):
+        path = f"{model}.__dataflow__.indexes[{i}]"
+        spec = {"fields": spec} if isinstance(spec, (str, list, tuple)) else spec
+        fields = _field_list(spec.get("fields"), f"{path}.fields", known)
+        unique = bool(spec.get("unique", False))
+        out.append(Index(spec.get("name") or constraint_name(table, fields, "key" if unique else "idx"),
+                         fields, unique=unique))
+    pg = options.get("postgresql") or {}
+    for col in pg.get("jsonb_gin_indexes") or ():
+        _field_list(col, f"{model}.__dataflow__.postgresql.jsonb_gin_indexes", known)
+        out.append(Index(constraint_name(table, [col], "gin_idx"), (col,), method="gin"))
+    for col in pg.get("text_search") or ():
+        _field_list(col, f"{model}.__dataflow__.postgresql.text_search", known)
+        expr = normalise_expression(f"to_tsvector('english', coalesce({quote_ident(col)}, ''))")
+        out.append(Index(constraint_name(table, [col], "fts_idx"), (expr,), method="gin"))
+    for i, spec in enumerate(pg.get("partial_indexes") or ()):
+        path = f"{model}.__dataflow__.postgresql.partial_indexes[{i}]"
+        fields = _field_list(spec.get("fields"), f"{path}.fields", known)
+        if not spec.get("condition"):
+            raise SchemaError(f"{path}.condition", "is required")
+        where = _expression(spec["condition"], f"{path}.condition")
+        out.append(Index(spec.get("name") or constraint_name(table, fields, "partial_idx"), fields,
+                         unique=bool(spec.get("unique", False)), where=where))
+    return out
+

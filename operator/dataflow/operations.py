@@ -1,0 +1,135 @@
+"""What a diff produces (changes) and what a plan holds (operations with SQL and risk)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class Risk(IntEnum):
+    """Safety level of an operation or a migration; ordered, so ``max()`` gives the worst."""
+
+    SAFE = 0
+    MEDIUM = 1
+    HIGH = 2
+
+    @classmethod
+    def parse(cls, value: "str | Risk", field_name: str = "max_risk_level") -> "Risk":
+        if isinstance(value, Risk):
+            return value
+        try:
+            return cls[str(value).upper()]
+        except KeyError:
+            from dataflow.errors import SchemaError
+
+            raise SchemaError(field_name, f"must be SAFE, MEDIUM or HIGH, not {value!r}") from None
+
+
+OPERATION_KINDS = (
+    "CREATE_TABLE", "DROP_TABLE", "RENAME_TABLE", "ADD_COLUMN", "DROP_COLUMN", "RENAME_COLUMN",
+    "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "DROP_NOT_NULL", "SET_DEFAULT", "DROP_DEFAULT",
+    "CREATE_INDEX", "DROP_INDEX", "ADD_CONSTRAINT", "DROP_CONSTRAINT",
+)
+
+# Order in which kinds run inside one migration: renames first, drops of dependents before
+# the objects they depend on, tables before their columns, constraints after columns.
+EXECUTION_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        ("RENAME_TABLE", "RENAME_COLUMN", "DROP_CONSTRAINT", "DROP_INDEX", "CREATE_TABLE", "ADD_COLUMN",
+         "DROP_DEFAULT", "ALTER_COLUMN_TYPE", "SET_DEFAULT", "DROP_NOT_NULL", "SET_NOT_NULL", "DROP_COLUMN",
+         "CREATE_INDEX", "ADD_CONSTRAINT", "DROP_TABLE")
+    )
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the database and the desired schema.
+
+    ``old``/``new`` hold the schema objects involved (Column, Index, Table, constraint, or a
+    type name for ALTER_COLUMN_TYPE); ``subject`` names the column/index/constraint.
+    """
+
+    kind: str
+    table: str
+    subject: str | None = None
+    old: Any = None
+    new: Any = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Risk of one change, with the facts behind it."""
+
+    risk: Risk
+    reason: str
+    lock: str
+    estimated_duration_ms: int
+    data_loss: bool = False
+    affected_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class RollbackStep:
+    """One statement of a rollback plan (names and shape from the product documentation)."""
+
+    operation_type: str
+    sql: str
+    risk_level: str
+    estimated_duration_ms: int
+    irreversible: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A change with its SQL, rollback and safety assessment."""
+
+    change: Change
+    assessment: Assessment
+    sql_up: tuple[str, ...]
+    sql_down: tuple[str, ...]
+    irreversible: bool = False
+    details: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.change.kind
+
+    @property
+    def operation_type(self) -> str:
+        return self.change.kind
+
+    @property
+    def table(self) -> str:
+        return self.change.table
+
+    @property
+    def risk(self) -> Risk:
+        return self.assessment.risk
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "operation": self.kind,
+            "details": self.details,
+            "risk": self.risk.name,
+            "reason": self.assessment.reason,
+            "lock": self.assessment.lock,
+            "estimatedDurationMs": self.assessment.estimated_duration_ms,
+            "sql": list(self.sql_up),
+            "rollback": list(self.sql_down),
+            "irreversible": self.irreversible,
+            "dataLoss": self.assessment.data_loss,
+        }
+
+
+@dataclass
+class TableFacts:
+    """What the database says about a table, for risk and duration estimates."""
+
+    rows: int = 0
+    size_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)

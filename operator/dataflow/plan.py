@@ -1,0 +1,158 @@
+"""Build a :class:`Migration` from the database's state and a desired schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import asyncpg
+
+from dataflow.diff import compare_schemas
+from dataflow.introspect import DatabaseState
+from dataflow.operations import OPERATION_KINDS, Change, Operation, Risk, RollbackStep
+from dataflow.safety import Facts, assess, count_rows, probe
+from dataflow.schema import Schema
+from dataflow.errors import SchemaError
+from dataflow.sqlgen import render
+
+PLAN_HASH_LENGTH = 12
+
+
+@dataclass
+class Migration:
+    """A planned (or applied) migration: the unit the executor runs in one transaction."""
+
+    version: str
+    description: str
+    operations: list[Operation]
+    schema_hash: str
+    checksum: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def risk(self) -> Risk:
+        return max((op.risk for op in self.operations), default=Risk.SAFE)
+
+    @property
+    def safety_level(self) -> str:
+        return self.risk.name
+
+    risk_level = safety_level
+
+    @property
+    def plan_hash(self) -> str:
+        """Short hash naming this exact plan (what an approval refers to)."""
+        return self.checksum[:PLAN_HASH_LENGTH]
+
+    @property
+    def sql_up(self) -> list[str]:
+        return [s for op in self.operations for s in op.sql_up]
+
+    @property
+    def sql_down(self) -> list[str]:
+        return [s for op in reversed(self.operations) for s in op.sql_down]
+
+    @property
+    def rollback_steps(self) -> list[RollbackStep]:
+        return [
+            RollbackStep(
+                operation_type=f"UNDO_{op.kind}",
+                sql=sql,
+                risk_level=op.risk.name,
+                estimated_duration_ms=op.assessment.estimated_duration_ms,
+                irreversible=op.irreversible,
+                note="data removed by this migration is not restored" if op.irreversible else "",
+            )
+            for op in reversed(self.operations)
+            for sql in op.sql_down
+        ]
+
+    @property
+    def estimated_duration_ms(self) -> int:
+        return sum(op.assessment.estimated_duration_ms for op in self.operations)
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({op.table for op in self.operations})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "description": self.description,
+            "safetyLevel": self.safety_level,
+            "schemaHash": self.schema_hash,
+            "checksum": self.checksum,
+            "planHash": self.plan_hash,
+            "operations": [op.to_dict() for op in self.operations],
+            "sqlUp": self.sql_up,
+            "sqlDown": self.sql_down,
+        }
+
+
+def new_version(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).strftime("migration_%Y%m%d_%H%M%S")
+
+
+def _check_filters(include_tables: Iterable[str] | None, exclude_operations: Iterable[str] | None) -> None:
+    for op in exclude_operations or ():
+        if op not in OPERATION_KINDS:
+            raise SchemaError("exclude_operations", f"unknown operation {op!r}; known: {', '.join(OPERATION_KINDS)}")
+    if isinstance(include_tables, str):
+        raise SchemaError("include_tables", "must be a list of table names, not a string")
+
+
+def filter_changes(changes: list[Change], include_tables: Iterable[str] | None,
+                   exclude_operations: Iterable[str] | None) -> list[Change]:
+    include = set(include_tables) if include_tables is not None else None
+    exclude = set(exclude_operations or ())
+    return [c for c in changes if (include is None or c.table in include) and c.kind not in exclude]
+
+
+async def build_migration(
+    conn: asyncpg.Connection,
+    state: DatabaseState,
+    desired: Schema,
+    owned: Iterable[str] = (),
+    *,
+    include_tables: Iterable[str] | None = None,
+    exclude_operations: Iterable[str] | None = None,
+) -> Migration:
+    """Diff, probe facts, grade and render: the migration that makes the database ``desired``."""
+    _check_filters(include_tables, exclude_operations)
+    changes = filter_changes(compare_schemas(state.schema, desired, owned), include_tables, exclude_operations)
+    renamed = {c.table: c.old for c in changes if c.kind == "RENAME_TABLE"}
+    row_counts: dict[str, int] = {}
+    operations: list[Operation] = []
+    for change in changes:
+        db_table = renamed.get(change.table, change.table)
+        table_facts = state.facts.get(db_table)
+        facts = Facts()
+        if table_facts is not None and change.kind != "CREATE_TABLE":
+            if db_table not in row_counts:
+                row_counts[db_table] = await count_rows(conn, db_table, table_facts.rows)
+            facts = await probe(conn, change, db_table, row_counts[db_table], table_facts.size_bytes)
+        assessment = assess(change, facts, state.schema)
+        rendered = render(change, populated=facts.rows > 0, nulls=facts.nulls, table=desired.table(change.table))
+        operations.append(Operation(change, assessment, rendered.up, rendered.down, rendered.irreversible, rendered.details))
+    checksum = plan_checksum(desired.hash(), operations)
+    return Migration(new_version(), describe(operations), operations, desired.hash(), checksum)
+
+
+def plan_checksum(schema_hash: str, operations: list[Operation]) -> str:
+    payload = json.dumps({"schema": schema_hash, "sql": [list(op.sql_up) for op in operations],
+                          "risk": [op.risk.name for op in operations]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def describe(operations: list[Operation]) -> str:
+    if not operations:
+        return "no changes"
+    counts: dict[str, int] = {}
+    for op in operations:
+        counts[op.kind] = counts.get(op.kind, 0) + 1
+    tables = sorted({op.table for op in operations})
+    parts = ", ".join(f"{n} {kind.lower().replace('_', ' ')}" for kind, n in counts.items())
+    return f"{parts} on {', '.join(tables)}"

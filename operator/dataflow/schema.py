@@ -1,0 +1,269 @@
+"""Immutable schema model with a canonical JSON form and a stable hash.
+
+The canonical form (docs/canonical-schema.md) is what manifests carry in
+``spec.tables`` and what :func:`schema_hash` digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
+
+from dataflow.errors import SchemaError
+
+DEFAULT_FK_ACTION = "NO ACTION"
+FK_ACTIONS = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
+INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
+IDENTITY_KINDS = ("ALWAYS", "BY DEFAULT")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column; ``type`` is a canonical PostgreSQL type (see :mod:`dataflow.types`)."""
+
+    name: str
+    type: str
+    nullable: bool = True
+    default: str | None = None
+    identity: str | None = None
+    renamed_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index over column names or SQL expressions, optionally partial."""
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    method: str = "btree"
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class Unique:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    on_delete: str = DEFAULT_FK_ACTION
+    on_update: str = DEFAULT_FK_ACTION
+
+
+@dataclass(frozen=True)
+class PrimaryKey:
+    """A primary key as a named constraint (the table holds only its columns)."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    uniques: tuple[Unique, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    checks: tuple[Check, ...] = ()
+    renamed_from: str | None = None
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def with_sorted_parts(self) -> "Table":
+        def by_name(items: Iterable[Any]) -> tuple[Any, ...]:
+            return tuple(sorted(items, key=lambda i: i.name))
+
+        return replace(
+            self,
+            indexes=by_name(self.indexes),
+            uniques=by_name(self.uniques),
+            foreign_keys=by_name(self.foreign_keys),
+            checks=by_name(self.checks),
+        )
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A set of tables in one PostgreSQL schema (namespace)."""
+
+    tables: tuple[Table, ...] = field(default_factory=tuple)
+    name: str = "public"
+
+    def table(self, name: str) -> Table | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tables)
+
+    def normalised(self) -> "Schema":
+        return replace(self, tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)))
+
+    def only(self, names: Iterable[str]) -> "Schema":
+        keep = set(names)
+        return replace(self, tables=tuple(t for t in self.tables if t.name in keep))
+
+    # canonical form -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"tables": [_table_to_dict(t) for t in self.normalised().tables]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], name: str = "public") -> "Schema":
+        tables = data.get("tables")
+        if not isinstance(tables, list):
+            raise SchemaError("tables", "must be a list of tables")
+        parsed = tuple(_table_from_dict(t, f"tables[{i}]") for i, t in enumerate(tables))
+        return cls(tables=parsed, name=name).normalised()
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON (hex)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _drop_defaults(d: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != [] and defaults.get(k, object()) != v}
+
+
+def _table_to_dict(t: Table) -> dict[str, Any]:
+    return _drop_defaults(
+        {
+            "name": t.name,
+            "renamedFrom": t.renamed_from,
+            "columns": [
+                _drop_defaults(
+                    {
+                        "name": c.name,
+                        "type": c.type,
+                        "nullable": c.nullable,
+                        "default": c.default,
+                        "identity": c.identity,
+                        "renamedFrom": c.renamed_from,
+                    },
+                    {"nullable": True},
+                )
+                for c in t.columns
+            ],
+            "primaryKey": list(t.primary_key),
+            "indexes": [
+                _drop_defaults(
+                    {"name": i.name, "columns": list(i.columns), "unique": i.unique, "method": i.method, "where": i.where},
+                    {"unique": False, "method": "btree"},
+                )
+                for i in t.indexes
+            ],
+            "uniques": [{"name": u.name, "columns": list(u.columns)} for u in t.uniques],
+            "foreignKeys": [
+                _drop_defaults(
+                    {
+                        "name": f.name,
+                        "columns": list(f.columns),
+                        "refTable": f.ref_table,
+                        "refColumns": list(f.ref_columns),
+                        "onDelete": f.on_delete,
+                        "onUpdate": f.on_update,
+                    },
+                    {"onDelete": DEFAULT_FK_ACTION, "onUpdate": DEFAULT_FK_ACTION},
+                )
+                for f in t.foreign_keys
+            ],
+            "checks": [{"name": c.name, "expression": c.expression} for c in t.checks],
+        },
+        {},
+    )
+
+
+def _req(d: Mapping[str, Any], key: str, path: str, kind: type = str) -> Any:
+    if not isinstance(d, Mapping):
+        raise SchemaError(path, "must be a mapping")
+    if key not in d:
+        raise SchemaError(f"{path}.{key}", "is required")
+    value = d[key]
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise SchemaError(f"{path}.{key}", f"must be a non-empty {kind.__name__}")
+    return value
+
+
+def _names(d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    values = _req(d, key, path, list)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise SchemaError(f"{path}.{key}", "must be a non-empty list of names")
+    return tuple(values)
+
+
+def _choice(d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    value = d.get(key, default)
+    if value is not None and value not in choices:
+        raise SchemaError(f"{path}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
+    name = _req(d, "name", path)
+    columns = tuple(
+        Column(
+            name=_req(c, "name", f"{path}.columns[{i}]"),
+            type=_req(c, "type", f"{path}.columns[{i}]"),
+            nullable=bool(c.get("nullable", True)),
+            default=c.get("default"),
+            identity=_choice(c, "identity", f"{path}.columns[{i}]", IDENTITY_KINDS, None),
+            renamed_from=c.get("renamedFrom"),
+        )
+        for i, c in enumerate(_req(d, "columns", path, list))
+    )
+    return Table(
+        name=name,
+        columns=columns,
+        primary_key=tuple(d.get("primaryKey") or ()),
+        indexes=tuple(
+            Index(
+                name=_req(x, "name", f"{path}.indexes[{i}]"),
+                columns=_names(x, "columns", f"{path}.indexes[{i}]"),
+                unique=bool(x.get("unique", False)),
+                method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
+                where=x.get("where"),
+            )
+            for i, x in enumerate(d.get("indexes") or ())
+        ),
+        uniques=tuple(
+            Unique(name=_req(x, "name", f"{path}.uniques[{i}]"), columns=_names(x, "columns", f"{path}.uniques[{i}]"))
+            for i, x in enumerate(d.get("uniques") or ())
+        ),
+        foreign_keys=tuple(
+            ForeignKey(
+                name=_req(x, "name", f"{path}.foreignKeys[{i}]"),
+                columns=_names(x, "columns", f"{path}.foreignKeys[{i}]"),
+                ref_table=_req(x, "refTable", f"{path}.foreignKeys[{i}]"),
+                ref_columns=_names(x, "refColumns", f"{path}.foreignKeys[{i}]"),
+                on_delete=_choice(x, "onDelete", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
+                on_update=_choice(x, "onUpdate", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
+            )
+            for i, x in enumerate(d.get("foreignKeys") or ())
+        ),
+        checks=tuple(
+            Check(name=_req(x, "name", f"{path}.checks[{i}]"), expression=_req(x, "expression", f"{path}.checks[{i}]"))
+            for i, x in enumerate(d.get("checks") or ())
+        ),
+        renamed_from=d.get("renamedFrom"),
+    )

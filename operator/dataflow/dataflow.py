@@ -82,6 +82,10 @@ class DataFlow:
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise DataFlowError(f"two models map to the same table: {', '.join(sorted(duplicates))}")
+        for t in tables:
+            if t.renamed_from in names:
+                raise DataFlowError(f"table {t.name!r} is renamed from {t.renamed_from!r}, "
+                                    f"which another model still defines; remove that model")
         return Schema(tables, self.schema_name).normalised()
 
     # connections ----------------------------------------------------------

@@ -329,5 +329,116 @@ async def test_core_secrets_events_namespaces_are_stored(api: ApiServer, http: a
     namespaces = await send(http, 'GET', '/api/v1/namespaces')
     assert namespaces['kind'] == 'NamespaceList'
     assert [ns['metadata']['name'] for ns in namespaces['items']] == ['apps', 'default']
+    watched = await read_watch(http, '/api/v1/namespaces', timeoutSeconds='0.1', fieldSelector='metadata.name=apps')
+    assert [event['object']['metadata']['name'] for event in watched] == ['apps']
     await send(http, 'POST', '/api/v1/namespaces/apps/events', 201, json={'metadata': {'name': 'e'}, 'reason': 'R'})
     assert api.objects['v1/events', 'apps', 'e']['reason'] == 'R'
+
+
+# --- Real kubectl ---------------------------------------------------------------------------------
+
+async def kubectl(api: ApiServer, *args: str) -> str:
+    """Run the real kubectl against the emulator (without blocking the emulator's event loop)."""
+    process = await asyncio.create_subprocess_exec(
+        'kubectl', *args, env={**os.environ, 'KUBECONFIG': str(api.kubeconfig)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+async def test_kubectl_get_shows_printer_columns(api: ApiServer, http: aiohttp.ClientSession) -> None:
+    await create_widget(http, 'w1', size=3)
+    await send(http, 'PATCH', f'{WIDGETS}/w1/status', json={'status': {'phase': 'Ready'}}, headers=MERGE)
+    header, row = (await kubectl(api, 'get', 'widgets')).splitlines()
+    assert header.split() == ['NAME', 'SIZE', 'PHASE', 'AGE']
+    assert row.split()[:3] == ['w1', '3', 'Ready']
+
+
+async def test_kubectl_annotate(api: ApiServer, http: aiohttp.ClientSession) -> None:
+    await create_widget(http, 'w1')
+    await kubectl(api, 'annotate', 'widget', 'w1', 'example.com/key=value')
+    assert (await send(http, 'GET', f'{WIDGETS}/w1'))['metadata']['annotations'] == {'example.com/key': 'value'}
+
+
+async def test_kubectl_apply_creates_then_updates(api: ApiServer, tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / 'widget.yaml'
+    manifest.write_text(yaml.safe_dump(widget('w1', size=2)))
+    assert 'created' in await kubectl(api, 'apply', '--validate=false', '-f', str(manifest))
+    manifest.write_text(yaml.safe_dump(widget('w1', size=4)))
+    assert 'configured' in await kubectl(api, 'apply', '--validate=false', '-f', str(manifest))
+    stored = api.get(f'{GROUP}/v1/widgets', 'default', 'w1')
+    assert stored is not None and stored['spec']['size'] == 4 and stored['metadata']['generation'] == 2
+
+
+async def test_kubectl_get_json(api: ApiServer, http: aiohttp.ClientSession) -> None:
+    created = await create_widget(http, 'w1', size=5)
+    assert json.loads(await kubectl(api, 'get', 'wd', 'w1', '-o', 'json')) == created
+    listing = json.loads(await kubectl(api, 'get', 'widgets', '-o', 'json'))
+    assert [item['metadata']['name'] for item in listing['items']] == ['w1']
+
+
+# --- Real Kopf ------------------------------------------------------------------------------------
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    """Wait until a condition holds (the operator works asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "The condition was never met."
+        await asyncio.sleep(0.05)
+
+
+def build_registry(api: ApiServer, deleted: list[str]) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return api.connection_info()
+
+    @kopf.on.create(GROUP, 'v1', 'widgets', registry=registry)
+    def created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+        kopf.info(body, reason='Sized', message=f"Size is {spec['size']}")
+        patch.status['phase'] = 'Ready'
+        patch.status['seenSize'] = spec['size']
+
+    @kopf.on.field(GROUP, 'v1', 'widgets', field='metadata.annotations.poke', registry=registry)
+    def poked(new: Any, patch: kopf.Patch, **_: Any) -> None:
+        patch.status['poked'] = new
+
+    @kopf.on.delete(GROUP, 'v1', 'widgets', registry=registry)
+    def removed(name: str, **_: Any) -> None:
+        deleted.append(name)
+
+    return registry
+
+
+async def test_kopf_operator_runs_against_the_emulator(api: ApiServer, http: aiohttp.ClientSession) -> None:
+    deleted: list[str] = []
+    stop, ready = asyncio.Event(), asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(
+        registry=build_registry(api, deleted), standalone=True, namespaces=['default'],
+        stop_flag=stop, ready_flag=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=10)
+        await create_widget(http, 'w1', size=3)
+
+        def status() -> dict[str, Any]:
+            return (api.get(f'{GROUP}/v1/widgets', 'default', 'w1') or {}).get('status', {})
+
+        await eventually(lambda: status().get('phase') == 'Ready')
+        assert status()['seenSize'] == 3
+        stored = api.get(f'{GROUP}/v1/widgets', 'default', 'w1')
+        assert stored is not None and stored['metadata']['finalizers'] == ['kopf.zalando.org/KopfFinalizerMarker']
+
+        await send(http, 'PATCH', f'{WIDGETS}/w1', json={'metadata': {'annotations': {'poke': 'yes'}}}, headers=MERGE)
+        await eventually(lambda: status().get('poked') == 'yes')
+
+        await eventually(lambda: any(event['reason'] == 'Sized' and event['involvedObject']['name'] == 'w1'
+                                     for event in api.list_objects('v1/events', 'default')))
+
+        await send(http, 'DELETE', f'{WIDGETS}/w1')
+        await eventually(lambda: api.get(f'{GROUP}/v1/widgets', 'default', 'w1') is None)
+        assert deleted == ['w1']
+    finally:
+        stop.set()
+        await asyncio.wait_for(operator, timeout=10)

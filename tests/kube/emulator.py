@@ -80,7 +80,8 @@ def _kmock_parsable(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.BaseReq
     """
     if raw_request.path.rstrip('/') != '/api/v1/namespaces':
         return raw_request
-    return raw_request.clone(rel_url=raw_request.rel_url.with_path('/api/v1//namespaces'))
+    rel_url = raw_request.rel_url.with_path('/api/v1//namespaces').with_query(raw_request.rel_url.query)
+    return raw_request.clone(rel_url=rel_url)
 
 
 def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +130,10 @@ class ApiServer(kmock.KubernetesScaffold):
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The current state of an object (a copy), or ``None`` if it does not exist."""
         return self._store.get(self.spec_of(resource), namespace, name)
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The current objects of a resource (copies), in one namespace or in all (``None``)."""
+        return self._store.list(self.spec_of(resource), namespace)
 
     def create(self, resource: str, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         """Create an object as if POSTed (validated, defaulted, with all metadata assigned)."""

@@ -16,7 +16,8 @@ Usage in tests::
     async with run_api_server(tmp_path / 'kubeconfig') as api:
         api.load_crd('crds/widgets.yaml')                       # preload a CRD (path or dict)
         api.create('v1/secrets', {'metadata': {'name': 's'}, 'data': {}}, namespace='default')
-        subprocess.run(['kubectl', 'get', 'widgets'], env={'KUBECONFIG': str(api.kubeconfig)})
+        # kubectl must run without blocking the loop that serves it (no plain subprocess.run):
+        await asyncio.create_subprocess_exec('kubectl', 'get', 'widgets', env={'KUBECONFIG': ...})
         assert api.get('test.dataflow.dev/v1/widgets', 'default', 'w1')['status'] == ...
         assert api.objects['v1/secrets', 'default', 's'].history  # kmock's versioned view
 
@@ -32,6 +33,10 @@ the process-global ``KUBECONFIG`` and the ``kubernetes``/``pykube`` client libra
     await kopf.operator(registry=registry, standalone=True, namespaces=['default'], stop_flag=...)
 
 kubectl connects via the written kubeconfig: ``KUBECONFIG=api.kubeconfig`` (plain http, no auth).
+Kopf's ``login_with_kubeconfig`` would work with the same file, but reads the global ``KUBECONFIG``.
+
+Limitations: objects are stored per group/version (no conversion between CRD versions);
+unknown fields are not pruned; namespaces are not required to exist; no RBAC, no admission webhooks.
 """
 import asyncio
 import contextlib

@@ -27,14 +27,15 @@ def with_database(dsn: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dsn() -> Iterator[str]:
+    """The test server; the embedded one lives in .dataflow/test-pgdata (reused across runs)."""
     url = os.environ.get("DATAFLOW_TEST_DATABASE_URL")
     if url:
         yield url
         return
     from dataflow.embedded import embedded_dsn
 
-    yield embedded_dsn(tmp_path_factory.mktemp("embedded") / "pgdata")
+    yield embedded_dsn(ROOT / ".dataflow" / "test-pgdata")
 
 
 @pytest.fixture

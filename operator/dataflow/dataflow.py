@@ -90,6 +90,14 @@ class DataFlow:
 
     # connections ----------------------------------------------------------
     @property
+    def database_url(self) -> str | None:
+        return self._url
+
+    @database_url.setter
+    def database_url(self, url: str | None) -> None:
+        self._url, self._dsn = url, None
+
+    @property
     def dsn(self) -> str:
         if self._dsn is None:
             self._dsn = resolve_dsn(self._url)
@@ -124,6 +132,7 @@ class DataFlow:
             result = await reconcile(conn, self.dsn, desired, self.owner, policy)
         if not result.success:
             raise MigrationFailed(f"initialize: {result.reason}")
+        self.console.print(f"Created tables: {', '.join(missing)}", highlight=False)
         return True
 
     async def auto_migrate(

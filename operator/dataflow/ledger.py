@@ -134,6 +134,11 @@ class Ledger:
 
     async def record_refusal(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str,
                              reason: str) -> None:
+        """Record a refused plan once (an operator re-checking the same plan adds no rows)."""
+        last = await conn.fetchrow(f"SELECT status, checksum FROM {self.table} WHERE owner = $1 ORDER BY id DESC LIMIT 1",
+                                   owner)
+        if last and last["status"] == STATUS_REFUSED and last["checksum"] == migration.checksum:
+            return
         version = await self.start(conn, migration, owner, applied_by)
         await self.finish(conn, version, STATUS_REFUSED, 0, reason)
 

@@ -224,7 +224,18 @@ class Manifest:
 
 
 def from_resource(doc: Mapping[str, Any]) -> Manifest:
-    """A validated manifest → engine inputs; raises SchemaError naming every problem."""
+    """A validated manifest → engine inputs; raises SchemaError naming every problem.
+
+    Only what a manifest author writes is read: a live object's status and server-set
+    metadata are ignored.
+    """
+    meta = doc.get("metadata") or {}
+    doc = {
+        "apiVersion": doc.get("apiVersion"),
+        "kind": doc.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "annotations", "labels") if k in meta},
+        "spec": doc.get("spec"),
+    }
     problems = validate(doc)
     if problems:
         raise SchemaError(problems[0].split(":")[0], "; ".join(problems))

@@ -1,0 +1,1 @@
+"""The Kubernetes way in: a Kopf operator reconciling DataFlowSchema resources."""

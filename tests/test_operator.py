@@ -1,0 +1,340 @@
+"""The Kopf operator end to end: real Kopf over HTTP against the emulated API server, real
+PostgreSQL behind the Secrets, and real kubectl for get / annotate / apply."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+import kopf
+import pytest
+import yaml
+
+os.environ.setdefault("DATAFLOW_DRIFT_TICK", "0.5")  # read when the operator module is imported
+os.environ.setdefault("DATAFLOW_RETRY_BASE", "0.3")
+
+import dataflow.k8s.operator  # noqa: E402,F401 - registers the handlers in Kopf's default registry
+from dataflow.manifest import APPROVAL_ANNOTATION  # noqa: E402
+from tests.conftest import with_database  # noqa: E402
+from tests.kube.emulator import ApiServer, run_api_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "prod"
+RESOURCE = "dataflow.dev/v1alpha1/dataflowschemas"
+PATH = f"/apis/dataflow.dev/v1alpha1/namespaces/{NS}/dataflowschemas"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+PASSWORD = "Sup3r-S3cret-pw"
+
+
+# fixtures -------------------------------------------------------------------------------------
+@pytest.fixture
+async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer]:
+    async with run_api_server(tmp_path / "kubeconfig") as server:
+        server.load_crd(ROOT / "crds" / "dataflowschema.yaml")
+        server.create("v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig))
+        yield server
+
+
+@pytest.fixture
+async def operator(api: ApiServer) -> AsyncIterator[None]:
+    """Real Kopf in its own thread and event loop (it cancels every task of the loop it stops in)."""
+    stop, ready = threading.Event(), threading.Event()
+
+    def run() -> None:
+        asyncio.run(kopf.operator(standalone=True, namespaces=[NS], stop_flag=stop, ready_flag=ready))
+
+    thread = threading.Thread(target=run, name="kopf", daemon=True)
+    thread.start()
+    assert await asyncio.to_thread(ready.wait, 15), "Kopf did not start"
+    yield
+    stop.set()
+    api.close_watches()  # end the long-polling watch streams so Kopf can stop promptly
+    await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive(), "Kopf did not stop"
+
+
+@pytest.fixture
+async def secret_dsn(dsn: str, server_dsn: str) -> str:
+    """The test database's DSN with a password in it (trust auth ignores it), to prove it never leaks."""
+    parts = urlsplit(dsn)
+    if parts.hostname:
+        netloc = f"{parts.username or 'postgres'}:{PASSWORD}@{parts.hostname}:{parts.port or 5432}"
+        return parts._replace(netloc=netloc).geturl()
+    return dsn + f"&password={PASSWORD}"
+
+
+@pytest.fixture
+async def http(api: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=api.url) as session:
+        yield session
+
+
+# helpers --------------------------------------------------------------------------------------
+def make_secret(api: ApiServer, name: str, dsn: str) -> None:
+    api.create("v1/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                              "data": {"dsn": base64.b64encode(dsn.encode()).decode()}}, namespace=NS)
+
+
+def column(name: str, type_: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, **extra}
+
+
+def user_table(*extra_columns: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "user", "primaryKey": ["id"],
+            "columns": [column("id", "BIGINT", nullable=False, identity="BY DEFAULT"),
+                        column("email", "TEXT", nullable=False), *extra_columns]}
+
+
+def resource(name: str, secret: str, tables: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"database": {"secretRef": {"name": secret, "key": "dsn"}},
+                     "policy": {"maxRiskLevel": "MEDIUM", "driftCheckInterval": "1h"}, "tables": tables, **spec}}
+
+
+async def send(http: aiohttp.ClientSession, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
+    async with http.request(method, path, json=body, **kw) as resp:
+        payload = await resp.json()
+        assert resp.status < 400, payload
+        return payload
+
+
+def status_of(api: ApiServer, name: str) -> dict[str, Any]:
+    return (api.get(RESOURCE, NS, name) or {}).get("status") or {}
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def phase(api: ApiServer, name: str, expected: str, timeout: float = 20.0) -> dict[str, Any]:
+    await eventually(lambda: status_of(api, name).get("phase") == expected, timeout,
+                     f"{name} reaching {expected} (last: {api.get(RESOURCE, NS, name)})")
+    return status_of(api, name)
+
+
+async def kubectl(api: ApiServer, *args: str, stdin: bytes | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl", *args, env={**os.environ, "KUBECONFIG": str(api.kubeconfig)},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate(stdin)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def columns_of(dsn: str, table: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+                                "ORDER BY ordinal_position", table)
+        return [r["column_name"] for r in rows]
+    finally:
+        await conn.close()
+
+
+# tests ----------------------------------------------------------------------------------------
+async def test_create_applies_then_safe_change_applies(api: ApiServer, operator: None, http, dsn: str,
+                                                       secret_dsn: str, tmp_path: Path) -> None:
+    make_secret(api, "shop-db", secret_dsn)
+    manifest = tmp_path / "shop.yaml"
+    manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table()])))
+    await kubectl(api, "apply", "--validate=false", "-f", str(manifest))
+    st = await phase(api, "shop", "Applied")
+    assert st["changes"] == 1 and st["maxRisk"] == "SAFE" and st["appliedSchemaHash"] == st["schemaHash"]
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Approved": "True", "Synced": "True"}
+    assert await columns_of(dsn, "user") == ["id", "email"]
+
+    table = await kubectl(api, "get", "dataflowschemas", "-n", NS)
+    header, row = table.strip().splitlines()
+    assert header.split() == ["NAME", "PHASE", "RISK", "CHANGES", "PLAN", "AGE"]
+    assert row.split()[:4] == ["shop", "Applied", "SAFE", "1"]
+
+    # a SAFE change is applied without anyone
+    manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])))
+    await kubectl(api, "apply", "--validate=false", "-f", str(manifest))
+    await eventually(lambda: status_of(api, "shop").get("lastAppliedVersion") != st["lastAppliedVersion"]
+                     and status_of(api, "shop").get("phase") == "Applied", what="second apply")
+    assert await columns_of(dsn, "user") == ["id", "email", "phone"]
+    events = [e for e in api.list_objects("v1/events", NS) if e.get("reason") == "Applied"]
+    assert len(events) >= 2
+
+
+async def test_high_change_waits_for_approval_of_that_exact_plan(api: ApiServer, operator: None, http, dsn: str,
+                                                                 secret_dsn: str) -> None:
+    make_secret(api, "shop-db", secret_dsn)
+    await send(http, "POST", PATH, resource("shop", "shop-db", [user_table(column("legacy", "TEXT"))]))
+    await phase(api, "shop", "Applied")
+
+    # dropping a column is HIGH: blocked, with the approve command in status and a Warning event
+    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table()]}}, headers=MERGE)
+    st = await phase(api, "shop", "AwaitingApproval")
+    plan = st["planHash"]
+    assert st["maxRisk"] == "HIGH" and len(plan) == 12
+    assert st["approveCommand"] == f"kubectl annotate dataflowschema shop -n {NS} {APPROVAL_ANNOTATION}={plan} --overwrite"
+    assert st["operations"][0]["operation"] == "DROP_COLUMN" and "HIGH" in st["verdict"]
+    assert any(e.get("reason") == "ApprovalRequired" and e.get("type") == "Warning"
+               for e in api.list_objects("v1/events", NS))
+
+    # an approval of another plan applies nothing
+    await kubectl(api, "annotate", "dataflowschema", "shop", "-n", NS, f"{APPROVAL_ANNOTATION}=0123456789ab", "--overwrite")
+    await eventually(lambda: "does not match" in status_of(api, "shop").get("verdict", ""), what="stale approval seen")
+    assert status_of(api, "shop")["phase"] == "AwaitingApproval"
+    assert "legacy" in await columns_of(dsn, "user")
+
+    # the exact command from status applies it
+    await kubectl(api, *st["approveCommand"].split()[1:])
+    await phase(api, "shop", "Applied")
+    assert "legacy" not in await columns_of(dsn, "user")
+
+    # a new HIGH change after the approval is blocked again: the old approval is for the old plan
+    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table(column("x", "TEXT"))]}}, headers=MERGE)
+    await phase(api, "shop", "Applied")  # adding a nullable column is SAFE
+    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table()]}}, headers=MERGE)
+    st2 = await phase(api, "shop", "AwaitingApproval")
+    assert st2["planHash"] != plan and "x" in await columns_of(dsn, "user")
+
+
+async def test_promotion_applies_production_only_after_staging(api: ApiServer, operator: None, http, dsn: str,
+                                                               server_dsn: str) -> None:
+    import asyncpg
+
+    prod_db = with_database(server_dsn, urlsplit(dsn).path.strip("/") + "_prod")
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{urlsplit(prod_db).path.strip("/")}"')
+    try:
+        make_secret(api, "staging-db", dsn)
+        make_secret(api, "production-db", prod_db)
+        tables = [user_table(column("phone", "TEXT"))]
+        await send(http, "POST", PATH, resource("shop-production", "production-db", tables,
+                                                promotion={"after": "shop-staging"}))
+        st = await phase(api, "shop-production", "WaitingForPromotion")
+        assert "shop-staging" in st["verdict"]
+        assert await columns_of(prod_db, "user") == []
+
+        await send(http, "POST", PATH, resource("shop-staging", "staging-db", tables))
+        await phase(api, "shop-staging", "Applied")
+        await phase(api, "shop-production", "Applied")
+        assert await columns_of(prod_db, "user") == ["id", "email", "phone"]
+
+        # a new schema: production waits again until staging has it
+        await send(http, "PATCH", f"{PATH}/shop-production",
+                   {"spec": {"tables": [user_table(column("phone", "TEXT"), column("age", "BIGINT"))]}}, headers=MERGE)
+        await phase(api, "shop-production", "WaitingForPromotion")
+        assert "age" not in await columns_of(prod_db, "user")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(prod_db).path.strip("/")}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_two_resources_claiming_one_table_conflict(api: ApiServer, operator: None, http, dsn: str) -> None:
+    make_secret(api, "shop-db", dsn)
+    await send(http, "POST", PATH, resource("first", "shop-db", [user_table()]))
+    await phase(api, "first", "Applied")
+    await send(http, "POST", PATH, resource("second", "shop-db", [user_table(column("nick", "TEXT"))]))
+    st = await phase(api, "second", "Blocked")
+    assert "user (owned by k8s:prod/first)" in st["verdict"]
+    assert "nick" not in await columns_of(dsn, "user")
+
+
+async def test_missing_secret_fails_then_recovers(api: ApiServer, operator: None, http, dsn: str) -> None:
+    await send(http, "POST", PATH, resource("shop", "late-db", [user_table()]))
+    st = await phase(api, "shop", "Failed")
+    assert st["verdict"] == f"Cannot read the database Secret: Secret {NS}/late-db not found"
+    make_secret(api, "late-db", dsn)
+    await phase(api, "shop", "Applied")
+
+
+class Proxy:
+    """A TCP proxy in front of the database that the test can take down and bring back."""
+
+    def __init__(self, target_dsn: str) -> None:
+        parts = urlsplit(target_dsn)
+        self.target = parts
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _connect_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target.hostname:
+            return await asyncio.open_connection(self.target.hostname, self.target.port or 5432)
+        host = dict(p.split("=", 1) for p in self.target.query.split("&"))["host"]
+        return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.5432")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await self._connect_target()
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+
+async def test_database_down_then_back(api: ApiServer, operator: None, http, dsn: str) -> None:
+    proxy = Proxy(dsn)
+    await proxy.start()
+    make_secret(api, "shop-db", proxy.dsn(urlsplit(dsn).path.strip("/")))
+    await proxy.stop()
+    await send(http, "POST", PATH, resource("shop", "shop-db", [user_table()]))
+    st = await phase(api, "shop", "Failed")
+    assert st["verdict"].startswith("Database unreachable: ") and PASSWORD not in json.dumps(st)
+    await proxy.start()  # same port: the database is back
+    await phase(api, "shop", "Applied")
+    assert await columns_of(dsn, "user") == ["id", "email"]
+    await proxy.stop()
+
+
+async def test_no_secret_value_in_status_events_or_logs(api: ApiServer, operator: None, http, dsn: str,
+                                                        secret_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    make_secret(api, "shop-db", secret_dsn)
+    await send(http, "POST", PATH, resource("shop", "shop-db", [user_table(column("legacy", "TEXT"))]))
+    await phase(api, "shop", "Applied")
+    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table()]}}, headers=MERGE)
+    await phase(api, "shop", "AwaitingApproval")
+    make_secret_broken = {"data": {"dsn": base64.b64encode(b"postgresql://u:" + PASSWORD.encode()
+                                                           + b"@127.0.0.1:1/x").decode()}}
+    await send(http, "PATCH", f"/api/v1/namespaces/{NS}/secrets/shop-db", make_secret_broken, headers=MERGE)
+    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table(column("legacy", "TEXT"))]}},
+               headers=MERGE)
+    await phase(api, "shop", "Failed")
+    everything = json.dumps([api.list_objects(RESOURCE, NS), api.list_objects("v1/events", NS)])
+    assert "Database unreachable" in everything
+    for secret in (PASSWORD, secret_dsn):
+        assert secret not in everything
+        assert secret not in caplog.text

@@ -134,3 +134,16 @@ async def test_manifest_validate_names_fields(tmp_path: Path) -> None:
     code, out = await dataflow_cli("manifest", "validate", str(path))
     assert code == 2 and "spec.database: Additional properties are not allowed ('dsn' was unexpected)" in out
     assert "spec.tables[0].columns[0].type" in out
+
+
+def test_committed_gitops_manifests_match_the_models() -> None:
+    """examples/gitops/manifests are `dataflow manifest generate` output of examples/shop/models.py."""
+    from dataflow.manifest import dump, generate, load_models
+
+    schema = load_models(SHOP)
+    base = ROOT / "examples" / "gitops" / "manifests"
+    staging = generate(schema, name="shop-staging", namespace="shop", secret="shop-staging-db")
+    production = generate(schema, name="shop-production", namespace="shop", secret="shop-production-db",
+                          promotion_after="shop-staging")
+    assert (base / "staging" / "shop.yaml").read_text() == dump(staging)
+    assert (base / "production" / "shop.yaml").read_text() == dump(production)

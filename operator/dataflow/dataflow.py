@@ -19,7 +19,7 @@ from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK, L
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
 from dataflow.operations import Risk
-from dataflow.plan import Migration
+from dataflow.plan import Migration, PlanOptions
 from dataflow.preview import render_console
 from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
 from dataflow.schema import Schema
@@ -111,13 +111,23 @@ class DataFlow:
         finally:
             await conn.close()
 
-    def _execution(self) -> ExecutionSettings:
+    def _execution(self, rollback_on_error: bool | None = None) -> ExecutionSettings:
         defaults = ExecutionSettings()
+        c = self.config
         return ExecutionSettings(
-            lock_timeout_ms=int(self.config.get("lock_timeout_ms", defaults.lock_timeout_ms)),
-            statement_timeout_ms=int(self.config.get("statement_timeout_ms", defaults.statement_timeout_ms)),
-            max_attempts=int(self.config.get("max_attempts", defaults.max_attempts)),
+            lock_timeout_ms=int(c.get("lock_timeout_ms", defaults.lock_timeout_ms)),
+            statement_timeout_ms=int(c.get("statement_timeout_ms", defaults.statement_timeout_ms)),
+            max_attempts=int(c.get("max_attempts", defaults.max_attempts)),
+            migration_timeout_s=float(c.get("migration_timeout", defaults.migration_timeout_s)),
+            rollback_on_error=bool(c.get("rollback_on_error", True) if rollback_on_error is None else rollback_on_error),
         )
+
+    def _planning(self, backup: bool | None = None) -> PlanOptions:
+        c = self.config
+        if backup is None and "backup_before_migration" in c:
+            backup = bool(c["backup_before_migration"])
+        return PlanOptions(strategy=c.get("strategy", "online"), backup=backup,
+                           batch_size=int(c.get("batch_size", 1000)))
 
     # migrations -----------------------------------------------------------
     async def initialize(self) -> bool:
@@ -128,7 +138,8 @@ class DataFlow:
             missing = [t for t in desired.table_names if state.schema.table(t) is None]
             if not missing:
                 return True
-            policy = Policy(max_risk_level=Risk.SAFE, include_tables=tuple(missing), execution=self._execution())
+            policy = Policy(max_risk_level=Risk.SAFE, include_tables=tuple(missing), execution=self._execution(),
+                            planning=self._planning())
             result = await reconcile(conn, self.dsn, desired, self.owner, policy)
         if not result.success:
             raise MigrationFailed(f"initialize: {result.reason}")
@@ -151,14 +162,23 @@ class DataFlow:
         require_confirmation: bool = True,
         validate_after_migration: bool = False,
         timeout: float | None = None,
+        create_backup: bool | None = None,
+        backup_before_migration: bool | None = None,
+        rollback_on_error: bool | None = None,
+        rollback_on_failure: bool | None = None,
     ) -> tuple[bool, list[Migration]]:
         """Bring the database in line with the models; returns ``(success, migrations)``.
 
         Shows the preview, then asks ``Apply these changes? [y/N]`` unless ``auto_confirm`` or
         ``interactive=False`` (which applies what ``max_risk_level`` allows). A stdin that is
         not a terminal answers no. ``max_risk_level`` defaults to HIGH when a person confirms
-        and to MEDIUM otherwise.
+        and to MEDIUM otherwise. ``create_backup`` (alias ``backup_before_migration``, default on)
+        keeps the data a destructive change removes in the ``dataflow_backup`` schema, so a rollback
+        restores it. ``rollback_on_error`` (alias ``rollback_on_failure``, default on) undoes the
+        completed steps when a later, non-transactional step fails.
         """
+        backup = create_backup if create_backup is not None else backup_before_migration
+        undo = rollback_on_error if rollback_on_error is not None else rollback_on_failure
         asks = interactive and not auto_confirm and require_confirmation and not dry_run
         default_risk = "HIGH" if asks else self.config.get("max_risk_level", "MEDIUM")
         policy = Policy(
@@ -167,7 +187,8 @@ class DataFlow:
             exclude_operations=tuple(exclude_operations or ()),
             dry_run=dry_run,
             data_loss_protection=data_loss_protection,
-            execution=self._execution(),
+            execution=self._execution(undo),
+            planning=self._planning(backup),
             lease_timeout_s=float(timeout or self.config.get("migration_timeout", 300)),
         )
         show = dict(show_sql=show_sql, show_rollback_plan=show_rollback_plan,
@@ -193,7 +214,7 @@ class DataFlow:
                 render_console(result.migration, self.console, **show)
             self._report(result)
             if result.outcome is Outcome.APPLIED and validate_after_migration:
-                again, _ = await plan(conn, desired, self.owner, Policy())
+                again, _ = await plan(conn, desired, self.owner, Policy(planning=self._planning()))
                 if again.operations:
                     raise MigrationFailed(f"after {result.migration.version} the database still differs: {again.description}")
         migrations = [result.migration] if result.migration and result.migration.operations else []
@@ -213,7 +234,7 @@ class DataFlow:
 
     async def get_pending_migrations(self) -> list[Migration]:
         async with self.connection() as conn:
-            migration, _ = await plan(conn, self.schema(), self.owner, Policy())
+            migration, _ = await plan(conn, self.schema(), self.owner, Policy(planning=self._planning()))
         return [migration] if migration.operations else []
 
     async def get_migration_history(self, limit: int = 10) -> list[MigrationRecord]:

@@ -40,7 +40,7 @@ SELECT c.relname AS table_name, con.conname AS name, con.contype::text AS kind,
        fc.relname AS ref_table,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.ord) AS ref_columns,
-       con.confdeltype::text AS on_delete, con.confupdtype::text AS on_update
+       con.confdeltype::text AS on_delete, con.confupdtype::text AS on_update, con.convalidated AS validated
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -72,11 +72,10 @@ _IDENTITY = {"a": "ALWAYS", "d": "BY DEFAULT"}
 
 @dataclass
 class DatabaseState:
-    """An introspected schema plus per-table facts (row estimates, sizes, invalid indexes)."""
+    """An introspected schema plus per-table facts (row estimates, sizes)."""
 
     schema: Schema
     facts: dict[str, TableFacts] = field(default_factory=dict)
-    invalid_indexes: tuple[str, ...] = ()
 
 
 async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
@@ -113,17 +112,14 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
         elif kind == "f":
             bucket["foreign_keys"].append(
                 ForeignKey(name, cols, r["ref_table"], tuple(r["ref_columns"]),
-                           _FK_ACTIONS[r["on_delete"]], _FK_ACTIONS[r["on_update"]])
+                           _FK_ACTIONS[r["on_delete"]], _FK_ACTIONS[r["on_update"]], r["validated"])
             )
         elif kind == "c":
-            bucket["checks"].append(Check(name, strip_check(r["definition"])))
+            bucket["checks"].append(Check(name, strip_check(r["definition"]), r["validated"]))
 
-    invalid: list[str] = []
     for r in await conn.fetch(_INDEXES, schema_name):
         if r["table_name"] not in columns:
             continue
-        if not r["valid"]:
-            invalid.append(r["name"])
         names = {c.name for c in columns[r["table_name"]]}
         parts[r["table_name"]]["indexes"].append(
             Index(
@@ -132,6 +128,7 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
                 unique=r["is_unique"],
                 method=r["method"],
                 where=normalise_expression(r["predicate"]) if r["predicate"] else None,
+                valid=r["valid"],
             )
         )
 
@@ -147,7 +144,7 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
         )
         for name, cols in columns.items()
     )
-    return DatabaseState(Schema(tables, schema_name).normalised(), facts, tuple(invalid))
+    return DatabaseState(Schema(tables, schema_name).normalised(), facts)
 
 
 def _index_element(text: str, column_names: set[str]) -> str:

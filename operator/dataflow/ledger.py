@@ -30,6 +30,7 @@ _DDL = (
   error TEXT,
   applied_by TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0,
+  progress JSONB,
   started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
   finished_at TIMESTAMPTZ,
   duration_ms DOUBLE PRECISION
@@ -41,6 +42,7 @@ _DDL = (
   heartbeat_at TIMESTAMPTZ NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL
 )""",
+    "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS progress JSONB",
     """CREATE TABLE IF NOT EXISTS {owners} (
   table_name TEXT PRIMARY KEY,
   owner TEXT NOT NULL,
@@ -96,8 +98,10 @@ class Ledger:
     async def ensure(self, conn: asyncpg.Connection) -> None:
         """Create the schema and ledger tables if missing (safe to race from many processes)."""
         present = await conn.fetchval(
-            "SELECT count(to_regclass(t)) FROM unnest($1::text[]) t", [self.table, self.locks, self.owners])
-        if present == 3:
+            "SELECT count(to_regclass(t)) = 3 AND EXISTS (SELECT 1 FROM pg_attribute"
+            " WHERE attrelid = to_regclass($2) AND attname = 'progress') FROM unnest($1::text[]) t",
+            [self.table, self.locks, self.owners], self.table)
+        if present:
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}")
@@ -131,6 +135,11 @@ class Ledger:
             " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000 WHERE version = $1",
             version, status, attempts, error,
         )
+
+    async def progress(self, conn: asyncpg.Connection, version: str, done: int, total: int) -> None:
+        """After each committed step group: how far a migration got (a crash leaves this behind)."""
+        await conn.execute(f"UPDATE {self.table} SET progress = $2::jsonb WHERE version = $1", version,
+                           json.dumps({"stepsDone": done, "stepsTotal": total}))
 
     async def record_refusal(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str,
                              reason: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from dataflow.errors import SchemaError
 from dataflow.schema import Check, Column, ForeignKey, Index, Table, Unique
-from dataflow.sqltext import MAX_IDENTIFIER_BYTES, normalise_default, normalise_expression, quote_ident, quote_literal
+from dataflow.sqltext import constraint_name, normalise_default, normalise_expression, quote_ident, quote_literal
 from dataflow.types import canonical_type, is_known_type
 
 _MISSING = object()
@@ -73,14 +73,6 @@ def snake_case(name: str) -> str:
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
     return s.lower()
-
-
-def constraint_name(table: str, parts: tuple[str, ...] | list[str], suffix: str) -> str:
-    """PostgreSQL-style default names (``order_user_id_fkey``), trimmed to 63 bytes."""
-    name = "_".join([table, *parts, suffix])
-    while len(name.encode()) > MAX_IDENTIFIER_BYTES:
-        name = name[:-1]
-    return name
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

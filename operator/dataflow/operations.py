@@ -84,15 +84,37 @@ class RollbackStep:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One statement of a migration.
+
+    ``transactional=False``: runs on its own, outside any transaction block (``CONCURRENTLY``,
+    ``VALIDATE CONSTRAINT``, backfill batches), so it holds no long lock. ``repeat``: a batch
+    statement run until it changes no row. ``cleanup``: run before retrying after a failure
+    (drops an index a failed concurrent build left INVALID).
+    """
+
+    sql: str
+    transactional: bool = True
+    repeat: bool = False
+    cleanup: str | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
-    """A change with its SQL, rollback and safety assessment."""
+    """A change with its SQL steps, rollback and safety assessment."""
 
     change: Change
     assessment: Assessment
-    sql_up: tuple[str, ...]
+    steps: tuple[Step, ...]
     sql_down: tuple[str, ...]
     irreversible: bool = False
     details: str = ""
+    strategy: str = "transactional"
+    backup: str | None = None
+
+    @property
+    def sql_up(self) -> tuple[str, ...]:
+        return tuple(s.sql for s in self.steps)
 
     @property
     def kind(self) -> str:
@@ -123,6 +145,9 @@ class Operation:
             "rollback": list(self.sql_down),
             "irreversible": self.irreversible,
             "dataLoss": self.assessment.data_loss,
+            "strategy": self.strategy,
+            "backup": self.backup,
+            "steps": [{"sql": s.sql, "transactional": s.transactional, "repeat": s.repeat} for s in self.steps],
         }
 
 

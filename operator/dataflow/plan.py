@@ -16,7 +16,8 @@ from dataflow.operations import OPERATION_KINDS, Change, Operation, Risk, Rollba
 from dataflow.safety import Facts, assess, count_rows, probe
 from dataflow.schema import Schema
 from dataflow.errors import SchemaError
-from dataflow.sqlgen import render
+from dataflow.sqlgen import Options, render
+from dataflow.sqltext import constraint_name
 
 PLAN_HASH_LENGTH = 12
 _ROW_SENSITIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "ADD_CONSTRAINT"})
@@ -96,6 +97,7 @@ class Migration:
             "checksum": self.checksum,
             "planHash": self.plan_hash,
             "operations": [op.to_dict() for op in self.operations],
+            "backups": [op.backup for op in self.operations if op.backup],
             "sqlUp": self.sql_up,
             "sqlDown": self.sql_down,
         }
@@ -120,6 +122,34 @@ def filter_changes(changes: list[Change], include_tables: Iterable[str] | None,
     return [c for c in changes if (include is None or c.table in include) and c.kind not in exclude]
 
 
+@dataclass(frozen=True)
+class PlanOptions:
+    """How the planner renders changes.
+
+    ``strategy``: "online" uses lock-friendly strategies on tables that have rows; "transactional"
+    runs plain DDL. ``backup``: keep data a destructive change removes in ``dataflow_backup``
+    (None: yes, for every destructive change). ``batch_size``: rows per backfill batch.
+    """
+
+    strategy: str = "online"
+    backup: bool | None = None
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("online", "transactional"):
+            raise SchemaError("strategy", f"must be 'online' or 'transactional', not {self.strategy!r}")
+        if int(self.batch_size) < 1:
+            raise SchemaError("batch_size", "must be at least 1")
+
+
+_DESTRUCTIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE"})
+
+
+def backup_name(change: Change, schema_hash: str) -> str:
+    """Deterministic (so a plan made again is the same plan), unique per change and schema."""
+    return constraint_name(change.table, [change.subject or "table"], schema_hash[:10])
+
+
 async def build_migration(
     conn: asyncpg.Connection,
     state: DatabaseState,
@@ -128,11 +158,13 @@ async def build_migration(
     *,
     include_tables: Iterable[str] | None = None,
     exclude_operations: Iterable[str] | None = None,
+    options: PlanOptions = PlanOptions(),
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``."""
     _check_filters(include_tables, exclude_operations)
     changes = filter_changes(compare_schemas(state.schema, desired, owned), include_tables, exclude_operations)
     renamed = {c.table: c.old for c in changes if c.kind == "RENAME_TABLE"}
+    schema_hash = desired.hash()
     row_counts: dict[str, int] = {}
     operations: list[Operation] = []
     for change in changes:
@@ -145,15 +177,24 @@ async def build_migration(
             facts = await probe(conn, change, db_table, row_counts[db_table], table_facts.size_bytes)
         elif table_facts is not None:
             facts = Facts(rows=table_facts.rows, size_bytes=table_facts.size_bytes)
-        assessment = assess(change, facts, state.schema)
-        rendered = render(change, populated=facts.rows > 0, nulls=facts.nulls, table=desired.table(change.table))
-        operations.append(Operation(change, assessment, rendered.up, rendered.down, rendered.irreversible, rendered.details))
-    checksum = plan_checksum(desired.hash(), operations)
-    return Migration(new_version(), describe(operations), operations, desired.hash(), checksum)
+        online = options.strategy == "online" and facts.rows > 0
+        existing = state.schema.table(db_table)
+        backup = None
+        if change.kind in _DESTRUCTIVE and options.backup is not False and (facts.rows > 0 or change.kind == "DROP_TABLE"):
+            backup = backup_name(change, schema_hash)
+        render_options = Options(populated=facts.rows > 0, nulls=facts.nulls, online=online,
+                                 batch_size=options.batch_size, backup=backup, schema=desired.name,
+                                 primary_key=existing.primary_key if existing else ())
+        assessment = assess(change, facts, state.schema, online)
+        r = render(change, render_options, desired.table(change.table))
+        operations.append(Operation(change, assessment, r.steps, r.down, r.irreversible, r.details,
+                                    r.strategy, r.backup))
+    checksum = plan_checksum(schema_hash, operations)
+    return Migration(new_version(), describe(operations), operations, schema_hash, checksum)
 
 
 def plan_checksum(schema_hash: str, operations: list[Operation]) -> str:
-    payload = json.dumps({"schema": schema_hash, "sql": [list(op.sql_up) for op in operations],
+    payload = json.dumps({"schema": schema_hash, "sql": [[(s.sql, s.transactional) for s in op.steps] for op in operations],
                           "risk": [op.risk.name for op in operations]}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -29,7 +29,10 @@ def assessment_lines(m: Migration) -> list[str]:
     lossy = [op for op in m.operations if op.assessment.data_loss or op.kind in ("DROP_COLUMN", "DROP_TABLE")]
     irreversible = [op for op in m.operations if op.irreversible]
     steps = len(m.rollback_steps)
-    return [
+    strategies = [f"{op.table}.{op.change.subject or op.table}: {op.strategy}" for op in m.operations
+                  if op.strategy != "transactional"]
+    extra = [f"Strategies: {'; '.join(strategies)}"] if strategies else []
+    return extra + [
         "All operations are backward compatible" if not breaking
         else f"{len(breaking)} operation(s) need attention: " + "; ".join(f"{op.kind} {op.details} ({op.risk.name}: {op.assessment.reason})" for op in breaking),
         "No data loss risk detected" if not lossy
@@ -38,6 +41,17 @@ def assessment_lines(m: Migration) -> list[str]:
         f"Rollback plan: Available ({steps} steps)" if not irreversible
         else f"Rollback plan: {steps} steps, {len(irreversible)} cannot restore data",
     ]
+
+
+def sql_lines(m: Migration) -> list[str]:
+    """The statements in order; online steps say that they run outside a transaction."""
+    lines = []
+    for op in m.operations:
+        for step in op.steps:
+            note = "" if step.transactional else (
+                "  -- repeated in batches until no row changes" if step.repeat else "  -- outside a transaction")
+            lines.append(step.sql + note)
+    return lines
 
 
 def render_console(m: Migration, console: Console, *, show_sql: bool = True, show_rollback_plan: bool = False,
@@ -54,7 +68,7 @@ def render_console(m: Migration, console: Console, *, show_sql: bool = True, sho
     console.print(table)
     if show_sql:
         console.print("\nGenerated SQL:")
-        for sql in m.sql_up:
+        for sql in sql_lines(m):
             console.print("  " + sql.replace("\n", "\n  "), markup=False, highlight=False)
     if show_rollback_plan:
         console.print("\nRollback Plan:")
@@ -77,7 +91,7 @@ def render_markdown(m: Migration, title: str = "DataFlow plan") -> str:
     for op in m.operations:
         cells = (op.table, op.kind, op.details, f"{RISK_STYLE[op.risk][0]} {op.risk.name}", op.assessment.reason)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "```sql", *m.sql_up, "```", "", "**Safety assessment**", ""]
+    lines += ["", "```sql", *sql_lines(m), "```", "", "**Safety assessment**", ""]
     lines += [f"- {line}" for line in assessment_lines(m)]
     return "\n".join(lines)
 

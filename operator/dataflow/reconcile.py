@@ -16,7 +16,7 @@ from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
-from dataflow.plan import Migration, build_migration
+from dataflow.plan import Migration, PlanOptions, build_migration
 from dataflow.schema import Schema
 
 
@@ -41,6 +41,7 @@ class Policy:
     approved_plan: str | None = None
     data_loss_protection: bool = False
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    planning: PlanOptions = field(default_factory=PlanOptions)
     lease_timeout_s: float = 300.0
 
 
@@ -75,7 +76,7 @@ async def plan(conn: asyncpg.Connection, desired: Schema, owner: str, policy: Po
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     migration = await build_migration(conn, state, desired, mine, include_tables=policy.include_tables,
-                                      exclude_operations=policy.exclude_operations)
+                                      exclude_operations=policy.exclude_operations, options=policy.planning)
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 

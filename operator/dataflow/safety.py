@@ -22,7 +22,10 @@ _METADATA_MS = 5
 _BYTES_PER_MS_SCAN = 100_000  # ~100 MB/s sequential scan
 _VOLATILE = re.compile(r"\b(random|clock_timestamp|timeofday|gen_random_uuid|uuid_generate_v[14]|nextval)\s*\(", re.I)
 
+REWRITE_HIGH_MS = 1_000  # a rewrite expected to hold ACCESS EXCLUSIVE longer than this is HIGH
+
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE (writes continue)"
 SHARE = "SHARE (blocks writes)"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 
@@ -87,6 +90,11 @@ async def count_failing_cast(conn: asyncpg.Connection, table: str, column: str, 
         return count
 
 
+def is_volatile(expression: str) -> bool:
+    """Whether a default must be evaluated per row (so adding it rewrites or backfills the table)."""
+    return bool(_VOLATILE.search(expression))
+
+
 def _scan_ms(f: Facts) -> int:
     return _METADATA_MS + f.size_bytes // _BYTES_PER_MS_SCAN
 
@@ -107,8 +115,12 @@ def has_dependents(current: Schema, table: str, con: object) -> list[str]:
     ]
 
 
-def assess(change: Change, facts: Facts, current: Schema) -> Assessment:
-    """The risk of one change given the facts; its reason names the facts."""
+def assess(change: Change, facts: Facts, current: Schema, online: bool = False) -> Assessment:
+    """The risk of one change given the facts; its reason names the facts.
+
+    ``online``: the change runs with the lock-friendly strategy (concurrent index builds,
+    NOT VALID + VALIDATE), which changes the lock it holds, not what it does.
+    """
     k, f = change.kind, facts
     populated = f.rows > 0
     if k == "CREATE_TABLE":
@@ -120,7 +132,7 @@ def assess(change: Change, facts: Facts, current: Schema) -> Assessment:
         return Assessment(Risk.MEDIUM, "rename keeps the data; clients using the old name break",
                           f"{ACCESS_EXCLUSIVE} (brief)", _METADATA_MS)
     if k == "ADD_COLUMN":
-        return _assess_add_column(change.new, f)
+        return _assess_add_column(change.new, f, online)
     if k == "DROP_COLUMN":
         return Assessment(Risk.HIGH, f"drops the column: {_rows(f.non_null_values)} lose a value",
                           f"{ACCESS_EXCLUSIVE} (brief)", _METADATA_MS, data_loss=f.non_null_values > 0,
@@ -136,17 +148,21 @@ def assess(change: Change, facts: Facts, current: Schema) -> Assessment:
             return Assessment(Risk.HIGH, f"{_rows(f.nulls)} hold NULL and the column has no default: "
                               "the migration fails unless they are filled", ACCESS_EXCLUSIVE, _scan_ms(f),
                               affected_rows=f.nulls)
-        reason = f"scans {_rows(f.rows)} under an exclusive lock"
+        reason = (f"validates {_rows(f.rows)} with writes continuing" if online
+                  else f"scans {_rows(f.rows)} under an exclusive lock")
         if f.nulls:
             reason = f"sets {_rows(f.nulls)} from NULL to the default, then " + reason
         return Assessment(Risk.MEDIUM if populated else Risk.SAFE, reason, ACCESS_EXCLUSIVE, _scan_ms(f),
                           affected_rows=f.nulls)
     if k == "CREATE_INDEX":
-        return Assessment(Risk.SAFE, f"builds an index over {_rows(f.rows)}", SHARE, _scan_ms(f) + f.rows // 1000)
+        return Assessment(Risk.SAFE, f"builds an index over {_rows(f.rows)}", SHARE_UPDATE_EXCLUSIVE if online else SHARE,
+                          _scan_ms(f) + f.rows // 1000)
     if k == "DROP_INDEX":
         return Assessment(Risk.MEDIUM, "queries relying on the index may slow down", ACCESS_EXCLUSIVE, _METADATA_MS)
     if k == "ADD_CONSTRAINT":
         lock = SHARE_ROW_EXCLUSIVE if isinstance(change.new, ForeignKey) else ACCESS_EXCLUSIVE
+        if online:
+            lock = f"{lock} (brief), then SHARE UPDATE EXCLUSIVE while validating"
         if not populated:
             return Assessment(Risk.SAFE, "new constraint on an empty table", lock, _METADATA_MS)
         return Assessment(Risk.MEDIUM, f"validates {_rows(f.rows)}; fails if any row violates it", lock, _scan_ms(f))
@@ -159,9 +175,12 @@ def assess(change: Change, facts: Facts, current: Schema) -> Assessment:
     raise ValueError(f"unknown change kind {k}")
 
 
-def _assess_add_column(c: Column, f: Facts) -> Assessment:
+def _assess_add_column(c: Column, f: Facts, online: bool) -> Assessment:
     lock = f"{ACCESS_EXCLUSIVE} (brief)"
-    if c.default is not None and _VOLATILE.search(c.default):
+    if c.default is not None and is_volatile(c.default) and f.rows:
+        if online:
+            return Assessment(Risk.MEDIUM, f"volatile default: {_rows(f.rows)} backfilled in batches", lock,
+                              2 * _scan_ms(f), affected_rows=f.rows)
         return Assessment(Risk.MEDIUM, "volatile default rewrites the table", ACCESS_EXCLUSIVE, 2 * _scan_ms(f))
     if c.nullable:
         return Assessment(Risk.SAFE, "nullable column, metadata only", lock, _METADATA_MS)
@@ -180,8 +199,15 @@ def _assess_type_change(change: Change, f: Facts) -> Assessment:
         return Assessment(Risk.MEDIUM, "compatible type change, no table rewrite", f"{ACCESS_EXCLUSIVE} (brief)",
                           _METADATA_MS)
     if conversion is Conversion.WIDENING:
+        rewrite_ms = 2 * _scan_ms(f)
+        if not f.rows:
+            return Assessment(Risk.SAFE, "compatible type change; rewriting an empty table is cheap", ACCESS_EXCLUSIVE,
+                              rewrite_ms)
+        if rewrite_ms > REWRITE_HIGH_MS:
+            return Assessment(Risk.HIGH, f"rewrites {_rows(f.rows)} (~{rewrite_ms / 1000:.1f}s) under ACCESS EXCLUSIVE: "
+                              "reads and writes wait", ACCESS_EXCLUSIVE, rewrite_ms)
         return Assessment(Risk.MEDIUM, f"compatible type change; rewrites {_rows(f.rows)} under an exclusive lock",
-                          ACCESS_EXCLUSIVE, 2 * _scan_ms(f))
+                          ACCESS_EXCLUSIVE, rewrite_ms)
     if f.failing_cast:
         reason = f"{_rows(f.failing_cast)} cannot be converted from {old} to {new}: the migration will fail"
     else:

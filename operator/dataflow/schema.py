@@ -42,6 +42,7 @@ class Index:
     unique: bool = False
     method: str = "btree"
     where: str | None = None
+    valid: bool = True  # False: a failed concurrent build left it unusable; the diff rebuilds it
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class ForeignKey:
     ref_columns: tuple[str, ...]
     on_delete: str = DEFAULT_FK_ACTION
     on_update: str = DEFAULT_FK_ACTION
+    validated: bool = True  # False: added NOT VALID and never validated (an interrupted apply)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class PrimaryKey:
 class Check:
     name: str
     expression: str
+    validated: bool = True
 
 
 @dataclass(frozen=True)

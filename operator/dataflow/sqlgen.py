@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataflow.operations import Change
+from dataflow.operations import Change, Step
 from dataflow.schema import Check, Column, ForeignKey, Index, PrimaryKey, Table, Unique
-from dataflow.sqltext import quote_ident as q
+from dataflow.sqltext import constraint_name, qualified, quote_ident as q
 from dataflow.types import Conversion, classify_conversion, parse_type
+from dataflow.safety import is_volatile
 
 # Value given to existing rows when a NOT NULL column without a default joins a populated table.
 _BACKFILL = {
@@ -25,12 +26,40 @@ _BACKFILL = {
 
 @dataclass(frozen=True)
 class Rendered:
-    """Statements for one change; ``irreversible`` when the rollback cannot restore data."""
+    """Steps for one change; ``irreversible`` when the rollback cannot restore data."""
 
-    up: tuple[str, ...]
+    steps: tuple[Step, ...]
     down: tuple[str, ...]
     details: str
     irreversible: bool = False
+    strategy: str = "transactional"
+    backup: str | None = None
+
+    @property
+    def up(self) -> tuple[str, ...]:
+        return tuple(s.sql for s in self.steps)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to render: ``online`` picks lock-friendly strategies (the table has rows and the
+    migration runs with strategy "online"); ``backup`` names the table in ``BACKUP_SCHEMA`` that
+    keeps data a destructive change removes (None: no backup)."""
+
+    populated: bool = False
+    nulls: int = 0
+    online: bool = False
+    batch_size: int = 1000
+    backup: str | None = None
+    schema: str = "public"
+    primary_key: tuple[str, ...] = ()
+
+
+BACKUP_SCHEMA = "dataflow_backup"
+
+
+def _tx(*sql: str) -> tuple[Step, ...]:
+    return tuple(Step(s) for s in sql)
 
 
 def backfill_value(column: Column) -> str:
@@ -102,71 +131,190 @@ def _alter(table: str, clause: str) -> str:
     return f"ALTER TABLE {q(table)} {clause};"
 
 
-def render(change: Change, *, populated: bool = False, nulls: int = 0, table: Table | None = None) -> Rendered:
-    """Up and rollback SQL for one change.
-
-    ``populated`` says the table has rows (a NOT NULL column is then added with a backfill
-    value); ``nulls`` counts rows that are NULL in a column about to become NOT NULL;
-    ``table`` is the desired table, to tell column names from index expressions.
-    """
+def render(change: Change, opts: Options = Options(), table: Table | None = None) -> Rendered:
+    """Steps and rollback SQL for one change; ``table`` is the desired table (column names vs expressions)."""
     k, t, o, n = change.kind, change.table, change.old, change.new
     if k == "CREATE_TABLE":
-        return Rendered(create_table(n), (f"DROP TABLE {q(t)};",), f"{len(n.columns)} columns")
+        return Rendered(_tx(*create_table(n)), (f"DROP TABLE {q(t)};",), f"{len(n.columns)} columns")
     if k == "DROP_TABLE":
-        return Rendered((f"DROP TABLE {q(t)};",), create_table(o), f"{len(o.columns)} columns", irreversible=True)
+        return _drop_table(t, o, opts)
     if k == "RENAME_TABLE":
-        return Rendered((_alter(o, f"RENAME TO {q(n)}"),), (_alter(n, f"RENAME TO {q(o)}"),), f"{o} → {n}")
+        return Rendered(_tx(_alter(o, f"RENAME TO {q(n)}")), (_alter(n, f"RENAME TO {q(o)}"),), f"{o} → {n}")
     if k == "RENAME_COLUMN":
-        return Rendered((_alter(t, f"RENAME COLUMN {q(o)} TO {q(n)}"),),
+        return Rendered(_tx(_alter(t, f"RENAME COLUMN {q(o)} TO {q(n)}")),
                         (_alter(t, f"RENAME COLUMN {q(n)} TO {q(o)}"),), f"{o} → {n}")
     if k == "ADD_COLUMN":
-        return _add_column(t, n, populated)
+        return _add_column(t, n, opts)
     if k == "DROP_COLUMN":
-        return Rendered((_alter(t, f"DROP COLUMN {q(o.name)}"),), (_alter(t, f"ADD COLUMN {column_definition(o)}"),),
-                        f"{o.name} ({o.type})", irreversible=True)
+        return _drop_column(t, o, opts)
     if k == "ALTER_COLUMN_TYPE":
-        return Rendered((_alter(t, _type_clause(n.name, o.type, n.type)),),
-                        (_alter(t, _type_clause(n.name, n.type, o.type)),), f"{n.name}: {o.type} → {n.type}")
+        return _alter_type(t, o, n, opts)
     if k == "SET_DEFAULT":
         down = f"ALTER COLUMN {q(n.name)} " + (f"SET DEFAULT {o.default}" if o.default else "DROP DEFAULT")
-        return Rendered((_alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {n.default}"),), (_alter(t, down),),
+        return Rendered(_tx(_alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {n.default}")), (_alter(t, down),),
                         f"{n.name} DEFAULT {n.default}")
     if k == "DROP_DEFAULT":
-        return Rendered((_alter(t, f"ALTER COLUMN {q(n.name)} DROP DEFAULT"),),
+        return Rendered(_tx(_alter(t, f"ALTER COLUMN {q(n.name)} DROP DEFAULT")),
                         (_alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {o.default}"),), f"{n.name} (was {o.default})")
     if k == "SET_NOT_NULL":
-        up = [_alter(t, f"ALTER COLUMN {q(n.name)} SET NOT NULL")]
-        if nulls and n.default is not None:
-            up.insert(0, f"UPDATE {q(t)} SET {q(n.name)} = DEFAULT WHERE {q(n.name)} IS NULL;")
-        return Rendered(tuple(up), (_alter(t, f"ALTER COLUMN {q(n.name)} DROP NOT NULL"),), f"{n.name} NOT NULL")
+        steps: tuple[Step, ...] = ()
+        if opts.nulls and n.default is not None:
+            steps = _backfill(t, n.name, "DEFAULT", opts) if opts.online else \
+                _tx(f"UPDATE {q(t)} SET {q(n.name)} = DEFAULT WHERE {q(n.name)} IS NULL;")
+        online = opts.online
+        steps += _set_not_null(t, n.name, online)
+        down = [_alter(t, f"ALTER COLUMN {q(n.name)} DROP NOT NULL")]
+        if online:  # an interrupted apply may have left the helper CHECK behind
+            down.append(_alter(t, f"DROP CONSTRAINT IF EXISTS {q(constraint_name(t, [n.name], 'not_null'))}"))
+        return Rendered(steps, tuple(down), f"{n.name} NOT NULL",
+                        strategy="CHECK NOT VALID, VALIDATE, SET NOT NULL" if online else "transactional")
     if k == "DROP_NOT_NULL":
-        return Rendered((_alter(t, f"ALTER COLUMN {q(n.name)} DROP NOT NULL"),),
+        return Rendered(_tx(_alter(t, f"ALTER COLUMN {q(n.name)} DROP NOT NULL")),
                         (_alter(t, f"ALTER COLUMN {q(n.name)} SET NOT NULL"),), f"{n.name} NULL")
     if k == "CREATE_INDEX":
-        return Rendered((create_index(n, t, table),), (f"DROP INDEX {q(n.name)};",), _index_details(n))
+        return _create_index(t, n, table, opts)
     if k == "DROP_INDEX":
-        return Rendered((f"DROP INDEX {q(o.name)};",), (create_index(o, t, table),), _index_details(o))
+        if opts.online:
+            return Rendered((Step(f"DROP INDEX CONCURRENTLY IF EXISTS {q(o.name)};", transactional=False),),
+                            (create_index(o, t, table),), _index_details(o), strategy="DROP INDEX CONCURRENTLY")
+        return Rendered(_tx(f"DROP INDEX {q(o.name)};"), (create_index(o, t, table),), _index_details(o))
     if k == "ADD_CONSTRAINT":
-        return Rendered((_alter(t, f"ADD {constraint_clause(n)}"),), (_alter(t, f"DROP CONSTRAINT {q(n.name)}"),),
-                        _constraint_details(n))
+        return _add_constraint(t, n, opts)
     if k == "DROP_CONSTRAINT":
-        return Rendered((_alter(t, f"DROP CONSTRAINT {q(o.name)}"),), (_alter(t, f"ADD {constraint_clause(o)}"),),
+        return Rendered(_tx(_alter(t, f"DROP CONSTRAINT {q(o.name)}")), (_alter(t, f"ADD {constraint_clause(o)}"),),
                         _constraint_details(o))
     raise ValueError(f"unknown change kind {k}")
 
 
-def _add_column(table: str, c: Column, populated: bool) -> Rendered:
+def _set_not_null(table: str, column: str, online: bool) -> tuple[Step, ...]:
+    """SET NOT NULL; online via a validated CHECK so the exclusive lock skips the full scan."""
+    if not online:
+        return _tx(_alter(table, f"ALTER COLUMN {q(column)} SET NOT NULL"))
+    check = q(constraint_name(table, [column], "not_null"))
+    return (
+        Step(_alter(table, f"ADD CONSTRAINT {check} CHECK ({q(column)} IS NOT NULL) NOT VALID")),
+        Step(_alter(table, f"VALIDATE CONSTRAINT {check}"), transactional=False),
+        Step(_alter(table, f"ALTER COLUMN {q(column)} SET NOT NULL")),
+        Step(_alter(table, f"DROP CONSTRAINT {check}")),
+    )
+
+
+def _backfill(table: str, column: str, value: str, opts: Options) -> tuple[Step, ...]:
+    """Batches of ``batch_size`` rows keyed by primary key (ctid without one), each committed on its own."""
+    key = ", ".join(q(c) for c in opts.primary_key) if opts.primary_key else "ctid"
+    sql = (f"UPDATE {q(table)} SET {q(column)} = {value} WHERE ({key}) IN "
+           f"(SELECT {key} FROM {q(table)} WHERE {q(column)} IS NULL LIMIT {int(opts.batch_size)});")
+    return (Step(sql, transactional=False, repeat=True),)
+
+
+def _add_column(table: str, c: Column, opts: Options) -> Rendered:
     down = (_alter(table, f"DROP COLUMN {q(c.name)}"),)
     details = f"{c.name} ({c.type})"
-    if c.nullable or c.default is not None or c.identity or not populated:
-        return Rendered((_alter(table, f"ADD COLUMN {column_definition(c)}"),), down, details)
+    volatile = c.default is not None and is_volatile(c.default)
+    if opts.populated and opts.online and volatile:
+        nullable = Column(c.name, c.type, nullable=True)
+        steps = (
+            Step(_alter(table, f"ADD COLUMN {column_definition(nullable)}")),
+            Step(_alter(table, f"ALTER COLUMN {q(c.name)} SET DEFAULT {c.default}")),
+            *_backfill(table, c.name, "DEFAULT", opts),
+            *(() if c.nullable else _set_not_null(table, c.name, True)),
+        )
+        return Rendered(steps, (_alter(table, f"DROP COLUMN IF EXISTS {q(c.name)}"),), details,
+                        strategy=f"add nullable, backfill in batches of {opts.batch_size}")
+    if c.nullable or c.default is not None or c.identity or not opts.populated:
+        return Rendered(_tx(_alter(table, f"ADD COLUMN {column_definition(c)}")), down, details)
     backfilled = Column(c.name, c.type, nullable=False, default=backfill_value(c))
     return Rendered(
-        (_alter(table, f"ADD COLUMN {column_definition(backfilled)}"),
-         _alter(table, f"ALTER COLUMN {q(c.name)} DROP DEFAULT")),
+        _tx(_alter(table, f"ADD COLUMN {column_definition(backfilled)}"),
+            _alter(table, f"ALTER COLUMN {q(c.name)} DROP DEFAULT")),
         down,
         f"{details}, existing rows = {backfilled.default}",
     )
+
+
+def _create_index(table: str, ix: Index, desired: Table | None, opts: Options) -> Rendered:
+    down = (f"DROP INDEX {q(ix.name)};",)
+    if not opts.online:
+        return Rendered(_tx(create_index(ix, table, desired)), down, _index_details(ix))
+    sql = create_index(ix, table, desired).replace("INDEX ", "INDEX CONCURRENTLY ", 1)
+    step = Step(sql, transactional=False, cleanup=f"DROP INDEX CONCURRENTLY IF EXISTS {q(ix.name)};")
+    return Rendered((step,), (f"DROP INDEX IF EXISTS {q(ix.name)};",), _index_details(ix),
+                    strategy="CREATE INDEX CONCURRENTLY")
+
+
+def _add_constraint(table: str, con: object, opts: Options) -> Rendered:
+    down = (_alter(table, f"DROP CONSTRAINT {q(con.name)}"),)  # type: ignore[attr-defined]
+    details = _constraint_details(con)
+    if not opts.online:
+        return Rendered(_tx(_alter(table, f"ADD {constraint_clause(con)}")), down, details)
+    name = q(con.name)  # type: ignore[attr-defined]
+    down = (_alter(table, f"DROP CONSTRAINT IF EXISTS {name}"),)
+    if isinstance(con, (ForeignKey, Check)):
+        return Rendered(
+            (Step(_alter(table, f"ADD {constraint_clause(con)} NOT VALID")),
+             Step(_alter(table, f"VALIDATE CONSTRAINT {name}"), transactional=False)),
+            down, details, strategy="NOT VALID, then VALIDATE")
+    down += (f"DROP INDEX IF EXISTS {name};",)
+    kind = "PRIMARY KEY" if isinstance(con, PrimaryKey) else "UNIQUE"
+    build = Step(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {q(table)} ({_cols(con.columns)});",  # type: ignore[attr-defined]
+                 transactional=False, cleanup=f"DROP INDEX CONCURRENTLY IF EXISTS {name};")
+    attach = Step(_alter(table, f"ADD CONSTRAINT {name} {kind} USING INDEX {name}"))
+    return Rendered((build, attach), down, details, strategy=f"unique index CONCURRENTLY, then {kind} USING INDEX")
+
+
+def _drop_column(table: str, c: Column, opts: Options) -> Rendered:
+    details = f"{c.name} ({c.type})"
+    drop = _alter(table, f"DROP COLUMN {q(c.name)}")
+    restore_def = Column(c.name, c.type, nullable=True, default=c.default)
+    if not opts.backup or not opts.primary_key:
+        return Rendered(_tx(drop), (_alter(table, f"ADD COLUMN {column_definition(c if c.nullable else restore_def)}"),),
+                        details, irreversible=True)
+    backup = qualified(BACKUP_SCHEMA, opts.backup)
+    keys = _cols(opts.primary_key)
+    join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
+    steps = _tx(
+        f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};",
+        f"DROP TABLE IF EXISTS {backup};",
+        f"CREATE TABLE {backup} AS SELECT {keys}, {q(c.name)} FROM {q(table)};",
+        drop,
+    )
+    down = [_alter(table, f"ADD COLUMN {column_definition(restore_def)}"),
+            f"UPDATE {q(table)} AS t SET {q(c.name)} = b.{q(c.name)} FROM {backup} AS b WHERE {join};"]
+    if not c.nullable:
+        down.append(_alter(table, f"ALTER COLUMN {q(c.name)} SET NOT NULL"))
+    return Rendered(steps, tuple(down), details, strategy=f"backup to {backup}", backup=backup)
+
+
+def _drop_table(table: str, t: Table, opts: Options) -> Rendered:
+    details = f"{len(t.columns)} columns"
+    if not opts.backup:
+        return Rendered(_tx(f"DROP TABLE {q(table)};"), create_table(t), details, irreversible=True)
+    backup = qualified(BACKUP_SCHEMA, opts.backup)
+    steps = _tx(
+        f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};",
+        f"DROP TABLE IF EXISTS {backup};",
+        _alter(table, f"RENAME TO {q(opts.backup)}"),
+        f"ALTER TABLE {q(opts.backup)} SET SCHEMA {q(BACKUP_SCHEMA)};",
+    )
+    down = (f"ALTER TABLE {backup} SET SCHEMA {q(opts.schema)};",
+            _alter(opts.backup, f"RENAME TO {q(table)}"))
+    return Rendered(steps, down, details, strategy=f"moved to {backup}", backup=backup)
+
+
+def _alter_type(table: str, o: Column, n: Column, opts: Options) -> Rendered:
+    details = f"{n.name}: {o.type} → {n.type}"
+    up = _alter(table, _type_clause(n.name, o.type, n.type))
+    down = _alter(table, _type_clause(n.name, n.type, o.type))
+    conversion = classify_conversion(o.type, n.type)
+    strategy = "in place, no rewrite" if conversion is Conversion.IN_PLACE else "table rewrite under ACCESS EXCLUSIVE"
+    if conversion is not Conversion.NARROWING or not opts.backup or not opts.primary_key:
+        return Rendered(_tx(up), (down,), details, irreversible=conversion is Conversion.NARROWING, strategy=strategy)
+    backup = qualified(BACKUP_SCHEMA, opts.backup)
+    join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
+    steps = _tx(f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};", f"DROP TABLE IF EXISTS {backup};",
+                f"CREATE TABLE {backup} AS SELECT {_cols(opts.primary_key)}, {q(n.name)} FROM {q(table)};", up)
+    restore = f"UPDATE {q(table)} AS t SET {q(n.name)} = b.{q(n.name)} FROM {backup} AS b WHERE {join};"
+    return Rendered(steps, (down, restore), details, strategy=f"{strategy}; backup to {backup}", backup=backup)
 
 
 def _type_clause(column: str, old: str, new: str) -> str:

@@ -24,6 +24,14 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def constraint_name(table: str, parts: tuple[str, ...] | list[str], suffix: str) -> str:
+    """PostgreSQL-style default names (``order_user_id_fkey``), trimmed to 63 bytes."""
+    name = "_".join([table, *parts, suffix])
+    while len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        name = name[:-1]
+    return name
+
+
 def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 

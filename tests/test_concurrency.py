@@ -146,3 +146,18 @@ async def test_lease_is_exclusive_and_expires(conn: asyncpg.Connection) -> None:
     assert not await first.heartbeat(conn)
     await second.release(conn)
     assert await first.current_holder(conn) is None
+
+
+async def test_a_dead_holders_lease_is_taken_over_at_once(dsn: str, conn: asyncpg.Connection) -> None:
+    ledger = Ledger("public")
+    await ledger.ensure(conn)
+    dying = await asyncpg.connect(dsn)
+    assert await MigrationLease(ledger, "schema:public", holder="dead", ttl=300).try_acquire(dying)
+    survivor = MigrationLease(ledger, "schema:public", holder="alive", ttl=300)
+    assert not await survivor.try_acquire(conn)  # the holder's session is alive: wait
+    await dying.close()  # the process holding it dies
+    for _ in range(50):  # the backend needs a moment to leave pg_stat_activity
+        if await survivor.try_acquire(conn):
+            break
+        await asyncio.sleep(0.05)
+    assert await survivor.current_holder(conn) == "alive"

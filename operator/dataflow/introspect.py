@@ -18,7 +18,9 @@ INTERNAL_TABLES = frozenset({"dataflow_migrations", "dataflow_migration_lock", "
 
 _COLUMNS = """
 WITH t AS MATERIALIZED (
-  SELECT c.oid, c.relname, greatest(c.reltuples, 0)::bigint AS est_rows, pg_total_relation_size(c.oid) AS size_bytes
+  -- catalog statistics only: pg_relation_size() would open the table and wait behind its locks
+  SELECT c.oid, c.relname, greatest(c.reltuples, 0)::bigint AS est_rows,
+         c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
 )

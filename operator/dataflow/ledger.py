@@ -38,11 +38,13 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS {locks} (
   lock_key TEXT PRIMARY KEY,
   holder TEXT NOT NULL,
+  holder_pid INTEGER,
   acquired_at TIMESTAMPTZ NOT NULL,
   heartbeat_at TIMESTAMPTZ NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL
 )""",
     "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS progress JSONB",
+    "ALTER TABLE {locks} ADD COLUMN IF NOT EXISTS holder_pid INTEGER",
     """CREATE TABLE IF NOT EXISTS {owners} (
   table_name TEXT PRIMARY KEY,
   owner TEXT NOT NULL,
@@ -98,9 +100,9 @@ class Ledger:
     async def ensure(self, conn: asyncpg.Connection) -> None:
         """Create the schema and ledger tables if missing (safe to race from many processes)."""
         present = await conn.fetchval(
-            "SELECT count(to_regclass(t)) = 3 AND EXISTS (SELECT 1 FROM pg_attribute"
-            " WHERE attrelid = to_regclass($2) AND attname = 'progress') FROM unnest($1::text[]) t",
-            [self.table, self.locks, self.owners], self.table)
+            "SELECT count(*) = 2 FROM pg_attribute WHERE (attrelid, attname) IN"
+            " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'))"
+            " AND to_regclass($3) IS NOT NULL", self.table, self.locks, self.owners)
         if present:
             return
         async with conn.transaction():

@@ -1,8 +1,9 @@
 """A lease lock per database and schema: a row with holder, expiry and heartbeat.
 
 The lease serialises appliers across processes and machines (library, CLI, operator replicas);
-``pg_advisory_xact_lock`` inside the apply transaction backs it up. A holder that dies stops
-heart-beating and its lease expires after ``ttl`` seconds.
+a session-level ``pg_advisory_lock`` around the apply backs it up. A holder whose database
+session ends (the process died) loses the lease at once; one that hangs stops heart-beating and
+its lease expires after ``ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ class MigrationLease:
 
     async def try_acquire(self, conn: asyncpg.Connection) -> bool:
         row = await conn.fetchrow(
-            f"INSERT INTO {self.ledger.locks} AS l (lock_key, holder, acquired_at, heartbeat_at, expires_at)"
-            " VALUES ($1, $2, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3))"
-            " ON CONFLICT (lock_key) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at,"
-            " heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at"
+            f"INSERT INTO {self.ledger.locks} AS l (lock_key, holder, holder_pid, acquired_at, heartbeat_at, expires_at)"
+            " VALUES ($1, $2, pg_backend_pid(), clock_timestamp(), clock_timestamp(),"
+            " clock_timestamp() + make_interval(secs => $3))"
+            " ON CONFLICT (lock_key) DO UPDATE SET holder = EXCLUDED.holder, holder_pid = EXCLUDED.holder_pid,"
+            " acquired_at = EXCLUDED.acquired_at, heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at"
             " WHERE l.expires_at < clock_timestamp() OR l.holder = EXCLUDED.holder"
+            # a holder whose database session has ended (the process died) loses the lease at once
+            " OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid)"
             " RETURNING holder",
             self.key, self.holder, self.ttl,
         )

@@ -66,6 +66,7 @@ class Field:
     renamed_from: str | None = None
     db_type: str | None = None
     check: str | None = None
+    sql_default: str | None = None  # an SQL expression such as "gen_random_uuid()", parsed as one expression
 
 
 def snake_case(name: str) -> str:
@@ -144,9 +145,13 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
             nullable = False
             primary_key.append(name)
         default_sql = _default_sql(default, sql_type, path)
+        if opts.sql_default is not None:
+            if default is not _MISSING and default is not None:
+                raise SchemaError(path, "give either default= or sql_default=, not both")
+            default_sql, nullable = _expression(opts.sql_default, f"{path}.sql_default"), bool(optional or opts.nullable)
         if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
             default_sql = "CURRENT_TIMESTAMP"
-        if not nullable and default is None:
+        if not nullable and default is None and default_sql is None:
             raise SchemaError(path, "a NOT NULL field cannot default to None")
         columns.append(Column(name=name, type=sql_type, nullable=nullable, default=default_sql,
                               renamed_from=opts.renamed_from))

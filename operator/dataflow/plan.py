@@ -171,12 +171,13 @@ async def build_migration(
         db_table = renamed.get(change.table, change.table)
         table_facts = state.facts.get(db_table)
         facts = Facts()
-        if table_facts is not None and needs_row_count(change):
-            if db_table not in row_counts:
+        if table_facts is not None and change.kind != "CREATE_TABLE":
+            # the planner's estimate is 0 for a table never analysed: then, or when the grade
+            # depends on it, count (capped); otherwise the estimate is good enough
+            if db_table not in row_counts and (needs_row_count(change) or table_facts.rows == 0):
                 row_counts[db_table] = await count_rows(conn, db_table, table_facts.rows)
-            facts = await probe(conn, change, db_table, row_counts[db_table], table_facts.size_bytes)
-        elif table_facts is not None:
-            facts = Facts(rows=table_facts.rows, size_bytes=table_facts.size_bytes)
+            rows = row_counts.get(db_table, table_facts.rows)
+            facts = await probe(conn, change, db_table, rows, table_facts.size_bytes)
         online = options.strategy == "online" and facts.rows > 0
         existing = state.schema.table(db_table)
         backup = None

@@ -46,9 +46,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
+
+from common import reachable_server, redact, with_database
 from rich.console import Console
 
 from dataflow import DataFlow, Field
@@ -92,28 +94,10 @@ def register_after(db: DataFlow) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-def with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
-async def reachable_server(url: str) -> str | None:
-    try:
-        conn = await asyncpg.connect(url, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-        print(f"# no server at {redact(url)} ({type(exc).__name__}: {exc}); using the embedded server",
-              file=sys.stderr)
-        return None
-    await conn.close()
-    return url
 
 
 def percentile(samples: list[float], q: float) -> float:

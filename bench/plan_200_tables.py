@@ -40,9 +40,10 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from common import reachable_server, redact, with_database
 
 from dataflow.introspect import introspect
 from dataflow.operations import Risk
@@ -194,28 +195,10 @@ async def count_queries(conn: asyncpg.Connection, fn) -> int:
     return counter.count
 
 
-def with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
-async def reachable_server(url: str) -> str | None:
-    try:
-        conn = await asyncpg.connect(url, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-        print(f"# no server at {redact(url)} ({type(exc).__name__}: {exc}); using the embedded server",
-              file=sys.stderr)
-        return None
-    await conn.close()
-    return url
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 # --------------------------------------------------------------------------- the peer

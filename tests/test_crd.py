@@ -1,9 +1,10 @@
 """The DataFlowSchema CRD (crds/dataflowschema.yaml -> operator/dataflow/resources/crd.yaml)."""
-import copy
 import re
 from pathlib import Path
 
 import jsonschema
+
+from dataflow.manifest import strict_schema
 import pytest
 import yaml
 
@@ -15,24 +16,7 @@ SCHEMA = VERSION["schema"]["openAPIV3Schema"]
 OPERATIONS = re.findall(r"\b[A-Z]+(?:_[A-Z]+)+\b", (ROOT / "docs" / "canonical-schema.md").read_text().split("Operation names")[1])
 
 
-def strict(schema: dict) -> dict:
-    """The schema as the API server applies it with strict field validation (kubectl's default):
-    unknown fields are errors, except under x-kubernetes-preserve-unknown-fields."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node: dict) -> None:
-        if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-            node["additionalProperties"] = False
-        for child in node.get("properties", {}).values():
-            walk(child)
-        if "items" in node:
-            walk(node["items"])
-
-    walk(schema)
-    return schema
-
-
-VALIDATOR = jsonschema.Draft7Validator(strict(SCHEMA))
+VALIDATOR = jsonschema.Draft7Validator(strict_schema(SCHEMA))
 
 
 def errors(manifest: dict) -> list[tuple[str, str]]:

@@ -40,7 +40,7 @@ def crd() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """Unknown fields are errors (the API server's strict field validation), except where preserved."""
     schema = copy.deepcopy(schema)
 
@@ -59,7 +59,7 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft7Validator:
     version = crd()["spec"]["versions"][0]
-    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+    return jsonschema.Draft7Validator(strict_schema(version["schema"]["openAPIV3Schema"]))
 
 
 def duration_ms(value: str, field: str) -> int:

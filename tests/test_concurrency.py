@@ -14,6 +14,7 @@ from dataflow.executor import ExecutionSettings
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.errors import LockTimeout
+from dataflow import DataFlow
 from tests.helpers import dataflow
 
 import pytest
@@ -74,8 +75,9 @@ async def test_five_processes_apply_the_same_change(dsn: str, conn: asyncpg.Conn
     assert await conn.fetchval("SELECT count(*) FROM dataflow_migration_lock") == 0
 
 
-async def test_lock_timeout_is_retried_until_the_lock_is_released(dsn: str, conn: asyncpg.Connection) -> None:
-    db = dataflow(dsn, lock_timeout_ms=100, max_attempts=20)
+async def ticket_gaining_a_column(dsn: str, **config: object) -> DataFlow:
+    """A `ticket` table created, and its model now with one more column (a pending ADD COLUMN)."""
+    db = dataflow(dsn, **config)
 
     @db.model
     class Ticket:
@@ -88,6 +90,11 @@ async def test_lock_timeout_is_retried_until_the_lock_is_released(dsn: str, conn
         title: str
         note: str = None
 
+    return db
+
+
+async def test_lock_timeout_is_retried_until_the_lock_is_released(dsn: str, conn: asyncpg.Connection) -> None:
+    db = await ticket_gaining_a_column(dsn, lock_timeout_ms=100, max_attempts=20)
     blocker = await asyncpg.connect(dsn)
     tx = blocker.transaction()
     await tx.start()
@@ -107,19 +114,7 @@ async def test_lock_timeout_is_retried_until_the_lock_is_released(dsn: str, conn
 
 
 async def test_lock_timeout_gives_up_after_max_attempts(dsn: str, conn: asyncpg.Connection) -> None:
-    db = dataflow(dsn, lock_timeout_ms=50, max_attempts=2)
-
-    @db.model
-    class Ticket:
-        title: str
-
-    await db.initialize()
-
-    @db.model
-    class Ticket:  # noqa: F811
-        title: str
-        note: str = None
-
+    db = await ticket_gaining_a_column(dsn, lock_timeout_ms=50, max_attempts=2)
     blocker = await asyncpg.connect(dsn)
     async with blocker.transaction():
         await blocker.execute('LOCK TABLE "ticket" IN ACCESS SHARE MODE')

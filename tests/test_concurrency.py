@@ -10,7 +10,6 @@ from pathlib import Path
 
 import asyncpg
 
-from dataflow.executor import ExecutionSettings
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.errors import LockTimeout

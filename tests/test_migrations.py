@@ -1,6 +1,5 @@
 """Schema evolutions against real PostgreSQL: risk levels, SQL, data kept, failures rolled back."""
 
-from datetime import datetime
 from decimal import Decimal
 
 import pytest

@@ -6,7 +6,7 @@ import getpass
 import socket
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable
 
 import asyncpg
 
@@ -145,14 +145,3 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
 def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:
     listed = ", ".join(f"{t} (owned by {o})" for t, o in sorted(conflicts.items()))
     return Result(Outcome.CONFLICT, migration, f"tables claimed by another owner: {listed}", conflicts)
-
-
-async def history(conn: asyncpg.Connection, schema: str = "public", limit: int = 10,
-                  owner: str | None = None) -> list:
-    ledger = Ledger(schema)
-    await ledger.ensure(conn)
-    return await ledger.history(conn, limit, owner)
-
-
-def tables_of(schema: Schema, names: Iterable[str]) -> Schema:
-    return schema.only(names)

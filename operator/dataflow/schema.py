@@ -123,10 +123,6 @@ class Schema:
     def normalised(self) -> "Schema":
         return replace(self, tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)))
 
-    def only(self, names: Iterable[str]) -> "Schema":
-        keep = set(names)
-        return replace(self, tables=tuple(t for t in self.tables if t.name in keep))
-
     # canonical form -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"tables": [_table_to_dict(t) for t in self.normalised().tables]}

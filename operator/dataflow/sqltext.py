@@ -51,15 +51,24 @@ def quote_literal(value: Any) -> str:
     text = str(value)
     if "\x00" in text:
         raise ValueError("a literal cannot contain NUL")
+    _require_utf8(text)
     if "\\" in text:
         return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     return "'" + text.replace("'", "''") + "'"
+
+
+def _require_utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid UTF-8 text ({exc.reason} at position {exc.start})") from None
 
 
 def parse_expression(text: str) -> Any:
     """Parse ``text`` as exactly one SQL scalar expression; raise ValueError otherwise."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty expression")
+    _require_utf8(text)
     try:
         stmts = pg_parser.parse_sql(f"SELECT {text}")
     except pglast.parser.ParseError as exc:

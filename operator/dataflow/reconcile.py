@@ -136,9 +136,7 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
             await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution,
                                     claim=claim, release=released)
             return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
-    except MigrationFailed as exc:
-        return Result(Outcome.FAILED, migration, str(exc))
-    except LockTimeout as exc:
+    except (MigrationFailed, LockTimeout) as exc:
         return Result(Outcome.FAILED, migration, str(exc))
 
 

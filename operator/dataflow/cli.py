@@ -21,14 +21,10 @@ from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError
 from dataflow.operations import Risk
 from dataflow.manifest import dump, from_resource, generate, load_dataflow, load_models, read_documents, validate
-from dataflow.preview import render_console, render_json, render_markdown
+from dataflow.preview import render_console, render_json, render_markdown, stdout_console
 from dataflow.reconcile import Outcome, plan, reconcile
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
-
-
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = _console()
+    console = stdout_console(soft_wrap=True)
     try:
         if args.command == "operator":
             os.execvp("kopf", ["kopf", "run", "-m", "dataflow.k8s.operator", "--all-namespaces"])

@@ -20,7 +20,7 @@ from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
 from dataflow.operations import Risk
 from dataflow.plan import Migration, PlanOptions
-from dataflow.preview import render_console
+from dataflow.preview import render_console, stdout_console
 from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
 from dataflow.schema import Schema
 
@@ -46,10 +46,6 @@ class MigrationMetrics:
     rollback_rate: float
 
 
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=False)
-
-
 class DataFlow:
     """Models plus a database: ``DataFlow()`` (embedded), ``DataFlow("postgresql://...")`` or DATABASE_URL.
 
@@ -66,7 +62,7 @@ class DataFlow:
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
         self.models: dict[str, type] = {}
-        self.console = console or _console()
+        self.console = console or stdout_console()
 
     # models ---------------------------------------------------------------
     def model(self, cls: C) -> C:
@@ -194,22 +190,17 @@ class DataFlow:
         show = dict(show_sql=show_sql, show_rollback_plan=show_rollback_plan,
                     safety_analysis=safety_analysis and safety_check)
 
-        async def confirm(migration: Migration) -> bool:
-            if not asks:
-                return True
-            return await asyncio.to_thread(self._ask)
+        preview_shown = False
+
+        async def preview_then_confirm(migration: Migration) -> bool:
+            nonlocal preview_shown
+            render_console(migration, self.console, **show)
+            preview_shown = True
+            return await asyncio.to_thread(self._ask) if asks else True
 
         desired = self.schema()
         async with self.connection() as conn:
-            preview_shown = False
-
-            async def confirm_with_preview(migration: Migration) -> bool:
-                nonlocal preview_shown
-                render_console(migration, self.console, **show)
-                preview_shown = True
-                return await confirm(migration)
-
-            result = await reconcile(conn, self.dsn, desired, self.owner, policy, confirm_with_preview)
+            result = await reconcile(conn, self.dsn, desired, self.owner, policy, preview_then_confirm)
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
             self._report(result)

@@ -90,12 +90,13 @@ class _Retrying:
             await asyncio.sleep(delay)
 
 
-async def configure_session(conn: asyncpg.Connection, schema: str, settings: ExecutionSettings) -> None:
-    """Session-level timeouts and search_path for the whole migration (reset by :func:`reset_session`)."""
+async def configure_session(conn: asyncpg.Connection, schema: str, settings: ExecutionSettings,
+                            local: bool = False) -> None:
+    """Both timeouts and ``search_path`` for the session (``local``: only the current transaction)."""
     await conn.execute(
-        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-        " set_config('search_path', $3, false)",
-        f"{settings.lock_timeout_ms}ms", f"{settings.statement_timeout_ms}ms", quote_ident(schema),
+        "SELECT set_config('lock_timeout', $1, $4), set_config('statement_timeout', $2, $4),"
+        " set_config('search_path', $3, $4)",
+        f"{settings.lock_timeout_ms}ms", f"{settings.statement_timeout_ms}ms", quote_ident(schema), local,
     )
 
 
@@ -107,11 +108,7 @@ async def reset_session(conn: asyncpg.Connection) -> None:
 async def run_in_transaction(conn: asyncpg.Connection, schema: str, statements: list[str],
                              settings: ExecutionSettings) -> None:
     """Inside a transaction: set both timeouts and ``search_path`` locally, then run ``statements``."""
-    await conn.execute(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),"
-        " set_config('search_path', $3, true)",
-        f"{settings.lock_timeout_ms}ms", f"{settings.statement_timeout_ms}ms", quote_ident(schema),
-    )
+    await configure_session(conn, schema, settings, local=True)
     for sql in statements:
         await conn.execute(sql)
 

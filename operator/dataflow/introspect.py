@@ -8,13 +8,12 @@ from typing import Any, Iterable
 
 import asyncpg
 
+from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
 from dataflow.sqltext import normalise_default, normalise_expression, parse_expression, strip_check
 from dataflow.types import canonical_type
 
-# Tables DataFlow keeps for itself in every managed schema; never diffed.
-INTERNAL_TABLES = frozenset({"dataflow_migrations", "dataflow_migration_lock", "dataflow_owned_tables"})
 
 _COLUMNS = """
 WITH t AS MATERIALIZED (

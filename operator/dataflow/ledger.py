@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from dataflow.plan import Migration
 from dataflow.sqltext import qualified, quote_ident
+
+if TYPE_CHECKING:
+    from dataflow.plan import Migration
 
 LEDGER = "dataflow_migrations"
 LOCKS = "dataflow_migration_lock"
 OWNERS = "dataflow_owned_tables"
+INTERNAL_TABLES = frozenset({LEDGER, LOCKS, OWNERS})  # DataFlow's own tables: never diffed
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS {ledger} (

@@ -85,7 +85,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _sql_type(field_name: str, tp: Any, opts: Field, path: str) -> str:
+def _sql_type(tp: Any, opts: Field, path: str) -> str:
     if opts.db_type:
         if not is_known_type(opts.db_type):
             raise SchemaError(f"{path}.db_type", f"unknown PostgreSQL type {opts.db_type!r}")
@@ -136,7 +136,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         raw = cls.__dict__.get(name, _MISSING)
         opts = raw if isinstance(raw, Field) else Field(default=raw)
         tp, optional = _unwrap_optional(hint)
-        sql_type = _sql_type(name, tp, opts, path)
+        sql_type = _sql_type(tp, opts, path)
         default = opts.default
         nullable = optional or default is None
         if opts.nullable is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich import box
@@ -13,6 +14,11 @@ from dataflow.operations import Risk
 from dataflow.plan import Migration
 
 RISK_STYLE = {Risk.SAFE: ("✅", "green"), Risk.MEDIUM: ("⚠️", "yellow"), Risk.HIGH: ("🚨", "red")}
+
+
+def stdout_console(soft_wrap: bool = False) -> Console:
+    """A console on stdout; 120 columns when stdout is not a terminal (logs, CI, pipes)."""
+    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=soft_wrap)
 
 
 def _duration(ms: int) -> str:

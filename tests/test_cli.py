@@ -40,7 +40,7 @@ async def test_plan_and_apply_a_models_file(dsn: str, conn: asyncpg.Connection, 
             email: str = Field(unique=True)
     """)
     code, out = await dataflow_cli("plan", str(models), "--database-url", dsn)
-    assert code == 0 and "CREATE_TABLE" in out and 'CREATE TABLE "user"' in out
+    assert code == 0 and "CREATE_TABLE" in out and 'CREATE TABLE "public"."user"' in out
     assert await conn.fetchval("SELECT to_regclass('public.user')") is None
 
     code, out = await dataflow_cli("apply", str(models), "--database-url", dsn)  # stdin is no terminal: "no"

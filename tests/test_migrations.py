@@ -48,8 +48,8 @@ async def test_ecommerce_three_phases(dsn: str, conn) -> None:
 
     success, [m2] = await db.auto_migrate(auto_confirm=True)
     assert success and m2.safety_level == "SAFE"
-    assert 'ALTER TABLE "order" ADD COLUMN "status" TEXT NOT NULL DEFAULT \'pending\';' in m2.sql_up
-    assert 'ALTER TABLE "product" ADD COLUMN "inventory_count" BIGINT NOT NULL DEFAULT 0;' in m2.sql_up
+    assert 'ALTER TABLE "public"."order" ADD COLUMN "status" TEXT NOT NULL DEFAULT \'pending\';' in m2.sql_up
+    assert 'ALTER TABLE "public"."product" ADD COLUMN "inventory_count" BIGINT NOT NULL DEFAULT 0;' in m2.sql_up
     assert await conn.fetchval('SELECT status FROM "order"') == "pending"
 
     @db.model
@@ -106,7 +106,7 @@ async def test_drop_column_refused_under_medium_applied_under_high(dsn: str, con
     assert (await db.get_migration_history(1))[0].status == "refused"
 
     success, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH", create_backup=False)
-    assert success and m.sql_up == ['ALTER TABLE "user" DROP COLUMN "email";']
+    assert success and m.sql_up == ['ALTER TABLE "public"."user" DROP COLUMN "email";']
     assert m.rollback_steps[0].irreversible  # no backup: the values are gone for good
     assert "email" not in [c.name for c in (await introspect(conn)).schema.table("user").columns]
 
@@ -151,8 +151,8 @@ async def test_not_null_column_on_a_populated_table(dsn: str, conn) -> None:
     assert success
     [op] = m.operations
     assert op.risk is Risk.MEDIUM and "2 rows" in op.assessment.reason
-    assert m.sql_up == ['ALTER TABLE "user" ADD COLUMN "age" BIGINT NOT NULL DEFAULT 0;',
-                        'ALTER TABLE "user" ALTER COLUMN "age" DROP DEFAULT;']
+    assert m.sql_up == ['ALTER TABLE "public"."user" ADD COLUMN "age" BIGINT NOT NULL DEFAULT 0;',
+                        'ALTER TABLE "public"."user" ALTER COLUMN "age" DROP DEFAULT;']
     assert await conn.fetchval('SELECT count(*) FROM "user" WHERE age = 0') == 2
     column = (await introspect(conn)).schema.table("user").column("age")
     assert not column.nullable and column.default is None
@@ -174,7 +174,7 @@ async def test_not_null_column_on_an_empty_table_is_safe(dsn: str) -> None:
         age: int
 
     success, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="SAFE")
-    assert success and m.sql_up == ['ALTER TABLE "user" ADD COLUMN "age" BIGINT NOT NULL;']
+    assert success and m.sql_up == ['ALTER TABLE "public"."user" ADD COLUMN "age" BIGINT NOT NULL;']
 
 
 @pytest.mark.parametrize("values, castable", [(["1", "22", None], True), (["1", "two", "three"], False)])
@@ -197,8 +197,8 @@ async def test_text_to_integer(dsn: str, conn, values: list, castable: bool) -> 
     assert not refused and m.safety_level == "HIGH"
     [op] = m.operations
     assert op.kind == "ALTER_COLUMN_TYPE"
-    assert m.sql_up[-1] == 'ALTER TABLE "item" ALTER COLUMN "code" TYPE BIGINT USING "code"::BIGINT;'
-    assert op.backup and m.sql_up[-2] == f'CREATE TABLE {op.backup} AS SELECT "id", "code" FROM "item";'
+    assert m.sql_up[-1] == 'ALTER TABLE "public"."item" ALTER COLUMN "code" TYPE BIGINT USING "code"::BIGINT;'
+    assert op.backup and m.sql_up[-2] == f'CREATE TABLE {op.backup} AS SELECT "id", "code" FROM "public"."item";'
     if castable:
         assert "all 3 rows convert today" in op.assessment.reason
     else:
@@ -262,8 +262,8 @@ async def test_rename_keeps_the_data(dsn: str, conn) -> None:
     del db.models["Customer"]
     success, [m] = await db.auto_migrate(auto_confirm=True)
     assert success and [op.kind for op in m.operations] == ["RENAME_TABLE", "RENAME_COLUMN"]
-    assert m.sql_up == ['ALTER TABLE "customer" RENAME TO "client";',
-                        'ALTER TABLE "client" RENAME COLUMN "email" TO "email_address";']
+    assert m.sql_up == ['ALTER TABLE "public"."customer" RENAME TO "client";',
+                        'ALTER TABLE "public"."client" RENAME COLUMN "email" TO "email_address";']
     assert await conn.fetchval('SELECT email_address FROM "client"') == "a@example.com"
     assert (await db.auto_migrate(auto_confirm=True)) == (True, [])
 
@@ -335,8 +335,8 @@ async def test_indexes_gin_text_search_partial_and_checks_round_trip(dsn: str, c
     success, [m] = await db.auto_migrate(auto_confirm=True)
     assert success
     sql = "\n".join(m.sql_up)
-    assert 'CREATE INDEX "product_specs_gin_idx" ON "product" USING gin ("specs");' in sql
-    assert 'CREATE INDEX "product_price_partial_idx" ON "product" ("price") WHERE price > 0;' in sql
+    assert 'CREATE INDEX "product_specs_gin_idx" ON "public"."product" USING gin ("specs");' in sql
+    assert 'CREATE INDEX "product_price_partial_idx" ON "public"."product" ("price") WHERE price > 0;' in sql
     assert "to_tsvector('english', COALESCE(name, ''))" in sql
     assert 'CONSTRAINT "product_price_check" CHECK (price >= 0)' in sql
     table = (await introspect(conn)).schema.table("product")

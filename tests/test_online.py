@@ -54,15 +54,15 @@ async def test_each_online_strategy_reaches_the_intended_schema(dsn: str, conn: 
     assert success, output(db)
     by_kind = {(op.kind, op.change.subject): op for op in m.operations}
     sql = "\n".join(m.sql_up)
-    assert 'CREATE INDEX CONCURRENTLY "account_balance_idx" ON "account" ("balance");' in sql
-    assert 'ALTER TABLE "account" ADD CONSTRAINT "account_owner_id_fkey" FOREIGN KEY ("owner_id") REFERENCES "owner" ("id") NOT VALID;' in sql
-    assert 'ALTER TABLE "account" VALIDATE CONSTRAINT "account_owner_id_fkey";' in sql
-    assert 'CREATE UNIQUE INDEX CONCURRENTLY "account_email_key" ON "account" ("email");' in sql
-    assert 'ALTER TABLE "account" ADD CONSTRAINT "account_email_key" UNIQUE USING INDEX "account_email_key";' in sql
-    assert 'ALTER TABLE "account" ADD CONSTRAINT "account_balance_not_null" CHECK ("balance" IS NOT NULL) NOT VALID;' in sql
-    assert 'ALTER TABLE "account" ALTER COLUMN "email" TYPE VARCHAR(200);' in sql  # no USING: no rewrite
+    assert 'CREATE INDEX CONCURRENTLY "account_balance_idx" ON "public"."account" ("balance");' in sql
+    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_owner_id_fkey" FOREIGN KEY ("owner_id") REFERENCES "public"."owner" ("id") NOT VALID;' in sql
+    assert 'ALTER TABLE "public"."account" VALIDATE CONSTRAINT "account_owner_id_fkey";' in sql
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY "account_email_key" ON "public"."account" ("email");' in sql
+    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_email_key" UNIQUE USING INDEX "account_email_key";' in sql
+    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_balance_not_null" CHECK ("balance" IS NOT NULL) NOT VALID;' in sql
+    assert 'ALTER TABLE "public"."account" ALTER COLUMN "email" TYPE VARCHAR(200);' in sql  # no USING: no rewrite
     assert by_kind[("ALTER_COLUMN_TYPE", "email")].strategy == "in place, no rewrite"
-    assert 'UPDATE "account" SET "token" = DEFAULT WHERE ("id") IN (SELECT "id" FROM "account" WHERE "token" IS NULL LIMIT 500);' in sql
+    assert 'UPDATE "public"."account" SET "token" = DEFAULT WHERE ("id") IN (SELECT "id" FROM "public"."account" WHERE "token" IS NULL LIMIT 500);' in sql
     assert "outside a transaction" in output(db) and "repeated in batches" in output(db)
 
     schema = (await introspect(conn)).schema

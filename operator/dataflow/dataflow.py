@@ -130,7 +130,7 @@ class DataFlow:
         """Create the tables of models that have none yet (other differences wait for auto_migrate)."""
         desired = self.schema()
         async with self.connection() as conn:
-            state = await introspect(conn, self.schema_name)
+            state = await introspect(conn, self.schema_name, tables=desired.table_names)
             missing = [t for t in desired.table_names if state.schema.table(t) is None]
             if not missing:
                 return True

@@ -10,8 +10,14 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from dataflow.operations import EXECUTION_ORDER, Change
 from dataflow.schema import Column, PrimaryKey, Schema, Table
+from dataflow.sqltext import constraint_name
 
 T = TypeVar("T")
+
+
+def primary_key_name(table: str) -> str:
+    """The name PostgreSQL gives a primary key it creates: ``<table>_pkey``."""
+    return constraint_name(table, [], "pkey")
 
 
 def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ()) -> list[Change]:
@@ -105,13 +111,15 @@ def compare_checks(old: Table, new: Table) -> Iterator[Change]:
 
 
 def compare_primary_key(old: Table, new: Table) -> Iterator[Change]:
-    """The primary key, as a constraint named ``<table>_pkey``."""
+    """The primary key: the existing one dropped by its real name (a renamed table keeps its old
+    ``<old>_pkey``), the new one named after the desired table."""
     if old.primary_key != new.primary_key:
-        name = f"{new.name}_pkey"
         if old.primary_key:
-            yield Change("DROP_CONSTRAINT", new.name, name, old=PrimaryKey(name, old.primary_key))
+            dropped = old.primary_key_name or primary_key_name(old.name)
+            yield Change("DROP_CONSTRAINT", new.name, dropped, old=PrimaryKey(dropped, old.primary_key))
         if new.primary_key:
-            yield Change("ADD_CONSTRAINT", new.name, name, new=PrimaryKey(name, new.primary_key))
+            added = primary_key_name(new.name)
+            yield Change("ADD_CONSTRAINT", new.name, added, new=PrimaryKey(added, new.primary_key))
 
 
 TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (

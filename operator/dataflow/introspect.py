@@ -1,4 +1,9 @@
-"""Read a whole PostgreSQL schema into a :class:`Schema` in three catalog queries."""
+"""Read a PostgreSQL schema (or the tables a plan concerns) into a :class:`Schema` in three catalog queries.
+
+With ``tables``, only those tables are read: a table the plan does not concern, however exotic its
+types or expressions, cannot break the plan. Foreign keys of other tables that point at them are
+still read (names and columns only), so dropping a key they rely on is graded as such.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ WITH t AS MATERIALIZED (
   SELECT c.oid, c.relname, greatest(c.reltuples, 0)::bigint AS est_rows,
          c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]))
 )
 SELECT t.relname AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, NOT a.attnotnull AS nullable,
@@ -47,6 +52,7 @@ JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 WHERE n.nspname = $1 AND con.contype IN ('p', 'u', 'f', 'c') AND c.relkind IN ('r', 'p')
+  AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]) OR (con.contype = 'f' AND fc.relname = ANY($2::text[])))
 ORDER BY c.relname, con.conname
 """
 
@@ -60,7 +66,7 @@ JOIN pg_class i ON i.oid = ix.indexrelid
 JOIN pg_class t ON t.oid = ix.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = i.relam
-WHERE n.nspname = $1 AND t.relkind IN ('r', 'p')
+WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR t.relname = ANY($2::text[]))
   AND NOT EXISTS (SELECT 1 FROM pg_constraint con
                   WHERE con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
                     AND con.contype IN ('p', 'u', 'x'))
@@ -77,15 +83,22 @@ class DatabaseState:
 
     schema: Schema
     facts: dict[str, TableFacts] = field(default_factory=dict)
+    outside_foreign_keys: tuple[tuple[str, ForeignKey], ...] = ()  # (table, fk) of tables not read
+
+    @property
+    def foreign_keys(self) -> list[tuple[str, ForeignKey]]:
+        """Every foreign key read, as ``(table, fk)``: those of the tables read and those pointing at them."""
+        return [(t.name, fk) for t in self.schema.tables for fk in t.foreign_keys] + list(self.outside_foreign_keys)
 
 
 async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
-                     exclude: Iterable[str] = INTERNAL_TABLES) -> DatabaseState:
-    """Read every table of ``schema_name`` (except ``exclude``) in three queries."""
+                     exclude: Iterable[str] = INTERNAL_TABLES, tables: Iterable[str] | None = None) -> DatabaseState:
+    """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``) in three queries."""
     skip = set(exclude)
+    only = sorted(set(tables)) if tables is not None else None
     columns: dict[str, list[Column]] = defaultdict(list)
     facts: dict[str, TableFacts] = {}
-    for r in await conn.fetch(_COLUMNS, schema_name):
+    for r in await conn.fetch(_COLUMNS, schema_name, only):
         if r["table_name"] in skip:
             continue
         identity = _IDENTITY.get(r["identity"] or "")
@@ -100,25 +113,26 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
         )
         facts[r["table_name"]] = TableFacts(rows=r["est_rows"], size_bytes=r["size_bytes"])
 
-    parts: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for r in await conn.fetch(_CONSTRAINTS, schema_name):
+    parts: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(list))
+    outside: list[tuple[str, ForeignKey]] = []
+    for r in await conn.fetch(_CONSTRAINTS, schema_name, only):
+        kind, name, cols = r["kind"], r["name"], tuple(r["columns"])
         if r["table_name"] not in columns:
+            if kind == "f" and r["table_name"] not in skip:
+                outside.append((r["table_name"], _foreign_key(r)))
             continue
         bucket = parts[r["table_name"]]
-        kind, name, cols = r["kind"], r["name"], tuple(r["columns"])
         if kind == "p":
             bucket["primary_key"] = list(cols)
+            bucket["primary_key_name"] = name
         elif kind == "u":
             bucket["uniques"].append(Unique(name, cols))
         elif kind == "f":
-            bucket["foreign_keys"].append(
-                ForeignKey(name, cols, r["ref_table"], tuple(r["ref_columns"]),
-                           _FK_ACTIONS[r["on_delete"]], _FK_ACTIONS[r["on_update"]], r["validated"])
-            )
+            bucket["foreign_keys"].append(_foreign_key(r))
         elif kind == "c":
             bucket["checks"].append(Check(name, strip_check(r["definition"]), r["validated"]))
 
-    for r in await conn.fetch(_INDEXES, schema_name):
+    for r in await conn.fetch(_INDEXES, schema_name, only):
         if r["table_name"] not in columns:
             continue
         names = {c.name for c in columns[r["table_name"]]}
@@ -133,11 +147,12 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
             )
         )
 
-    tables = tuple(
+    read = tuple(
         Table(
             name=name,
             columns=tuple(cols),
             primary_key=tuple(parts[name].get("primary_key", ())),
+            primary_key_name=parts[name].get("primary_key_name"),
             indexes=tuple(parts[name].get("indexes", ())),
             uniques=tuple(parts[name].get("uniques", ())),
             foreign_keys=tuple(parts[name].get("foreign_keys", ())),
@@ -145,7 +160,12 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
         )
         for name, cols in columns.items()
     )
-    return DatabaseState(Schema(tables, schema_name).normalised(), facts)
+    return DatabaseState(Schema(read, schema_name).normalised(), facts, tuple(outside))
+
+
+def _foreign_key(r: asyncpg.Record) -> ForeignKey:
+    return ForeignKey(r["name"], tuple(r["columns"]), r["ref_table"], tuple(r["ref_columns"]),
+                      _FK_ACTIONS[r["on_delete"]], _FK_ACTIONS[r["on_update"]], r["validated"])
 
 
 def _index_element(text: str, column_names: set[str]) -> str:

@@ -6,18 +6,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import asyncpg
 
 from dataflow.diff import compare_schemas
 from dataflow.introspect import DatabaseState
 from dataflow.operations import OPERATION_KINDS, Change, Operation, Risk, RollbackStep
-from dataflow.safety import Facts, assess, count_rows, probe
-from dataflow.schema import Schema
+from dataflow.safety import (Facts, FunctionCatalog, assess, count_rows, probe, read_function_catalog, refuse_denied,
+                             refuse_extension_functions)
+from dataflow.schema import Schema, Table
 from dataflow.errors import SchemaError
 from dataflow.sqlgen import Options, render
-from dataflow.sqltext import constraint_name
+from dataflow.sqltext import constraint_name, function_names
 
 PLAN_HASH_LENGTH = 12
 _ROW_SENSITIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "ADD_CONSTRAINT"})
@@ -129,11 +130,14 @@ class PlanOptions:
     ``strategy``: "online" uses lock-friendly strategies on tables that have rows; "transactional"
     runs plain DDL. ``backup``: keep data a destructive change removes in ``dataflow_backup``
     (None: yes, for every destructive change). ``batch_size``: rows per backfill batch.
+    ``allowed_functions``: functions that reach outside the table (``pg_read_file``, ``dblink`` ...)
+    an expression may call all the same.
     """
 
     strategy: str = "online"
     backup: bool | None = None
     batch_size: int = 1000
+    allowed_functions: frozenset[str] = frozenset()  # lower-case names exempt from the deny-list
 
     def __post_init__(self) -> None:
         if self.strategy not in ("online", "transactional"):
@@ -143,6 +147,60 @@ class PlanOptions:
 
 
 _DESTRUCTIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE"})
+
+
+def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
+    """The tables a plan reads: those ``desired`` names, their ``renamed_from`` sources and those ``owned``."""
+    names = set(desired.table_names) | set(owned)
+    names |= {t.renamed_from for t in desired.tables if t.renamed_from}
+    return sorted(names)
+
+
+def table_expressions(table: Table) -> Iterator[tuple[str, str]]:
+    """``(path, SQL)`` of every expression in ``table``: defaults, checks, index conditions and expressions."""
+    for c in table.columns:
+        if c.default is not None:
+            yield f"{table.name}.{c.name}.default", c.default
+    for check in table.checks:
+        yield f"{table.name}.checks.{check.name}", check.expression
+    for ix in table.indexes:
+        if ix.where:
+            yield f"{table.name}.indexes.{ix.name}.where", ix.where
+        for element in ix.columns:
+            if table.column(element) is None:
+                yield f"{table.name}.indexes.{ix.name}.columns", element
+
+
+def function_calls(desired: Schema) -> dict[str, frozenset[str]]:
+    """The functions each expression of ``desired`` calls, by the expression's path."""
+    calls: dict[str, frozenset[str]] = {}
+    for table in desired.tables:
+        for path, expression in table_expressions(table):
+            try:
+                calls[path] = calls.get(path, frozenset()) | function_names(expression)
+            except ValueError as exc:
+                raise SchemaError(path, str(exc)) from None
+    return calls
+
+
+async def check_functions(conn: asyncpg.Connection, desired: Schema, allowed: frozenset[str]) -> FunctionCatalog:
+    """Refuse expressions that reach outside the table; the catalog facts (volatility) of every function called.
+
+    Runs before any probe: a refused schema costs one catalog query and reads no table.
+    """
+    calls = function_calls(desired)
+    allowed = frozenset(n.lower() for n in allowed)
+    refuse_denied(calls, allowed)
+    catalog = await read_function_catalog(conn, {n for names in calls.values() for n in names})
+    refuse_extension_functions(calls, catalog, allowed)
+    return catalog
+
+
+def volatile_default(change: Change, catalog: FunctionCatalog) -> bool:
+    """Whether the default an ADD_COLUMN brings is volatile per the server's catalog (unknown functions: yes)."""
+    if change.kind != "ADD_COLUMN" or change.new.default is None:
+        return False
+    return catalog.is_volatile(function_names(change.new.default))
 
 
 def backup_name(change: Change, schema_hash: str) -> str:
@@ -162,6 +220,7 @@ async def build_migration(
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``."""
     _check_filters(include_tables, exclude_operations)
+    catalog = await check_functions(conn, desired, options.allowed_functions)
     changes = filter_changes(compare_schemas(state.schema, desired, owned), include_tables, exclude_operations)
     renamed = {c.table: c.old for c in changes if c.kind == "RENAME_TABLE"}
     schema_hash = desired.hash()
@@ -175,9 +234,10 @@ async def build_migration(
             # the planner's estimate is 0 for a table never analysed: then, or when the grade
             # depends on it, count (capped); otherwise the estimate is good enough
             if db_table not in row_counts and (needs_row_count(change) or table_facts.rows == 0):
-                row_counts[db_table] = await count_rows(conn, db_table, table_facts.rows)
+                row_counts[db_table] = await count_rows(conn, desired.name, db_table, table_facts.rows)
             rows = row_counts.get(db_table, table_facts.rows)
-            facts = await probe(conn, change, db_table, rows, table_facts.size_bytes)
+            known = Facts(rows, table_facts.size_bytes, volatile_default=volatile_default(change, catalog))
+            facts = await probe(conn, change, desired.name, db_table, known)
         online = options.strategy == "online" and facts.rows > 0
         existing = state.schema.table(db_table)
         backup = None
@@ -185,8 +245,9 @@ async def build_migration(
             backup = backup_name(change, schema_hash)
         render_options = Options(populated=facts.rows > 0, nulls=facts.nulls, online=online,
                                  batch_size=options.batch_size, backup=backup, schema=desired.name,
-                                 primary_key=existing.primary_key if existing else ())
-        assessment = assess(change, facts, state.schema, online)
+                                 primary_key=existing.primary_key if existing else (),
+                                 volatile_default=facts.volatile_default)
+        assessment = assess(change, facts, state.foreign_keys, online)
         r = render(change, render_options, desired.table(change.table))
         operations.append(Operation(change, assessment, r.steps, r.down, r.irreversible, r.details,
                                     r.strategy, r.backup))

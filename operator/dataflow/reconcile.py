@@ -16,7 +16,7 @@ from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
-from dataflow.plan import Migration, PlanOptions, build_migration
+from dataflow.plan import Migration, PlanOptions, build_migration, concerned_tables
 from dataflow.schema import Schema
 
 
@@ -72,9 +72,9 @@ async def plan(conn: asyncpg.Connection, desired: Schema, owner: str, policy: Po
     """The migration that brings the database to ``desired``, and tables claimed by other owners."""
     ledger = Ledger(desired.name)
     await ledger.ensure(conn)
-    state = await introspect(conn, desired.name)
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
+    state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
     migration = await build_migration(conn, state, desired, mine, include_tables=policy.include_tables,
                                       exclude_operations=policy.exclude_operations, options=policy.planning)
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}

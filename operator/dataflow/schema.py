@@ -89,6 +89,9 @@ class Table:
     foreign_keys: tuple[ForeignKey, ...] = ()
     checks: tuple[Check, ...] = ()
     renamed_from: str | None = None
+    # the primary key constraint's name in the database (introspection only); not part of the
+    # canonical form nor of equality: the diff drops the key by it, e.g. after a table rename
+    primary_key_name: str | None = field(default=None, compare=False)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)

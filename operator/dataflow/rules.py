@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from pglast import ast
+from pglast.visitors import Visitor
+
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES, parse_expression
 from dataflow.types import is_known_type
 
@@ -45,7 +48,8 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
             if not is_known_type(c["type"]):
                 problems.append(f"{cp}.type: unknown column type {c['type']!r}")
             if c.get("default") is not None:
-                _expression(c["default"], f"{cp}.default", problems)
+                _expression(c["default"], f"{cp}.default", problems, columns=set(),
+                            unknown="a default cannot refer to a column")
         for col in t.get("primaryKey", []):
             if col not in columns_of[t["name"]]:
                 problems.append(f"{p}.primaryKey: unknown column {col!r}")
@@ -54,9 +58,10 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
             claim(ix["name"], ip)
             for element in ix["columns"]:
                 if element not in columns_of[t["name"]]:
-                    _expression(element, f"{ip}.columns", problems, f"is neither a column of {t['name']!r} nor an expression")
+                    _expression(element, f"{ip}.columns", problems, f"is neither a column of {t['name']!r} nor an expression",
+                                columns=columns_of[t["name"]])
             if ix.get("where"):
-                _expression(ix["where"], f"{ip}.where", problems)
+                _expression(ix["where"], f"{ip}.where", problems, columns=columns_of[t["name"]])
         for kind in ("uniques", "foreignKeys", "checks"):
             for j, con in enumerate(t.get(kind, [])):
                 cp = f"{p}.{kind}[{j}]"
@@ -65,7 +70,7 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
                     if col not in columns_of[t["name"]]:
                         problems.append(f"{cp}.columns: unknown column {col!r}")
                 if kind == "checks":
-                    _expression(con["expression"], f"{cp}.expression", problems)
+                    _expression(con["expression"], f"{cp}.expression", problems, columns=columns_of[t["name"]])
                 if kind == "foreignKeys":
                     ref = con["refTable"]
                     if ref not in columns_of:
@@ -79,8 +84,29 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
     return problems
 
 
-def _expression(text: str, where: str, problems: list[str], message: str | None = None) -> None:
+def _expression(text: str, where: str, problems: list[str], message: str | None = None, *,
+                columns: set[str] | None = None, unknown: str = "unknown column") -> None:
+    """Parse ``text`` as one expression; with ``columns``, every column it names must be one of them."""
     try:
-        parse_expression(text)
+        node = parse_expression(text)
     except ValueError as exc:
         problems.append(f"{where}: {message or 'bad SQL expression'} ({exc})")
+        return
+    if columns is not None:
+        missing = sorted(column_refs(node) - columns)
+        if missing:
+            problems.append(f"{where}: {unknown} {missing[0]!r}")
+
+
+def column_refs(node: Any) -> set[str]:
+    """The column names a parsed expression refers to (the last part of ``t.col``)."""
+    names: set[str] = set()
+
+    class _Columns(Visitor):
+        def visit_ColumnRef(self, ancestors: Any, ref: ast.ColumnRef) -> None:  # noqa: N802 (pglast API)
+            last = ref.fields[-1]
+            if isinstance(last, ast.String):
+                names.add(last.sval)
+
+    _Columns()(node)
+    return names

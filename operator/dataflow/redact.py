@@ -19,8 +19,8 @@ class Redactor:
         except ValueError:
             pass
         _, sep, rest = dsn.partition("://")
-        if sep and "@" in rest:  # the raw user-info, even when a stray '#' or '/' fools urlsplit
-            userinfo = rest.rpartition("@")[0]
+        userinfo = rest.rpartition("@")[0] if sep else ""
+        if ":" in userinfo:  # the raw user:password, even when a stray '#' or '/' fools urlsplit
             secrets |= {userinfo, userinfo.partition(":")[2]}
         for chunk in dsn.replace(";", " ").split():  # key=value DSNs: password=...
             if chunk.startswith("password="):

@@ -1,4 +1,4 @@
-"""Hardening: every bad input (DSN, models file, manifest, config, CLI flag) ends in one clear line, never a traceback."""
+"""Hardening: every bad input (DSN, models file, manifest, config, flag) ends in one clear line, never a traceback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import json
 import logging
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from dataflow import DataFlow, Field
 from dataflow.cli import main
 from dataflow.connect import connect, parse_dsn
 from dataflow.errors import DatabaseUnavailable, InvalidDatabaseURL, SchemaError
-from dataflow.manifest import MAX_MANIFEST_BYTES, from_resource, generate, read_documents, semantic_problems, validate
+from dataflow.manifest import MAX_MANIFEST_BYTES, from_resource, semantic_problems, validate
 from dataflow.plan import PlanOptions
 from dataflow.reconcile import Outcome
 from tests.helpers import dataflow
@@ -31,7 +30,8 @@ BAD_URL = "postgresql://u:p#ss/x@h:5432/d"
 
 
 def manifest_doc(**spec: object) -> dict:
-    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema", "metadata": {"name": "shop", "namespace": "prod"},
+    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
+            "metadata": {"name": "shop", "namespace": "prod"},
             "spec": {"database": {"secretRef": {"name": "shop-db"}},
                      "tables": [{"name": "item", "primaryKey": ["id"], "columns": [{"name": "id", "type": "BIGINT"}]}],
                      **spec}}

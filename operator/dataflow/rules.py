@@ -58,8 +58,8 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
             claim(ix["name"], ip)
             for element in ix["columns"]:
                 if element not in columns_of[t["name"]]:
-                    _expression(element, f"{ip}.columns", problems, f"is neither a column of {t['name']!r} nor an expression",
-                                columns=columns_of[t["name"]])
+                    _expression(element, f"{ip}.columns", problems,
+                                f"is neither a column of {t['name']!r} nor an expression", columns=columns_of[t["name"]])
             if ix.get("where"):
                 _expression(ix["where"], f"{ip}.where", problems, columns=columns_of[t["name"]])
         for kind in ("uniques", "foreignKeys", "checks"):
@@ -80,7 +80,8 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
                             if col not in columns_of[ref]:
                                 problems.append(f"{cp}.refColumns: table {ref!r} has no column {col!r}")
                     if len(con["refColumns"]) != len(con["columns"]):
-                        problems.append(f"{cp}.refColumns: {len(con['columns'])} columns refer to {len(con['refColumns'])}")
+                        problems.append(f"{cp}.refColumns: {len(con['columns'])} columns "
+                                        f"refer to {len(con['refColumns'])}")
     return problems
 
 

@@ -98,6 +98,8 @@ async def test_manifest_generate_validate_and_apply(dsn: str, conn: asyncpg.Conn
 
     # a HIGH change is refused until that exact plan is approved
     doc["spec"]["tables"][0]["columns"] = [c for c in doc["spec"]["tables"][0]["columns"] if c["name"] != "metadata"]
+    order = doc["spec"]["tables"][0]
+    order["indexes"] = [i for i in order["indexes"] if "metadata" not in i["columns"]]
     target.write_text(yaml.safe_dump(doc, sort_keys=False))
     code, out = await dataflow_cli("apply", "-f", str(target), "--database-url", dsn)
     assert code == 1 and "approve this exact plan with" in out

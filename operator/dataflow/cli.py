@@ -1,6 +1,7 @@
 """``dataflow`` command line: manifests, plan, apply, history, rollback, operator.
 
-Exit codes: 0 applied or in sync, 1 refused (policy, conflict, or not confirmed), 2 error.
+Exit codes: 0 applied or in sync, 1 refused (policy, conflict, or not confirmed), 2 error (bad input,
+failed apply, unreachable database), 130 interrupted. Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import asyncpg
 from rich.console import Console
+from rich.text import Text
 
-from dataflow.dataflow import DataFlow
+from dataflow.connect import connect
+from dataflow.dataflow import DataFlow, schema_name_problem
 from dataflow.embedded import resolve_dsn
-from dataflow.errors import DataFlowError
+from dataflow.errors import DataFlowError, SchemaError
 from dataflow.operations import Risk
 from dataflow.manifest import dump, from_resource, generate, load_dataflow, load_models, read_documents, validate
 from dataflow.preview import render_console, render_json, render_markdown, stdout_console
-from dataflow.reconcile import Outcome, plan, reconcile
+from dataflow.reconcile import Outcome, Result, plan, reconcile
+from dataflow.redact import Redactor
 
-EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("history", help="show the migration ledger")
     sp.add_argument("--database-url")
     sp.add_argument("--schema", default="public")
-    sp.add_argument("--limit", type=int, default=10)
+    sp.add_argument("--limit", type=_positive, default=10)
 
     sp = sub.add_parser("rollback", help="roll back an applied migration")
     sp.add_argument("version")
@@ -82,12 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "manifest":
             return _manifest(args, console)
         return asyncio.run(_database_command(args, console))
+    except KeyboardInterrupt:
+        _error("interrupted", args)
+        return EXIT_INTERRUPTED
     except DataFlowError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _error(str(exc), args)
         return EXIT_ERROR
-    except (OSError, asyncpg.PostgresError) as exc:
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+    except Exception as exc:  # noqa: BLE001 - OSError, driver, YAML, decoding...: one line, never a traceback
+        _error(f"{type(exc).__name__}: {exc}", args)
         return EXIT_ERROR
+
+
+def _error(message: str, args: argparse.Namespace) -> None:
+    """``error: <one line>`` on stderr, with any database URL in reach redacted."""
+    for url in (getattr(args, "database_url", None), os.environ.get("DATABASE_URL")):
+        if url:
+            message = Redactor(url)(message)
+    line = " ".join(message.split())
+    Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "red"), " ", line))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return int(text)
 
 
 def _manifest(args: argparse.Namespace, console: Console) -> int:
@@ -118,6 +139,8 @@ def _manifest(args: argparse.Namespace, console: Console) -> int:
 
 async def _database_command(args: argparse.Namespace, console: Console) -> int:
     if args.command in ("history", "rollback"):
+        if problem := schema_name_problem(args.schema):
+            raise SchemaError("--schema", problem)
         db = DataFlow(args.database_url, migration_config={"schema": args.schema}, console=console)
         if args.command == "history":
             for r in await db.get_migration_history(limit=args.limit):
@@ -137,9 +160,16 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
     if args.database_url:
         db.database_url = args.database_url
     db.console = console
-    success, _ = await db.auto_migrate(dry_run=args.command == "plan", auto_confirm=getattr(args, "auto_confirm", False),
-                                       max_risk_level=args.max_risk)
-    return EXIT_OK if success else EXIT_REFUSED
+    await db.auto_migrate(dry_run=args.command == "plan", auto_confirm=getattr(args, "auto_confirm", False),
+                          max_risk_level=args.max_risk)
+    return _exit_code(db.last_result)
+
+
+def _exit_code(result: Result | None) -> int:
+    """0 applied / in sync / planned; 1 refused, declined or in conflict; 2 failed."""
+    if result is None or result.outcome is Outcome.FAILED:
+        return EXIT_ERROR
+    return EXIT_OK if result.success else EXIT_REFUSED
 
 
 async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
@@ -154,7 +184,7 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "approve", None):
         policy = replace(policy, approved_plan=args.approve)
     dsn = resolve_dsn(args.database_url)
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn, manifest.schema.name)
     try:
         if args.command == "plan":
             migration, conflicts = await plan(conn, manifest.schema, manifest.owner, policy)
@@ -179,9 +209,7 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
     if result.outcome is Outcome.REFUSED and result.migration is not None:
         console.print(f"approve this exact plan with: dataflow apply -f {source} --approve {result.migration.plan_hash}",
                       markup=False, highlight=False)
-    if result.outcome is Outcome.FAILED:
-        return EXIT_ERROR
-    return EXIT_OK if result.success else EXIT_REFUSED
+    return _exit_code(result)
 
 
 if __name__ == "__main__":

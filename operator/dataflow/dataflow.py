@@ -3,28 +3,108 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import asyncpg
 from rich.console import Console
 
+from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
-from dataflow.errors import DataFlowError, MigrationFailed
+from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import ExecutionSettings, run_in_transaction
 from dataflow.introspect import introspect
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
-from dataflow.operations import Risk
+from dataflow.operations import OPERATION_KINDS, Risk
 from dataflow.plan import Migration, PlanOptions
 from dataflow.preview import render_console, stdout_console
 from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
+from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
+from dataflow.sqltext import MAX_IDENTIFIER_BYTES
 
 C = TypeVar("C", bound=type)
+
+
+def _int(minimum: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, not {type(value).__name__} {value!r}"
+        return None if value >= minimum else f"must be at least {minimum}, not {value}"
+    return check
+
+
+def _seconds(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number of seconds, not {type(value).__name__} {value!r}"
+    return None if value >= 0 else f"must not be negative, not {value}"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be True or False, not {type(value).__name__} {value!r}"
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value and "\x00" not in value:
+        return None
+    return f"must be a non-empty string without NUL, not {value!r}"
+
+
+def schema_name_problem(value: Any) -> str | None:
+    """Why ``value`` is not a PostgreSQL schema name, or None."""
+    if _text(value):
+        return _text(value)
+    return None if len(value.encode()) <= MAX_IDENTIFIER_BYTES else f"longer than {MAX_IDENTIFIER_BYTES} bytes"
+
+
+def _risk(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.upper() in Risk.__members__ else \
+        f"must be SAFE, MEDIUM or HIGH, not {value!r}"
+
+
+def _strategy(value: Any) -> str | None:
+    return None if value in ("online", "transactional") else f"must be 'online' or 'transactional', not {value!r}"
+
+
+def _names(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return f"must be a list of names, not {type(value).__name__} {value!r}"
+    bad = [v for v in value if _text(v)]
+    return f"must hold non-empty strings only, not {bad[0]!r}" if bad else None
+
+
+# migration_config key -> check returning the problem or None (unknown keys are left alone)
+CONFIG_CHECKS = {
+    "schema": schema_name_problem, "owner": _text, "max_risk_level": _risk, "strategy": _strategy,
+    "lock_timeout_ms": _int(0), "statement_timeout_ms": _int(0), "max_attempts": _int(1), "batch_size": _int(1),
+    "migration_timeout": _seconds, "backup_before_migration": _bool, "rollback_on_error": _bool,
+    "allowed_functions": _names,
+}
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raise SchemaError naming ``migration_config.<key>`` for the first known key of the wrong type."""
+    for key, check in CONFIG_CHECKS.items():
+        if key in config and (problem := check(config[key])):
+            raise SchemaError(f"migration_config.{key}", problem)
+
+
+def name_list(value: Iterable[str] | None, field: str, allowed: Iterable[str] | None = None) -> tuple[str, ...] | None:
+    """A list argument as a tuple; a bare string (read as a list of letters) or a wrong element is a SchemaError."""
+    if value is None:
+        return None
+    if problem := _names(value):
+        raise SchemaError(field, problem)
+    names = tuple(value)
+    unknown = [n for n in names if allowed is not None and n not in allowed]
+    if unknown:
+        raise SchemaError(field, f"unknown operation {unknown[0]!r}")
+    return names
 
 
 @dataclass(frozen=True)
@@ -51,18 +131,23 @@ class DataFlow:
 
     ``migration_config`` keys: ``schema``, ``max_risk_level``, ``lock_timeout_ms``,
     ``statement_timeout_ms``, ``migration_timeout`` (seconds to wait for the lease),
-    ``max_attempts``, ``owner``.
+    ``max_attempts``, ``owner``, ``strategy``, ``batch_size``, ``backup_before_migration``,
+    ``rollback_on_error``, ``allowed_functions``. Known keys are checked at once (SchemaError naming
+    ``migration_config.<key>``); ``last_result`` is the outcome of the last ``auto_migrate``.
     """
 
     def __init__(self, database_url: str | None = None, *, migration_config: dict[str, Any] | None = None,
                  console: Console | None = None) -> None:
-        self._url = database_url
-        self._dsn: str | None = None
+        if migration_config is not None and not isinstance(migration_config, dict):
+            raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
         self.config = dict(migration_config or {})
+        check_config(self.config)
+        self.database_url = database_url
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
         self.models: dict[str, type] = {}
         self.console = console or stdout_console()
+        self.last_result: Result | None = None
 
     # models ---------------------------------------------------------------
     def model(self, cls: C) -> C:
@@ -82,7 +167,12 @@ class DataFlow:
             if t.renamed_from in names:
                 raise DataFlowError(f"table {t.name!r} is renamed from {t.renamed_from!r}, "
                                     f"which another model still defines; remove that model")
-        return Schema(tables, self.schema_name).normalised()
+        schema = Schema(tables, self.schema_name).normalised()
+        problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
+        if problems:
+            field, _, first = problems[0].partition(": ")
+            raise SchemaError(field, "; ".join([first, *problems[1:]]))
+        return schema
 
     # connections ----------------------------------------------------------
     @property
@@ -91,6 +181,9 @@ class DataFlow:
 
     @database_url.setter
     def database_url(self, url: str | None) -> None:
+        """A URL given here is checked at once; DATABASE_URL and the embedded server when connecting."""
+        if url is not None:
+            validate_dsn(url)
         self._url, self._dsn = url, None
 
     @property
@@ -101,7 +194,7 @@ class DataFlow:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await connect(self.dsn, self.schema_name)
         try:
             yield conn
         finally:
@@ -122,8 +215,11 @@ class DataFlow:
         c = self.config
         if backup is None and "backup_before_migration" in c:
             backup = bool(c["backup_before_migration"])
+        extra: dict[str, Any] = {}
+        if "allowed_functions" in c and any(f.name == "allowed_functions" for f in dataclasses.fields(PlanOptions)):
+            extra["allowed_functions"] = frozenset(c["allowed_functions"])
         return PlanOptions(strategy=c.get("strategy", "online"), backup=backup,
-                           batch_size=int(c.get("batch_size", 1000)))
+                           batch_size=int(c.get("batch_size", 1000)), **extra)
 
     # migrations -----------------------------------------------------------
     async def initialize(self) -> bool:
@@ -177,10 +273,12 @@ class DataFlow:
         undo = rollback_on_error if rollback_on_error is not None else rollback_on_failure
         asks = interactive and not auto_confirm and require_confirmation and not dry_run
         default_risk = "HIGH" if asks else self.config.get("max_risk_level", "MEDIUM")
+        if timeout is not None and (problem := _seconds(timeout)):
+            raise SchemaError("timeout", problem)
         policy = Policy(
             max_risk_level=Risk.parse(max_risk_level or default_risk),
-            include_tables=tuple(include_tables) if include_tables is not None else None,
-            exclude_operations=tuple(exclude_operations or ()),
+            include_tables=name_list(include_tables, "include_tables"),
+            exclude_operations=name_list(exclude_operations, "exclude_operations", OPERATION_KINDS) or (),
             dry_run=dry_run,
             data_loss_protection=data_loss_protection,
             execution=self._execution(undo),
@@ -201,6 +299,7 @@ class DataFlow:
         desired = self.schema()
         async with self.connection() as conn:
             result = await reconcile(conn, self.dsn, desired, self.owner, policy, preview_then_confirm)
+            self.last_result = result
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
             self._report(result)

@@ -35,3 +35,15 @@ class MigrationConflictError(DataFlowError):
         super().__init__(message)
         self.message = message
         self.conflicts = conflicts or []
+
+
+class InvalidDatabaseURL(DataFlowError):
+    """A DSN that cannot be parsed; the message says what is wrong and never quotes the DSN."""
+
+    def __init__(self, problem: str, source: str = "database URL") -> None:
+        super().__init__(f"{source}: {problem}")
+        self.problem = problem
+
+
+class DatabaseUnavailable(DataFlowError):
+    """A session could not be opened; the message is redacted of every credential."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import importlib.machinery
 import importlib.util
 import re
 import sys
+import traceback
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from dataflow.errors import SchemaError
+from dataflow.errors import DataFlowError, SchemaError
 from dataflow.executor import ExecutionSettings
 from dataflow.operations import Risk
+from dataflow.plan import PlanOptions
 from dataflow.reconcile import Policy
+from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
-from dataflow.sqltext import MAX_IDENTIFIER_BYTES, parse_expression
-from dataflow.types import is_known_type
 
 if TYPE_CHECKING:
     from dataflow.dataflow import DataFlow
@@ -32,6 +35,10 @@ APPROVAL_ANNOTATION = "dataflow.dev/approved-plan"
 DEFAULT_SECRET_KEY = "dsn"
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MAX_MANIFEST_BYTES = 3 * 512 * 1024  # 1.5 MiB: the largest object the Kubernetes API server stores
+MAX_YAML_NODES = 200_000  # nodes after alias expansion: bounds "billion laughs" documents
 
 
 @lru_cache(maxsize=1)
@@ -71,22 +78,54 @@ def duration_ms(value: str, field: str) -> int:
 
 # generate --------------------------------------------------------------------------------------
 def load_dataflow(path: str | Path) -> "DataFlow":
-    """Import a models file and return its ``DataFlow`` instance (the one holding the models)."""
+    """Import a models file and return its ``DataFlow`` instance (the one holding the models).
+
+    Whatever goes wrong while importing (a syntax error, a failed import, an exception in the
+    file) becomes one SchemaError naming the file and line.
+    """
     from dataflow.dataflow import DataFlow
 
     path = Path(path)
     if not path.is_file():
         raise SchemaError(str(path), "no such models file")
     name = f"dataflow_models_{abs(hash(path.resolve()))}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_loader(name, importlib.machinery.SourceFileLoader(name, str(path)))
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise SchemaError(f"{path}:{exc.lineno or 0}", f"syntax error: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - anything a user's file raises is a bad input
+        sys.modules.pop(name, None)
+        raise SchemaError(_where_raised(path, exc), _one_line(exc)) from None
     instances = [v for v in vars(module).values() if isinstance(v, DataFlow)]
     if len(instances) != 1:
         raise SchemaError(str(path), f"must define exactly one DataFlow instance with @db.model classes, found {len(instances)}")
     return instances[0]
+
+
+def _where_raised(path: Path, exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc`` that is in the models file."""
+    line = 0
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if Path(frame.f_code.co_filename) == path:
+            line = lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: our own errors as they are, others with their type."""
+    text = str(exc) if isinstance(exc, DataFlowError) else f"{type(exc).__name__}: {exc}"
+    return shorten(text)
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters (values in messages may be huge or multi-line)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_models(path: str | Path) -> Schema:
@@ -123,11 +162,12 @@ def field_path(parts: Iterable[Any]) -> str:
 def validate(doc: Any) -> list[str]:
     """Every problem with a manifest, each as ``field.path: what is wrong``."""
     if not isinstance(doc, Mapping):
-        return ["(document): must be a mapping"]
+        return [f"(document): must be a mapping, not a YAML {_yaml_kind(doc)}"]
     problems = []
     for e in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         where = field_path(e.absolute_path)
-        problems.append(f"{where}: {e.message}")
+        problems.append(f"{where}: {shorten(e.message)}")
+    problems += _metadata_problems(doc.get("metadata"))
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
         problems.append(f"apiVersion/kind: must be {API_VERSION} {KIND}")
     if problems:
@@ -135,72 +175,21 @@ def validate(doc: Any) -> list[str]:
     return semantic_problems(doc["spec"].get("tables") or [])
 
 
-def semantic_problems(tables: list[Mapping[str, Any]]) -> list[str]:
-    """Checks a JSON schema cannot express: types, duplicates, references, expressions."""
-    problems: list[str] = []
-    names = [t["name"] for t in tables]
-    columns_of = {t["name"]: {c["name"] for c in t.get("columns", [])} for t in tables}
-    relation_names: dict[str, str] = {}
+def _yaml_kind(value: Any) -> str:
+    return "list" if isinstance(value, list) else "scalar"
 
-    def claim(name: str, where: str) -> None:
-        # tables, indexes and constraints share one namespace per schema in PostgreSQL
-        if name in relation_names:
-            problems.append(f"{where}: name {name!r} is already used by {relation_names[name]}")
-        relation_names.setdefault(name, where)
 
-    for i, t in enumerate(tables):
-        p = f"spec.tables[{i}]"
-        if t["name"] in names[:i]:
-            problems.append(f"{p}.name: duplicate table {t['name']!r}")
-        cols = [c["name"] for c in t["columns"]]
-        for j, c in enumerate(t["columns"]):
-            cp = f"{p}.columns[{j}]"
-            if c["name"] in cols[:j]:
-                problems.append(f"{cp}.name: duplicate column {c['name']!r}")
-            if len(c["name"].encode()) > MAX_IDENTIFIER_BYTES:
-                problems.append(f"{cp}.name: longer than {MAX_IDENTIFIER_BYTES} bytes")
-            if not is_known_type(c["type"]):
-                problems.append(f"{cp}.type: unknown column type {c['type']!r}")
-            if c.get("default") is not None:
-                _expression(c["default"], f"{cp}.default", problems)
-        for col in t.get("primaryKey", []):
-            if col not in columns_of[t["name"]]:
-                problems.append(f"{p}.primaryKey: unknown column {col!r}")
-        for j, ix in enumerate(t.get("indexes", [])):
-            ip = f"{p}.indexes[{j}]"
-            claim(ix["name"], ip)
-            for element in ix["columns"]:
-                if element not in columns_of[t["name"]]:
-                    _expression(element, f"{ip}.columns", problems, f"is neither a column of {t['name']!r} nor an expression")
-            if ix.get("where"):
-                _expression(ix["where"], f"{ip}.where", problems)
-        for kind in ("uniques", "foreignKeys", "checks"):
-            for j, con in enumerate(t.get(kind, [])):
-                cp = f"{p}.{kind}[{j}]"
-                claim(con["name"], cp)
-                for col in con.get("columns", []):
-                    if col not in columns_of[t["name"]]:
-                        problems.append(f"{cp}.columns: unknown column {col!r}")
-                if kind == "checks":
-                    _expression(con["expression"], f"{cp}.expression", problems)
-                if kind == "foreignKeys":
-                    ref = con["refTable"]
-                    if ref not in columns_of:
-                        problems.append(f"{cp}.refTable: dangling foreign key: no table {ref!r} in this schema")
-                    else:
-                        for col in con["refColumns"]:
-                            if col not in columns_of[ref]:
-                                problems.append(f"{cp}.refColumns: table {ref!r} has no column {col!r}")
-                    if len(con["refColumns"]) != len(con["columns"]):
-                        problems.append(f"{cp}.refColumns: {len(con['columns'])} columns refer to {len(con['refColumns'])}")
+def _metadata_problems(meta: Any) -> list[str]:
+    """The CRD schema may not constrain metadata (the API server does); we check what we read from it."""
+    if not isinstance(meta, Mapping):
+        return ["metadata: must be a mapping with a name"]
+    problems = []
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        problems.append("metadata.name: required: a lower-case DNS name (a-z, 0-9, '-', '.') of at most 253 characters")
+    if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.match(namespace)):
+        problems.append("metadata.namespace: must be a lower-case DNS label (a-z, 0-9, '-') of at most 63 characters")
     return problems
-
-
-def _expression(text: str, where: str, problems: list[str], message: str | None = None) -> None:
-    try:
-        parse_expression(text)
-    except ValueError as exc:
-        problems.append(f"{where}: {message or 'bad SQL expression'} ({exc})")
 
 
 # read ------------------------------------------------------------------------------------------
@@ -229,16 +218,16 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
     Only what a manifest author writes is read: a live object's status and server-set
     metadata are ignored.
     """
-    meta = doc.get("metadata") or {}
-    doc = {
-        "apiVersion": doc.get("apiVersion"),
-        "kind": doc.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "namespace", "annotations", "labels") if k in meta},
-        "spec": doc.get("spec"),
-    }
+    if not isinstance(doc, Mapping):
+        raise SchemaError("(document)", f"must be a mapping, not a YAML {_yaml_kind(doc)}")
+    meta = doc.get("metadata")
+    if isinstance(meta, Mapping):
+        meta = {k: meta[k] for k in ("name", "namespace", "annotations", "labels") if k in meta}
+    doc = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"), "metadata": meta, "spec": doc.get("spec")}
     problems = validate(doc)
     if problems:
-        raise SchemaError(problems[0].split(":")[0], "; ".join(problems))
+        field, _, first = problems[0].partition(": ")
+        raise SchemaError(field, "; ".join([first, *problems[1:]]))
     meta, spec = doc["metadata"], doc["spec"]
     pol = spec.get("policy") or {}
     db = spec["database"]
@@ -256,6 +245,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         dry_run=bool(pol.get("dryRun", False)),
         approved_plan=approved,
         execution=execution,
+        planning=PlanOptions(**_allowed_functions(pol.get("allowedFunctions") or ())),
     )
     return Manifest(
         name=meta["name"],
@@ -269,14 +259,87 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
     )
 
 
+def _allowed_functions(names: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``allowed_functions`` for PlanOptions, when this engine's PlanOptions has that field."""
+    if not any(f.name == "allowed_functions" for f in dataclasses.fields(PlanOptions)):
+        return {}
+    return {"allowed_functions": frozenset(names)}
+
+
 def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
-    """(source, document) for every YAML document in ``paths``."""
+    """(source, document) for every YAML document in ``paths``; SchemaError naming the file otherwise."""
     out = []
     for path in paths:
-        text = Path(path).read_text()
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as exc:
-            raise SchemaError(str(path), f"not valid YAML: {exc}") from None
+        docs = load_yaml(read_text(path), str(path))
         out += [(f"{path}#{i}" if len(docs) > 1 else str(path), d) for i, d in enumerate(docs)]
     return out
+
+
+def read_text(path: str | Path) -> str:
+    """A manifest file's text: at most MAX_MANIFEST_BYTES of UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise SchemaError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise SchemaError(str(path), f"larger than {MAX_MANIFEST_BYTES} bytes (the Kubernetes object limit)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(str(path), f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader; documents are checked by :func:`_check_expansion` before construction."""
+
+
+def load_yaml(text: str, source: str) -> list[Any]:
+    """Every non-empty YAML document of ``text``, refusing alias bombs and recursive aliases."""
+    loader = _BoundedLoader(text)
+    try:
+        docs = []
+        while loader.check_node():
+            node = loader.get_node()
+            _check_expansion(node, source)
+            doc = loader.construct_document(node)
+            if doc is not None:
+                docs.append(doc)
+        return docs
+    except yaml.YAMLError as exc:
+        raise SchemaError(source, f"not valid YAML: {shorten(str(exc))}") from None
+    except RecursionError:
+        raise SchemaError(source, "YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases expand to more than MAX_YAML_NODES nodes, or refer to themselves."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                raise SchemaError(source, f"YAML expands to more than {MAX_YAML_NODES} nodes (aliases)")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise SchemaError(source, "YAML alias refers to itself")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []

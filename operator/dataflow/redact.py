@@ -18,6 +18,10 @@ class Redactor:
                 secrets |= {parts.password, unquote(parts.password)}
         except ValueError:
             pass
+        _, sep, rest = dsn.partition("://")
+        userinfo = rest.rpartition("@")[0] if sep else ""
+        if ":" in userinfo:  # the raw user:password, even when a stray '#' or '/' fools urlsplit
+            secrets |= {userinfo, userinfo.partition(":")[2]}
         for chunk in dsn.replace(";", " ").split():  # key=value DSNs: password=...
             if chunk.startswith("password="):
                 secrets.add(chunk.split("=", 1)[1])

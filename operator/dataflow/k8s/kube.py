@@ -65,7 +65,10 @@ async def read_secret_value(namespace: str, name: str, key: str) -> str:
     data = secret.get("data") or {}
     if key not in data:
         raise KubeError(f"Secret {namespace}/{name} has no key {key!r}")
-    return base64.b64decode(data[key]).decode()
+    try:
+        return base64.b64decode(data[key], validate=True).decode()
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise KubeError(f"Secret {namespace}/{name} key {key!r} is not base64-encoded UTF-8 text") from None
 
 
 async def read_schema_resource(namespace: str, name: str) -> Mapping[str, Any] | None:

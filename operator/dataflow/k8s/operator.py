@@ -18,6 +18,7 @@ import kopf
 from dataflow.k8s import kube
 from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
+from dataflow.errors import SchemaError
 from dataflow.manifest import duration_ms
 
 DRIFT_TICK_S = float(os.environ.get("DATAFLOW_DRIFT_TICK", "30"))
@@ -72,7 +73,10 @@ def drift_check_due(body: kopf.Body) -> bool:
         return False
     if st["phase"] == "WaitingForPromotion":
         return True
-    interval = duration_ms((body.spec.get("policy") or {}).get("driftCheckInterval", "5m"), "driftCheckInterval")
+    try:
+        interval = duration_ms((body.spec.get("policy") or {}).get("driftCheckInterval", "5m"), "driftCheckInterval")
+    except (SchemaError, AttributeError, TypeError):  # an invalid spec is reported by the reconcile handler
+        interval = duration_ms("5m", "driftCheckInterval")
     last = st.get("lastReconcileTime")
     if not last:
         return True

@@ -7,18 +7,21 @@ and whether to retry. Nothing read from the Secret ever reaches the status, even
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
 import asyncpg
 
-from dataflow.errors import SchemaError
+from dataflow.connect import connect
+from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube, status
 from dataflow.manifest import Manifest, from_resource
 from dataflow.reconcile import Outcome, Result, reconcile
 from dataflow.redact import Redactor
 
 CONNECT_TIMEOUT_S = 10.0
+log = logging.getLogger("dataflow.k8s")
 
 SecretReader = Callable[[str, str, str], Awaitable[str]]
 PeerReader = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
@@ -73,10 +76,21 @@ async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretRead
     redact = Redactor(dsn)
     try:
         result = await _reconcile_database(dsn, manifest)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        message = redact(f"Database unreachable: {type(exc).__name__}: {exc}")
+    except InvalidDatabaseURL as exc:
+        message = f"Invalid database URL in Secret {manifest.secret_name} key {manifest.secret_key!r}: {exc.problem}"
+        return ctx.reaction("Failed", "InvalidDatabaseURL", message, schema_hash=schema_hash,
+                            event=("Warning", "InvalidDatabaseURL", message), retry=True)
+    except (DatabaseUnavailable, OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        message = redact(f"Database unreachable: {type(exc).__name__}: {exc}"
+                         if not isinstance(exc, DatabaseUnavailable) else f"Database unreachable: {exc}")
         return ctx.reaction("Failed", "DatabaseUnavailable", message, schema_hash=schema_hash,
                             event=("Warning", "DatabaseUnavailable", message), retry=True)
+    except Exception as exc:  # noqa: BLE001 - every fault ends in a Failed phase with a redacted message
+        message = redact(" ".join(f"Failed: {type(exc).__name__}: {exc}".split()))
+        if not isinstance(exc, DataFlowError):
+            log.error("unexpected error reconciling %s/%s: %s", ctx.namespace, ctx.name, message)
+        return ctx.reaction("Failed", "ApplyFailed", message, schema_hash=schema_hash,
+                            event=("Warning", "ApplyFailed", message), retry=True)
     return _react(ctx, manifest, schema_hash, result, redact)
 
 
@@ -99,7 +113,7 @@ async def _promotion_gate(manifest: Manifest, schema_hash: str, read_peer: PeerR
 
 
 async def _reconcile_database(dsn: str, manifest: Manifest) -> Result:
-    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+    conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
     try:
         return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.policy)
     finally:

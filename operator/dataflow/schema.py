@@ -215,11 +215,12 @@ def _optional_name(d: Mapping[str, Any], key: str, path: str) -> str | None:
     return None if d.get(key) is None else check_identifier(d[key], f"{path}.{key}")
 
 
-def _names(d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+def _names(d: Mapping[str, Any], key: str, path: str, identifiers: bool = True) -> tuple[str, ...]:
+    """A non-empty list of column names (``identifiers`` False: index elements, which may be expressions)."""
     values = _req(d, key, path, list)
     if not values or not all(isinstance(v, str) and v for v in values):
         raise SchemaError(f"{path}.{key}", "must be a non-empty list of names")
-    return tuple(check_identifier(v, f"{path}.{key}") for v in values)
+    return tuple(check_identifier(v, f"{path}.{key}") if identifiers else v for v in values)
 
 
 def keyword_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
@@ -271,7 +272,7 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             Index(
                 name=_name(x, "name", f"{path}.indexes[{i}]"),
                 columns=tuple(e if e in column_names else _sql(e, f"{path}.indexes[{i}].columns")
-                              for e in _names(x, "columns", f"{path}.indexes[{i}]")),
+                              for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)),
                 unique=bool(x.get("unique", False)),
                 method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
                 where=_sql(x.get("where"), f"{path}.indexes[{i}].where"),

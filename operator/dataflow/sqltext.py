@@ -264,7 +264,10 @@ class _DropStoredCasts(Visitor):
         comparison = node.kind in (enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_OP_ANY,
                                    enums.A_Expr_Kind.AEXPR_OP_ALL) and op in _COMPARISONS
         comparison = comparison or node.kind in (enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT)
-        if not comparison or node.lexpr is None or node.rexpr is None:
+        if node.lexpr is None or node.rexpr is None:
+            return None
+        if not comparison:
+            self._same_typed_operands(node)
             return None
         left, right = node.lexpr, node.rexpr
         if not _is_constant(left):
@@ -272,6 +275,19 @@ class _DropStoredCasts(Visitor):
         if not _is_constant(right):
             node.lexpr = _comparison_operand(left) or left
         return None
+
+    @staticmethod
+    def _same_typed_operands(node: ast.A_Expr) -> None:
+        """``(1)::numeric / (3)::numeric`` → ``(1)::numeric / 3``: beside an operand cast to the same type, a
+        literal's cast is redundant (PostgreSQL adds it when it stores the expression)."""
+        if node.kind != enums.A_Expr_Kind.AEXPR_OP:
+            return
+        left, right = node.lexpr, node.rexpr
+        if not (isinstance(left, ast.TypeCast) and isinstance(right, ast.TypeCast)):
+            return
+        if _cast_type(left) is None or RawStream()(left.typeName) != RawStream()(right.typeName):
+            return
+        node.rexpr = _comparison_operand(right) or right
 
     def visit_CoalesceExpr(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
         """``COALESCE(name, ''::text)``: the literal takes the type of its non-constant siblings."""

@@ -85,7 +85,8 @@ async def test_fk_actions_are_normalised_and_round_trip(dsn: str, conn: asyncpg.
     fk = model_to_table(Child).foreign_keys[0]
     assert (fk.on_delete, fk.on_update) == ("CASCADE", "SET NULL")
     await migrate_twice(db)
-    actions = await conn.fetchrow("SELECT confdeltype::text, confupdtype::text FROM pg_constraint WHERE conname = 'child_parent_id_fkey'")
+    actions = await conn.fetchrow("SELECT confdeltype::text, confupdtype::text FROM pg_constraint "
+                                  "WHERE conname = 'child_parent_id_fkey'")
     assert tuple(actions) == ("c", "n")
 
 

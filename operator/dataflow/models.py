@@ -21,8 +21,9 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from dataflow.errors import SchemaError
-from dataflow.schema import Check, Column, ForeignKey, Index, Table, Unique
-from dataflow.sqltext import constraint_name, normalise_default, normalise_expression, quote_ident, quote_literal
+from dataflow.schema import FK_ACTIONS, Check, Column, ForeignKey, Index, Table, Unique, keyword_choice
+from dataflow.sqltext import (check_identifier, constraint_name, normalise_default, normalise_expression, quote_ident,
+                              quote_literal)
 from dataflow.types import canonical_type, is_known_type
 
 _MISSING = object()
@@ -63,6 +64,7 @@ class Field:
     primary_key: bool = False
     references: str | None = None
     on_delete: str = "NO ACTION"
+    on_update: str = "NO ACTION"
     renamed_from: str | None = None
     db_type: str | None = None
     check: str | None = None
@@ -85,9 +87,30 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+# Limits PostgreSQL itself enforces on type modifiers (varchar length, numeric precision).
+_MAX_LENGTH = 10_485_760
+_MAX_PRECISION = 1000
+
+
+def _check_modifiers(opts: Field, path: str) -> None:
+    """``max_length``, ``precision`` and ``scale`` must be integers in PostgreSQL's ranges."""
+    for name, low, high in (("max_length", 1, _MAX_LENGTH), ("precision", 1, _MAX_PRECISION),
+                            ("scale", 0, _MAX_PRECISION)):
+        value = getattr(opts, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(f"{path}.{name}", f"must be an integer, not {type(value).__name__}")
+        if not low <= value <= high:
+            raise SchemaError(f"{path}.{name}", f"must be between {low} and {high}, not {value}")
+    if opts.precision is not None and opts.scale is not None and opts.scale > opts.precision:
+        raise SchemaError(f"{path}.scale", f"cannot exceed precision ({opts.precision})")
+
+
 def _sql_type(tp: Any, opts: Field, path: str) -> str:
+    _check_modifiers(opts, path)
     if opts.db_type:
-        if not is_known_type(opts.db_type):
+        if not isinstance(opts.db_type, str) or not is_known_type(opts.db_type):
             raise SchemaError(f"{path}.db_type", f"unknown PostgreSQL type {opts.db_type!r}")
         return canonical_type(opts.db_type)
     base = typing.get_origin(tp) or tp
@@ -97,19 +120,25 @@ def _sql_type(tp: Any, opts: Field, path: str) -> str:
         raise SchemaError(path, f"unsupported field type {tp!r}; use Field(db_type=...) or one of "
                           + ", ".join(t.__name__ for t in PYTHON_TYPES))
     if base is str and opts.max_length:
-        return f"VARCHAR({int(opts.max_length)})"
+        return f"VARCHAR({opts.max_length})"
     if base is Decimal and (opts.precision or opts.scale is not None):
-        return f"NUMERIC({int(opts.precision or 10)},{int(opts.scale if opts.scale is not None else 2)})"
+        precision, scale = opts.precision or 10, opts.scale if opts.scale is not None else 2
+        if scale > precision:
+            raise SchemaError(f"{path}.scale", f"cannot exceed precision ({precision})")
+        return f"NUMERIC({precision},{scale})"
     return PYTHON_TYPES[base]
 
 
 def _default_sql(value: Any, sql_type: str, path: str) -> str | None:
     if value is None or value is _MISSING:
         return None
-    if isinstance(value, (dict, list)):
-        return normalise_default(quote_literal(json.dumps(value, sort_keys=True)))
-    if isinstance(value, (str, bool, int, float, Decimal, uuid.UUID)):
-        return normalise_default(quote_literal(value))
+    try:
+        if isinstance(value, (dict, list)):
+            return normalise_default(quote_literal(json.dumps(value, sort_keys=True)), sql_type)
+        if isinstance(value, (str, bool, int, float, Decimal, uuid.UUID)):
+            return normalise_default(quote_literal(value), sql_type)
+    except ValueError as exc:
+        raise SchemaError(f"{path}.default", str(exc)) from None
     raise SchemaError(f"{path}.default", f"cannot store a default of type {type(value).__name__} in {sql_type}")
 
 
@@ -117,6 +146,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
     """Build the table a model class describes (see the README for the type map)."""
     options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
     table = options.get("table") or options.get("table_name") or snake_case(cls.__name__)
+    check_identifier(table, f"{cls.__name__}.__dataflow__.table")
+    if options.get("renamed_from") is not None:
+        check_identifier(options["renamed_from"], f"{cls.__name__}.__dataflow__.renamed_from")
     try:
         hints = typing.get_type_hints(cls, globalns=namespace, include_extras=True)
     except NameError as exc:
@@ -135,6 +167,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         path = f"{cls.__name__}.{name}"
         raw = cls.__dict__.get(name, _MISSING)
         opts = raw if isinstance(raw, Field) else Field(default=raw)
+        check_identifier(name, path)
+        if opts.renamed_from is not None:
+            check_identifier(opts.renamed_from, f"{path}.renamed_from")
         tp, optional = _unwrap_optional(hint)
         sql_type = _sql_type(tp, opts, path)
         default = opts.default
@@ -148,7 +183,8 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         if opts.sql_default is not None:
             if default is not _MISSING and default is not None:
                 raise SchemaError(path, "give either default= or sql_default=, not both")
-            default_sql, nullable = _expression(opts.sql_default, f"{path}.sql_default"), bool(optional or opts.nullable)
+            default_sql = _expression(opts.sql_default, f"{path}.sql_default", sql_type)
+            nullable = bool(optional or opts.nullable)
         if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
             default_sql = "CURRENT_TIMESTAMP"
         if not nullable and default is None and default_sql is None:
@@ -160,9 +196,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         if opts.index:
             indexes.append(Index(constraint_name(table, [name], "idx"), (name,)))
         if opts.references:
-            ref_table, _, ref_col = opts.references.partition(".")
-            fks.append(ForeignKey(constraint_name(table, [name], "fkey"), (name,), ref_table, (ref_col or "id",),
-                                  on_delete=opts.on_delete.upper()))
+            fks.append(_foreign_key(table, name, opts, path))
         if opts.check:
             checks.append(Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check")))
 
@@ -183,9 +217,24 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
     ).with_sorted_parts()
 
 
-def _expression(text: str, path: str) -> str:
+def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:
+    """``references="table.column"`` (or ``"table"`` for its ``id``) with checked names and actions."""
+    if not isinstance(opts.references, str):
+        raise SchemaError(f"{path}.references", "must be \"table\" or \"table.column\"")
+    ref_table, _, ref_col = opts.references.partition(".")
+    check_identifier(ref_table, f"{path}.references")
+    check_identifier(ref_col or "id", f"{path}.references")
+    return ForeignKey(constraint_name(table, [column], "fkey"), (column,), ref_table, (ref_col or "id",),
+                      on_delete=keyword_choice(opts.on_delete, f"{path}.on_delete", FK_ACTIONS),
+                      on_update=keyword_choice(opts.on_update, f"{path}.on_update", FK_ACTIONS))
+
+
+def _expression(text: str, path: str, column_type: str | None = None) -> str | None:
+    """An SQL expression from a model, parsed as exactly one expression; a default is normalised for ``column_type``."""
+    if not isinstance(text, str):
+        raise SchemaError(path, f"must be SQL text, not {type(text).__name__}")
     try:
-        return normalise_expression(text)
+        return normalise_expression(text) if column_type is None else normalise_default(text, column_type)
     except ValueError as exc:
         raise SchemaError(path, str(exc)) from None
 
@@ -207,6 +256,8 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
         spec = {"fields": spec} if isinstance(spec, (str, list, tuple)) else spec
         fields = _field_list(spec.get("fields"), f"{path}.fields", known)
         unique = bool(spec.get("unique", False))
+        if spec.get("name") is not None:
+            check_identifier(spec["name"], f"{path}.name")
         out.append(Index(spec.get("name") or constraint_name(table, fields, "key" if unique else "idx"),
                          fields, unique=unique))
     pg = options.get("postgresql") or {}
@@ -223,6 +274,8 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
         if not spec.get("condition"):
             raise SchemaError(f"{path}.condition", "is required")
         where = _expression(spec["condition"], f"{path}.condition")
+        if spec.get("name") is not None:
+            check_identifier(spec["name"], f"{path}.name")
         out.append(Index(spec.get("name") or constraint_name(table, fields, "partial_idx"), fields,
                          unique=bool(spec.get("unique", False)), where=where))
     return out

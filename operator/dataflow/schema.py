@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from dataflow.errors import SchemaError
-from dataflow.sqltext import normalise_default, normalise_expression
+from dataflow.sqltext import check_identifier, normalise_default, normalise_expression
 from dataflow.types import canonical_type
 
 DEFAULT_FK_ACTION = "NO ACTION"
@@ -209,24 +209,47 @@ def _req(d: Mapping[str, Any], key: str, path: str, kind: type = str) -> Any:
     return value
 
 
-def _names(d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+def _name(d: Mapping[str, Any], key: str, path: str) -> str:
+    """A required identifier: non-empty, no NUL, at most 63 bytes."""
+    return check_identifier(_req(d, key, path), f"{path}.{key}")
+
+
+def _optional_name(d: Mapping[str, Any], key: str, path: str) -> str | None:
+    return None if d.get(key) is None else check_identifier(d[key], f"{path}.{key}")
+
+
+def _names(d: Mapping[str, Any], key: str, path: str, identifiers: bool = True) -> tuple[str, ...]:
+    """A non-empty list of column names (``identifiers`` False: index elements, which may be expressions)."""
     values = _req(d, key, path, list)
     if not values or not all(isinstance(v, str) and v for v in values):
         raise SchemaError(f"{path}.{key}", "must be a non-empty list of names")
-    return tuple(values)
+    return tuple(check_identifier(v, f"{path}.{key}") if identifiers else v for v in values)
+
+
+def keyword_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
+    """``value`` as the one spelling in ``choices`` it names, ignoring case and spacing (``set  null`` → ``SET NULL``).
+
+    Keywords are pasted into SQL, so anything outside the closed list is a SchemaError.
+    """
+    if isinstance(value, str):
+        words = " ".join(value.split())
+        for choice in choices:
+            if words.casefold() == choice.casefold():
+                return choice
+    raise SchemaError(field, f"must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _choice(d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str | None) -> str | None:
     value = d.get(key, default)
-    if value is not None and value not in choices:
-        raise SchemaError(f"{path}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
-    return value
+    return None if value is None else keyword_choice(value, f"{path}.{key}", choices)
 
 
 def _sql(text: str | None, path: str, normalise: Any = normalise_expression) -> str | None:
     """Hand-written SQL in a manifest, parsed as one expression and put in canonical form."""
     if text is None:
         return None
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise SchemaError(path, f"must be SQL text, not {type(text).__name__}")
     try:
         return normalise(str(text))
     except ValueError as exc:
@@ -241,28 +264,18 @@ def _type(text: str, path: str) -> str:
 
 
 def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
-    name = _req(d, "name", path)
+    name = _name(d, "name", path)
     column_names = {c.get("name") for c in _req(d, "columns", path, list) if isinstance(c, Mapping)}
-    columns = tuple(
-        Column(
-            name=_req(c, "name", f"{path}.columns[{i}]"),
-            type=_type(_req(c, "type", f"{path}.columns[{i}]"), f"{path}.columns[{i}].type"),
-            nullable=bool(c.get("nullable", True)),
-            default=_sql(c.get("default"), f"{path}.columns[{i}].default", normalise_default),
-            identity=_choice(c, "identity", f"{path}.columns[{i}]", IDENTITY_KINDS, None),
-            renamed_from=c.get("renamedFrom"),
-        )
-        for i, c in enumerate(_req(d, "columns", path, list))
-    )
+    columns = tuple(_column_from_dict(c, f"{path}.columns[{i}]") for i, c in enumerate(_req(d, "columns", path, list)))
     return Table(
         name=name,
         columns=columns,
-        primary_key=tuple(d.get("primaryKey") or ()),
+        primary_key=_names(d, "primaryKey", path) if d.get("primaryKey") else (),
         indexes=tuple(
             Index(
-                name=_req(x, "name", f"{path}.indexes[{i}]"),
+                name=_name(x, "name", f"{path}.indexes[{i}]"),
                 columns=tuple(e if e in column_names else _sql(e, f"{path}.indexes[{i}].columns")
-                              for e in _names(x, "columns", f"{path}.indexes[{i}]")),
+                              for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)),
                 unique=bool(x.get("unique", False)),
                 method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
                 where=_sql(x.get("where"), f"{path}.indexes[{i}].where"),
@@ -270,14 +283,14 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("indexes") or ())
         ),
         uniques=tuple(
-            Unique(name=_req(x, "name", f"{path}.uniques[{i}]"), columns=_names(x, "columns", f"{path}.uniques[{i}]"))
+            Unique(name=_name(x, "name", f"{path}.uniques[{i}]"), columns=_names(x, "columns", f"{path}.uniques[{i}]"))
             for i, x in enumerate(d.get("uniques") or ())
         ),
         foreign_keys=tuple(
             ForeignKey(
-                name=_req(x, "name", f"{path}.foreignKeys[{i}]"),
+                name=_name(x, "name", f"{path}.foreignKeys[{i}]"),
                 columns=_names(x, "columns", f"{path}.foreignKeys[{i}]"),
-                ref_table=_req(x, "refTable", f"{path}.foreignKeys[{i}]"),
+                ref_table=_name(x, "refTable", f"{path}.foreignKeys[{i}]"),
                 ref_columns=_names(x, "refColumns", f"{path}.foreignKeys[{i}]"),
                 on_delete=_choice(x, "onDelete", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
                 on_update=_choice(x, "onUpdate", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
@@ -285,9 +298,22 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("foreignKeys") or ())
         ),
         checks=tuple(
-            Check(name=_req(x, "name", f"{path}.checks[{i}]"),
+            Check(name=_name(x, "name", f"{path}.checks[{i}]"),
                   expression=_sql(_req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"))
             for i, x in enumerate(d.get("checks") or ())
         ),
-        renamed_from=d.get("renamedFrom"),
+        renamed_from=_optional_name(d, "renamedFrom", path),
+    )
+
+
+def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
+    """One manifest column; its default is normalised for its own type (a NULL default is none)."""
+    column_type = _type(_req(c, "type", path), f"{path}.type")
+    return Column(
+        name=_name(c, "name", path),
+        type=column_type,
+        nullable=bool(c.get("nullable", True)),
+        default=_sql(c.get("default"), f"{path}.default", lambda text: normalise_default(text, column_type)),
+        identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
+        renamed_from=_optional_name(c, "renamedFrom", path),
     )

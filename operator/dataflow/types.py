@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-_ALIASES = {
-    "INT": "INTEGER",
-    "INT4": "INTEGER",
-    "INT8": "BIGINT",
-    "INT2": "SMALLINT",
-    "FLOAT": "DOUBLE PRECISION",
-    "FLOAT8": "DOUBLE PRECISION",
-    "FLOAT4": "REAL",
-    "BOOL": "BOOLEAN",
-    "DECIMAL": "NUMERIC",
-    "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ",
-    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
-    "TIME WITHOUT TIME ZONE": "TIME",
-    "CHARACTER VARYING": "VARCHAR",
-    "CHARACTER": "CHAR",
-    "BPCHAR": "CHAR",
+import pglast
+from pglast import ast, parser as pg_parser
+
+# PostgreSQL's internal type names (what the parser resolves every spelling to) → canonical names.
+_CANONICAL = {
+    "int2": "SMALLINT", "int4": "INTEGER", "int8": "BIGINT", "float4": "REAL", "float8": "DOUBLE PRECISION",
+    "numeric": "NUMERIC", "bool": "BOOLEAN", "text": "TEXT", "varchar": "VARCHAR", "bpchar": "CHAR",
+    "date": "DATE", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "time": "TIME", "timetz": "TIMETZ",
+    "interval": "INTERVAL", "json": "JSON", "jsonb": "JSONB", "bytea": "BYTEA", "uuid": "UUID", "inet": "INET",
+    "cidr": "CIDR", "tsvector": "TSVECTOR", "bit": "BIT", "varbit": "BIT VARYING", "money": "MONEY",
+    "macaddr": "MACADDR", "xml": "XML", "oid": "OID", "tsquery": "TSQUERY",
 }
+_MAX_TYPE_BYTES = 256
+_MAX_TYPMODS = {"NUMERIC": 2, "INTERVAL": 2}
+_LENGTH_TYPES = frozenset({"VARCHAR", "CHAR", "BIT", "BIT VARYING", "NUMERIC"})  # a modifier of 0 is invalid
 
 KNOWN_BASE_TYPES = frozenset(
     {
@@ -32,43 +30,118 @@ KNOWN_BASE_TYPES = frozenset(
     }
 )
 
-_TYPE_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_ ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*((?:\[\])*)\s*$")
+
+def _interval_field_names() -> dict[int, str]:
+    """Interval field masks as the parser encodes them (``DAY TO SECOND`` → 7176), read from pglast itself."""
+    phrases = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "YEAR TO MONTH", "DAY TO HOUR",
+               "DAY TO MINUTE", "DAY TO SECOND", "HOUR TO MINUTE", "HOUR TO SECOND", "MINUTE TO SECOND")
+    masks = {}
+    for phrase in phrases:
+        cast = pg_parser.parse_sql(f"SELECT NULL::interval {phrase}")[0].stmt.targetList[0].val
+        masks[cast.typeName.typmods[0].val.ival] = phrase
+    return masks
+
+
+_INTERVAL_FIELDS = _interval_field_names()
+_INTERVAL_FULL_RANGE = 0x7FFF
 
 
 @dataclass(frozen=True)
 class PgType:
-    """A parsed canonical type: base name, optional length/precision and scale, array depth."""
+    """A parsed canonical type: base name, optional length/precision and scale, array or not.
+
+    ``fields`` is an interval's field restriction (``DAY TO SECOND``). PostgreSQL ignores array
+    dimensions (``integer[][]`` is ``integer[]``), so ``array`` is 0 or 1.
+    """
 
     base: str
     length: int | None = None
     scale: int | None = None
     array: int = 0
+    fields: str | None = None
 
     def __str__(self) -> str:
+        base = "BPCHAR" if self.base == "CHAR" and self.length is None else self.base
+        if self.fields:
+            base += f" {self.fields}"
         mods = ""
         if self.length is not None:
             mods = f"({self.length})" if self.scale is None else f"({self.length},{self.scale})"
-        return f"{self.base}{mods}{'[]' * self.array}"
+        return f"{base}{mods}{'[]' * self.array}"
+
+
+def _type_name(text: str) -> ast.TypeName:
+    """The TypeName of ``SELECT NULL::<text>``: exactly one type, nothing else, or ValueError."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("empty type")
+    if "\x00" in text or len(text.encode("utf-8", "replace")) > _MAX_TYPE_BYTES:
+        raise ValueError(f"not a PostgreSQL type: {text[:80]!r}")
+    try:
+        stmts = pg_parser.parse_sql(f"SELECT NULL::{text}")
+    except (pglast.parser.ParseError, UnicodeError):
+        raise ValueError(f"not a PostgreSQL type: {text!r}") from None
+    select = stmts[0].stmt if len(stmts) == 1 else None
+    target = select.targetList if isinstance(select, ast.SelectStmt) and select.targetList else ()
+    other = select is None or any(getattr(select, k) for k in ("fromClause", "whereClause", "groupClause",
+                                                                "havingClause", "sortClause", "limitCount",
+                                                                "withClause", "distinctClause"))
+    cast = target[0].val if len(target) == 1 and not target[0].name else None
+    if other or not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
+        raise ValueError(f"not exactly one PostgreSQL type: {text!r}")
+    tn = cast.typeName
+    if tn.setof or tn.pct_type:
+        raise ValueError(f"not a column type: {text!r}")
+    return tn
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _modifiers(tn: ast.TypeName, base: str, text: str) -> tuple[int | None, int | None, str | None]:
+    mods = []
+    for m in tn.typmods or ():
+        if not (isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer)) or m.val.ival < 0:
+            raise ValueError(f"type modifiers must be non-negative integers: {text!r}")
+        mods.append(m.val.ival)
+    fields = None
+    if base == "INTERVAL" and mods:
+        mask = mods.pop(0)
+        fields = None if mask == _INTERVAL_FULL_RANGE else _INTERVAL_FIELDS.get(mask)
+        if mask != _INTERVAL_FULL_RANGE and fields is None:
+            raise ValueError(f"not a valid interval type: {text!r}")
+    if len(mods) > _MAX_TYPMODS.get(base, 1) - (base == "INTERVAL"):
+        raise ValueError(f"too many type modifiers: {text!r}")
+    if base in _LENGTH_TYPES and mods and mods[0] < 1:
+        raise ValueError(f"length or precision must be at least 1: {text!r}")
+    if base not in _CANONICAL.values() and mods:
+        raise ValueError(f"type modifiers on a user-defined type are not supported: {text!r}")
+    return (mods[0] if mods else None), (mods[1] if len(mods) > 1 else None), fields
 
 
 def parse_type(text: str) -> PgType:
-    """Parse a type as written in a model, manifest or ``format_type()`` into canonical form."""
-    m = _TYPE_RE.match(text)
-    if not m:
-        raise ValueError(f"not a PostgreSQL type: {text!r}")
-    base = " ".join(m.group(1).upper().split())
-    base = _ALIASES.get(base, base)
-    length = int(m.group(2)) if m.group(2) else None
-    scale = int(m.group(3)) if m.group(3) else None
-    return PgType(base, length, scale, m.group(4).count("[]"))
+    """Parse a type as written in a model, manifest or ``format_type()`` into canonical form.
+
+    pglast parses it as the type of ``NULL::<text>``, so anything that is not exactly one type
+    name (``int; drop table x``, ``int)``, ``text DEFAULT 1``) is a ValueError.
+    """
+    tn = _type_name(text)
+    names = [n.sval for n in tn.names]
+    builtin = names[-1] if names[:-1] in ([], ["pg_catalog"]) else None
+    base = _CANONICAL.get(builtin) if builtin else None
+    if base is None:
+        base = ".".join(_quoted(n) for n in names)
+    length, scale, fields = _modifiers(tn, base, text)
+    return PgType(base, length, scale, 1 if tn.arrayBounds else 0, fields)
 
 
 def canonical_type(text: str) -> str:
-    """Canonical spelling of a type: ``character varying(20)`` → ``VARCHAR(20)``."""
+    """Canonical spelling of a type: ``character varying(20)`` → ``VARCHAR(20)``, ``integer[][]`` → ``INTEGER[]``."""
     return str(parse_type(text))
 
 
 def is_known_type(text: str) -> bool:
+    """Whether ``text`` is one of the built-in types models and manifests may use."""
     try:
         return parse_type(text).base in KNOWN_BASE_TYPES
     except ValueError:

@@ -253,7 +253,7 @@ DENIED_FUNCTIONS = frozenset({
     "set_config", "current_setting", "pg_notify", "pg_switch_wal", "pg_promote", "pg_create_restore_point",
     "pg_start_backup", "pg_stop_backup", "pg_import_system_collations", "pg_log_backend_memory_contexts",
     "pg_current_snapshot", "pg_xact_status", "pg_drop_replication_slot", "pg_logdir_ls", "ts_stat", "setval",
-    "loread", "lowrite", "pg_export_snapshot",
+    "loread", "lowrite", "pg_export_snapshot", "pg_execute_server_program", "query_to_json",
 })
 DENIED_PREFIXES = (
     "pg_read_", "pg_ls_", "pg_file_", "lo_", "dblink", "pg_sleep", "pg_advisory", "pg_try_advisory", "txid_",

@@ -306,28 +306,6 @@ class _DropStoredCasts(Visitor):
                 node.args = (first.arg, node.args[1])
 
 
-DENIED_FUNCTIONS = frozenset({
-    # files and large objects on the server
-    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
-    "pg_ls_tmpdir", "pg_ls_archive_statusdir", "lo_import", "lo_export", "lo_from_bytea", "lo_put", "lo_unlink",
-    # other connections, commands and sessions
-    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "pg_terminate_backend",
-    "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal", "set_config",
-    "current_setting", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_advisory_lock", "pg_advisory_xact_lock",
-    "pg_notify", "txid_current", "pg_backup_start", "pg_backup_stop", "query_to_xml", "query_to_xml_and_xmlschema",
-    "query_to_json", "cursor_to_xml", "table_to_xml", "database_to_xml", "schema_to_xml", "pg_file_write",
-    "pg_file_unlink", "pg_file_rename", "pg_logdir_ls", "pg_execute_server_program",
-})
-
-
-def check_functions(text: str, allowed: frozenset[str] = frozenset()) -> None:
-    """Refuse an expression that calls a function in DENIED_FUNCTIONS (unless ``allowed``): ValueError."""
-    for name in sorted(function_names(text)):
-        bare = name.rsplit(".", 1)[-1]
-        if (name in DENIED_FUNCTIONS or bare in DENIED_FUNCTIONS) and name not in allowed and bare not in allowed:
-            raise ValueError(f"calls {name}(), which a schema expression may not use")
-
-
 def function_names(text: str) -> frozenset[str]:
     """Lower-cased names (``schema.name`` when qualified) of every function ``text`` calls."""
     names: set[str] = set()

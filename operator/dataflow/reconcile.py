@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import socket
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,8 @@ from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
 from dataflow.plan import Migration, PlanOptions, build_migration
 from dataflow.schema import Schema
+
+log = logging.getLogger("dataflow.reconcile")
 
 
 class Outcome(str, Enum):
@@ -43,6 +46,7 @@ class Policy:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     planning: PlanOptions = field(default_factory=PlanOptions)
     lease_timeout_s: float = 300.0
+    lease_ttl_s: float = 30.0  # a holder that stops heart-beating loses the lease after this long
 
 
 @dataclass
@@ -107,7 +111,18 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
     applied and the result says so.
     """
-    preview, conflicts = await plan(conn, desired, owner, policy)
+    try:
+        preview, conflicts = await plan(conn, desired, owner, policy)
+    except asyncpg.PostgresError as exc:
+        if conn.is_closed():
+            raise
+        # another applier changed the schema while we read it; without a preview to show, only the
+        # unattended path can go on, and it re-plans under the lease anyway
+        reason = f"planning failed, the schema changed while it was read ({type(exc).__name__}: {exc}); plan again"
+        if policy.dry_run or confirm is not None:
+            return Result(Outcome.FAILED, None, reason)
+        log.info("%s; planning again under the lease", reason)
+        return await _apply(conn, dsn, desired, owner, policy, None, None)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
@@ -120,10 +135,19 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
         if gate(preview, policy) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
+    return await _apply(conn, dsn, desired, owner, policy, preview, shown)
+
+
+async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, policy: Policy,
+                 preview: Migration | None, shown: Migration | None) -> Result:
+    """Bootstrap the ledger, take the lease, then plan, check and apply.
+
+    A failed migration, a lost lease or a lost connection becomes a FAILED result with one clear reason.
+    """
     ledger = Ledger(desired.name)
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
-        lease = MigrationLease(ledger, f"schema:{desired.name}")
+        lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=policy.lease_ttl_s)
         async with lease.hold(conn, timeout=policy.lease_timeout_s, heartbeat_dsn=dsn):
             return await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, policy, shown)
     except (MigrationFailed, LockTimeout) as exc:

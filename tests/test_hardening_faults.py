@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from dataflow.errors import MigrationFailed
-from dataflow.executor import ExecutionSettings, execute_migration
+from dataflow.executor import ExecutionSettings, MigrationInterrupted, execute_migration
 from dataflow.ledger import Ledger
-from dataflow.lock import HEARTBEAT_APPLICATION_NAME
+from dataflow.lock import HEARTBEAT_APPLICATION_NAME, MigrationLease
 from dataflow.operations import Assessment, Change, Operation, Risk, Step
 from dataflow.plan import Migration
 from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
@@ -224,3 +224,18 @@ async def test_planning_and_dry_run_write_nothing(dsn: str, conn: asyncpg.Connec
     assert success and pending.operations
     assert await db.get_pending_migrations()
     assert await catalog(conn) == before
+
+
+async def test_a_lease_taken_over_fences_its_holder(dsn: str, conn: asyncpg.Connection) -> None:
+    ledger = Ledger("public")
+    await ledger.ensure(conn)
+    holder = await asyncpg.connect(dsn)
+    lease = MigrationLease(ledger, "schema:public", holder="first", ttl=0.6)
+    try:
+        with pytest.raises(MigrationInterrupted, match="another process took it over"):
+            async with lease.hold(holder, heartbeat_dsn=dsn):
+                await conn.execute("UPDATE dataflow_migration_lock SET holder = 'second'")
+                await asyncio.wait_for(asyncio.sleep(5), timeout=0.6)  # fenced before this could time out
+    finally:
+        await holder.close()
+    assert await conn.fetchval("SELECT holder FROM dataflow_migration_lock") == "second"

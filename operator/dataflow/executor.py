@@ -274,18 +274,21 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
             await _interrupted(conn, dsn, ledger, version, f"lost the database connection ({type(exc).__name__}: "
                                f"{exc}) during step {done_groups + 1}/{len(groups)}")
         else:
-            await _failed(conn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc)
+            await _failed(conn, dsn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc)
     finally:
         await _leave_session(conn, ledger.schema)
 
 
-async def _failed(conn: asyncpg.Connection, ledger: Ledger, migration: Migration, version: str, done: list[Group],
-                  settings: ExecutionSettings, attempts: int, exc: BaseException) -> None:
+async def _failed(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, migration: Migration, version: str,
+                  done: list[Group], settings: ExecutionSettings, attempts: int, exc: BaseException) -> None:
     """Undo what completed, record the failure, raise one clear error."""
     message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
     undone = ""
     if done and settings.rollback_on_error:
         undone = await _undo(conn, ledger.schema, migration, done, settings)
+        if conn.is_closed():
+            await _interrupted(conn, dsn, ledger, version, f"{message}; then lost the database connection while "
+                               f"undoing {len(done)} completed step(s)")
     await reset_session(conn)
     await ledger.finish(conn, version, STATUS_FAILED, attempts, message + undone)
     raise MigrationFailed(f"{version} failed: {message}{undone}") from None
@@ -368,6 +371,6 @@ async def _undo(conn: asyncpg.Connection, schema: str, migration: Migration, don
     try:
         async with conn.transaction():
             await run_in_transaction(conn, schema, statements, settings)
-    except (MigrationFailed, asyncpg.PostgresError) as exc:
+    except (MigrationFailed, *CONNECTION_ERRORS) as exc:
         return f"; undoing the completed steps failed too ({type(exc).__name__}: {exc})"
     return f"; the {len(touched)} completed operation(s) were undone"

@@ -6,6 +6,8 @@ steps (``CONCURRENTLY``, ``VALIDATE``, backfill batches) run outside a transacti
 step fails, the operations already completed are undone in reverse (``rollback_on_error``).
 Every statement runs with ``lock_timeout`` and ``statement_timeout``; a lock timeout (SQLSTATE
 55P03) is retried with exponential backoff and jitter until ``max_attempts`` or ``migration_timeout_s``.
+Every statement goes through :func:`execute_one`, which runs exactly one statement, never a script.
+A lost connection or a lost lease (``fence``) stops the migration and marks it ``interrupted``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import asyncpg
+import pglast
+from pglast import ast, enums
+from pglast.stream import RawStream
 
+from dataflow.connect import connect
 from dataflow.errors import MigrationFailed
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.operations import Operation, Step
@@ -25,6 +31,91 @@ from dataflow.plan import Migration
 from dataflow.sqltext import quote_ident
 
 log = logging.getLogger("dataflow.executor")
+
+# what a dead or unusable session raises (its message never holds credentials)
+CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class MigrationInterrupted(MigrationFailed):
+    """A migration stopped part-way (lost connection or lease); its ledger row says ``interrupted``."""
+
+
+class Fence(Protocol):
+    """What the lease tells the executor: why it was lost, or None while it is held."""
+
+    lost: str | None
+
+
+def _check_fence(fence: Fence | None) -> None:
+    if fence is not None and fence.lost:
+        raise MigrationInterrupted(fence.lost)
+
+
+def statement_count(sql: str) -> int | None:
+    """How many statements ``sql`` holds, or None when pglast cannot tell (the server will)."""
+    try:
+        return len(pglast.parser.split(sql))
+    except pglast.parser.ParseError:
+        return None
+
+
+async def prepare_one(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
+    """Prepare ``sql`` as exactly one statement: a smuggled ``;`` can never run a second one.
+
+    Checked twice: pglast counts the statements (for a clear error), and the extended protocol of
+    a prepared statement refuses more than one on the server. ``prepare`` bypasses asyncpg's
+    statement cache, so DDL is never cached across schema changes.
+    """
+    count = statement_count(sql)
+    if count is not None and count != 1:
+        raise MigrationFailed(f"refusing to run {count} statements as one ({sql[:80]!r}): one statement per execute")
+    try:
+        return await conn.prepare(sql)
+    except asyncpg.PostgresSyntaxError as exc:
+        if "multiple commands" in str(exc):
+            raise MigrationFailed(f"refusing to run several statements as one ({sql[:80]!r})") from None
+        raise
+
+
+async def execute_one(conn: asyncpg.Connection, sql: str) -> str:
+    """Run exactly one statement (any kind: DDL, ``CONCURRENTLY``, DML); returns its status, e.g. ``UPDATE 3``."""
+    statement = await prepare_one(conn, sql)
+    await statement.fetch()
+    return statement.get_statusmsg()
+
+
+def batch_with_progress(sql: str, where: str) -> str:
+    """A batched UPDATE that also returns, per changed row, whether the row still needs work.
+
+    The work set is the ``WHERE`` of the batch's ``IN (SELECT ... LIMIT n)`` subquery (or the
+    UPDATE's own ``WHERE``), evaluated on the new row: a batch whose rows all stay in it never
+    shrinks the work left, so the loop would never end.
+    """
+    try:
+        [raw] = pglast.parser.parse_sql(sql)
+    except (pglast.parser.ParseError, ValueError):
+        raise MigrationFailed(f"{where}: a batched step must be exactly one UPDATE statement") from None
+    update = raw.stmt
+    if not isinstance(update, ast.UpdateStmt) or update.returningClause:
+        raise MigrationFailed(f"{where}: a batched step must be one UPDATE without RETURNING")
+    pending = ast.BooleanTest(arg=_work_predicate(update), booltesttype=enums.BoolTestType.IS_TRUE)
+    update.returningClause = ast.ReturningClause(exprs=(ast.ResTarget(val=pending),))
+    return RawStream()(update)
+
+
+def _work_predicate(update: ast.UpdateStmt) -> ast.Node:
+    """The condition a row still to process meets (TRUE without a WHERE: every row, always)."""
+    where = update.whereClause
+    if where is None:
+        return ast.A_Const(val=ast.Boolean(boolval=True))
+    if isinstance(where, ast.SubLink) and isinstance(where.subselect, ast.SelectStmt):
+        inner = where.subselect
+        source = inner.fromClause[0] if inner.fromClause and len(inner.fromClause) == 1 else None
+        target = update.relation
+        if (isinstance(source, ast.RangeVar) and source.alias is None and inner.whereClause is not None
+                and (source.schemaname, source.relname) == (target.schemaname, target.relname)):
+            return inner.whereClause
+    return where
 
 
 @dataclass(frozen=True)
@@ -59,6 +150,14 @@ def group_steps(operations: list[Operation]) -> list[Group]:
     return groups
 
 
+async def _quietly(action: Callable[[], Awaitable[None]]) -> None:
+    """Run a best-effort ``action`` while another error propagates: its own failure must not hide that one."""
+    try:
+        await action()
+    except (MigrationFailed, *CONNECTION_ERRORS) as exc:
+        log.warning("cleanup failed too: %s: %s", type(exc).__name__, exc)
+
+
 class _Retrying:
     """Exponential backoff with jitter on lock timeouts, bounded by attempts and a deadline."""
 
@@ -78,7 +177,7 @@ class _Retrying:
                 error: Exception = exc
             except (asyncpg.PostgresError, asyncpg.InterfaceError):
                 if cleanup:  # e.g. drop the INVALID index a failed concurrent build left behind
-                    await cleanup()
+                    await _quietly(cleanup)
                 raise
             if self.attempts >= self.settings.max_attempts or asyncio.get_running_loop().time() >= self.deadline:
                 raise MigrationFailed(f"lock timeout after {self.attempts} attempts: {error}") from None
@@ -102,7 +201,8 @@ async def configure_session(conn: asyncpg.Connection, schema: str, settings: Exe
 
 async def reset_session(conn: asyncpg.Connection) -> None:
     if not conn.is_closed():
-        await conn.execute("RESET lock_timeout; RESET statement_timeout; RESET search_path")
+        for setting in ("lock_timeout", "statement_timeout", "search_path"):
+            await execute_one(conn, f"RESET {setting}")
 
 
 async def run_in_transaction(conn: asyncpg.Connection, schema: str, statements: list[str],
@@ -110,28 +210,35 @@ async def run_in_transaction(conn: asyncpg.Connection, schema: str, statements: 
     """Inside a transaction: set both timeouts and ``search_path`` locally, then run ``statements``."""
     await configure_session(conn, schema, settings, local=True)
     for sql in statements:
-        await conn.execute(sql)
+        await execute_one(conn, sql)
 
 
-async def _run_online_step(conn: asyncpg.Connection, step: Step) -> None:
+async def _run_online_step(conn: asyncpg.Connection, step: Step, fence: Fence | None, where: str) -> None:
     if not step.repeat:
-        await conn.execute(step.sql)
+        await execute_one(conn, step.sql)
         return
+    batch = await prepare_one(conn, batch_with_progress(step.sql, where))
     batches = 0
     while True:  # a backfill: each batch commits on its own
-        status = await conn.execute(step.sql)
+        _check_fence(fence)
+        rows = await batch.fetch()
         batches += 1
-        if status.endswith(" 0"):
+        if not rows:
             log.info("backfill done in %d batch(es)", batches)
             return
+        if all(still_pending for (still_pending,) in rows):
+            raise MigrationFailed(f"{where}: batch {batches} changed {len(rows)} row(s) but none of them left the "
+                                  "set still to process, so the batched step would never finish; stopped")
 
 
 async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration: Migration, owner: str,
                             applied_by: str, settings: ExecutionSettings, *, claim: list[str],
-                            release: list[str]) -> None:
+                            release: list[str], fence: Fence | None = None, dsn: str | None = None) -> None:
     """Apply ``migration`` and record it; on error the database is left as it was before it.
 
     ``claim``/``release`` are the tables this owner takes on or gives up with this migration.
+    ``fence`` (the lease) is checked between statements; ``dsn`` lets a lost connection be
+    recorded as ``interrupted`` on a fresh one.
     """
     version = await ledger.start(conn, migration, owner, applied_by)
     groups = group_steps(migration.operations)
@@ -142,39 +249,101 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
         await configure_session(conn, ledger.schema, settings)
         for n, group in enumerate(groups):
             last = n == len(groups) - 1
-            await retry.run(f"{version} step {n + 1}/{len(groups)}", _group_action(conn, ledger, group, version,
-                            owner, claim, release, last, retry), _cleanup_action(conn, group))
+            where = f"step {n + 1}/{len(groups)} of {version}"
+            _check_fence(fence)
+            await retry.run(where, _group_action(conn, ledger, group, version, owner, claim, release, last, retry,
+                                                 fence, where), _cleanup_action(conn, group))
             done_groups += 1
             if not last or not group.transactional:
                 await ledger.progress(conn, version, done_groups, len(groups))
+        _check_fence(fence)
         if not groups or not groups[-1].transactional:
             async with conn.transaction():
                 await ledger.claim(conn, owner, claim, release)
                 await ledger.finish(conn, version, STATUS_APPLIED, retry.attempts)
         log.info("applied %s (%s) in %d attempt(s)", version, migration.description, retry.attempts)
-    except (MigrationFailed, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
-        undone = ""
-        if done_groups and settings.rollback_on_error:
-            undone = await _undo(conn, ledger.schema, migration, groups[:done_groups], settings)
-        await reset_session(conn)
-        await ledger.finish(conn, version, STATUS_FAILED, retry.attempts, message + undone)
-        raise MigrationFailed(f"{version} failed: {message}{undone}") from None
+    except asyncio.CancelledError:
+        if fence is None or not fence.lost:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]  # the lease cancelled us: a fencing stop
+        await _interrupted(conn, dsn, ledger, version, f"{fence.lost} during step {done_groups + 1}/{len(groups)}")
+    except MigrationInterrupted as exc:
+        await _interrupted(conn, dsn, ledger, version, f"{exc} during step {done_groups + 1}/{len(groups)}")
+    except (MigrationFailed, *CONNECTION_ERRORS) as exc:
+        if conn.is_closed():
+            await _interrupted(conn, dsn, ledger, version, f"lost the database connection ({type(exc).__name__}: "
+                               f"{exc}) during step {done_groups + 1}/{len(groups)}")
+        else:
+            await _failed(conn, dsn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc)
     finally:
+        await _leave_session(conn, ledger.schema)
+
+
+async def _failed(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, migration: Migration, version: str,
+                  done: list[Group], settings: ExecutionSettings, attempts: int, exc: BaseException) -> None:
+    """Undo what completed, record the failure, raise one clear error."""
+    message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
+    undone = ""
+    if done and settings.rollback_on_error:
+        undone = await _undo(conn, ledger.schema, migration, done, settings)
+        if conn.is_closed():
+            await _interrupted(conn, dsn, ledger, version, f"{message}; then lost the database connection while "
+                               f"undoing {len(done)} completed step(s)")
+    await reset_session(conn)
+    await ledger.finish(conn, version, STATUS_FAILED, attempts, message + undone)
+    raise MigrationFailed(f"{version} failed: {message}{undone}") from None
+
+
+async def _interrupted(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str, what: str) -> None:
+    """Record ``version`` as interrupted (on a fresh session if ``conn`` is dead) and raise one clear error.
+
+    Nothing is undone: the session or the lease is gone, and the next run re-plans from what is there.
+    """
+    marked = await _mark_interrupted(conn, dsn, ledger, version, what)
+    then = "the migration was marked interrupted" if marked else "the next run will mark the migration interrupted"
+    raise MigrationInterrupted(f"{what} of {version}; {then}; run again to resume") from None
+
+
+async def _mark_interrupted(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str,
+                            what: str) -> bool:
+    try:
         if not conn.is_closed():
-            await reset_session(conn)
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"dataflow-apply:{ledger.schema}")
+            await ledger.interrupt(conn, version, what)
+            return True
+        if dsn is None:
+            return False
+        fresh = await connect(dsn, ledger.schema, timeout=5.0)
+        try:
+            await ledger.interrupt(fresh, version, what)
+        finally:
+            await fresh.close()
+        return True
+    except CONNECTION_ERRORS as exc:
+        log.warning("could not mark %s interrupted: %s", version, type(exc).__name__)
+        return False
+
+
+async def _leave_session(conn: asyncpg.Connection, schema: str) -> None:
+    """Reset the session and drop the advisory lock; never raises, so it cannot hide the real error."""
+    if conn.is_closed():
+        return  # the session, and its advisory lock, are gone already
+    try:
+        await reset_session(conn)
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"dataflow-apply:{schema}")
+    except CONNECTION_ERRORS as exc:
+        log.warning("could not reset the session after the migration: %s", type(exc).__name__)
 
 
 def _group_action(conn: asyncpg.Connection, ledger: Ledger, group: Group, version: str, owner: str,
-                  claim: list[str], release: list[str], last: bool, retry: _Retrying) -> Callable[[], Awaitable[None]]:
+                  claim: list[str], release: list[str], last: bool, retry: _Retrying, fence: Fence | None,
+                  where: str) -> Callable[[], Awaitable[None]]:
     async def action() -> None:
         if not group.transactional:
-            await _run_online_step(conn, group.steps[0][1])
+            await _run_online_step(conn, group.steps[0][1], fence, where)
             return
         async with conn.transaction():
             for _, step in group.steps:
-                await conn.execute(step.sql)
+                await execute_one(conn, step.sql)
             if last:  # the ledger row closes atomically with the last DDL
                 await ledger.claim(conn, owner, claim, release)
                 await ledger.finish(conn, version, STATUS_APPLIED, retry.attempts)
@@ -188,7 +357,8 @@ def _cleanup_action(conn: asyncpg.Connection, group: Group) -> Callable[[], Awai
         return None
 
     async def action() -> None:
-        await conn.execute(cleanup)
+        if not conn.is_closed():  # a dead session cannot clean up; the next run's plan does
+            await execute_one(conn, cleanup)
 
     return action
 
@@ -201,6 +371,6 @@ async def _undo(conn: asyncpg.Connection, schema: str, migration: Migration, don
     try:
         async with conn.transaction():
             await run_in_transaction(conn, schema, statements, settings)
-    except asyncpg.PostgresError as exc:
+    except (MigrationFailed, *CONNECTION_ERRORS) as exc:
         return f"; undoing the completed steps failed too ({type(exc).__name__}: {exc})"
     return f"; the {len(touched)} completed operation(s) were undone"

@@ -60,6 +60,7 @@ STATUS_APPLIED = "applied"
 STATUS_FAILED = "failed"
 STATUS_REFUSED = "refused"
 STATUS_ROLLED_BACK = "rolled_back"
+STATUS_INTERRUPTED = "interrupted"  # stopped part-way: lost connection, lost lease, or the process died
 
 
 @dataclass(frozen=True)
@@ -108,29 +109,39 @@ class Ledger:
             " AND to_regclass($3) IS NOT NULL", self.table, self.locks, self.owners)
         if present:
             return
+        from dataflow.executor import execute_one  # the executor imports this module
+
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}")
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            await execute_one(conn, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
             for ddl in _DDL:
-                await conn.execute(ddl.format(ledger=self.table, locks=self.locks, owners=self.owners))
+                await execute_one(conn, ddl.format(ledger=self.table, locks=self.locks, owners=self.owners))
 
     async def start(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str) -> str:
-        """Record an attempt as running; returns the (unique) version it was stored under."""
-        version = migration.version
+        """Record an attempt as running; returns the (unique) version it was stored under.
+
+        Each candidate version is taken by one atomic ``INSERT ... ON CONFLICT DO NOTHING``, so
+        attempts started in the same second by many processes get distinct versions, never an error.
+        """
+        base = migration.version
         taken = {r["version"] for r in await conn.fetch(
-            f"SELECT version FROM {self.table} WHERE version LIKE $1", version + "%")}
-        suffix = 2
-        while version in taken:
-            version = f"{migration.version}_{suffix}"
+            f"SELECT version FROM {self.table} WHERE version = $1 OR version LIKE $2", base, base + "\\_%")}
+        suffix = 1
+        while True:
+            version = base if suffix == 1 else f"{base}_{suffix}"
             suffix += 1
-        migration.version = version
-        await conn.execute(
-            f"INSERT INTO {self.table} (version, owner, description, status, safety_level, checksum, schema_hash,"
-            " plan, applied_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)",
-            version, owner, migration.description, STATUS_RUNNING, migration.safety_level, migration.checksum,
-            migration.schema_hash, json.dumps(migration.to_dict()), applied_by,
-        )
-        return version
+            if version in taken:
+                continue
+            inserted = await conn.fetchval(
+                f"INSERT INTO {self.table} (version, owner, description, status, safety_level, checksum, schema_hash,"
+                " plan, applied_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)"
+                " ON CONFLICT (version) DO NOTHING RETURNING version",
+                version, owner, migration.description, STATUS_RUNNING, migration.safety_level, migration.checksum,
+                migration.schema_hash, json.dumps(migration.to_dict()), applied_by,
+            )
+            if inserted is not None:
+                migration.version = version
+                return version
 
     async def finish(self, conn: asyncpg.Connection, version: str, status: str, attempts: int,
                      error: str | None = None) -> None:
@@ -148,13 +159,18 @@ class Ledger:
 
     async def record_refusal(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str,
                              reason: str) -> None:
-        """Record a refused plan once (an operator re-checking the same plan adds no rows)."""
-        last = await conn.fetchrow(f"SELECT status, checksum FROM {self.table} WHERE owner = $1 ORDER BY id DESC LIMIT 1",
-                                   owner)
-        if last and last["status"] == STATUS_REFUSED and last["checksum"] == migration.checksum:
-            return
-        version = await self.start(conn, migration, owner, applied_by)
-        await self.finish(conn, version, STATUS_REFUSED, 0, reason)
+        """Record a refused plan once (an operator re-checking the same plan adds no rows).
+
+        A transaction-level advisory lock per owner makes check-then-insert atomic across processes.
+        """
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-refusal:{self.schema}:{owner}")
+            last = await conn.fetchrow(
+                f"SELECT status, checksum FROM {self.table} WHERE owner = $1 ORDER BY id DESC LIMIT 1", owner)
+            if last and last["status"] == STATUS_REFUSED and last["checksum"] == migration.checksum:
+                return
+            version = await self.start(conn, migration, owner, applied_by)
+            await self.finish(conn, version, STATUS_REFUSED, 0, reason)
 
     async def history(self, conn: asyncpg.Connection, limit: int = 10, owner: str | None = None) -> list[MigrationRecord]:
         rows = await conn.fetch(
@@ -167,11 +183,20 @@ class Ledger:
         row = await conn.fetchrow(f"SELECT * FROM {self.table} WHERE version = $1", version)
         return self._record(row) if row else None
 
+    async def interrupt(self, conn: asyncpg.Connection, version: str, what: str) -> None:
+        """Mark one attempt interrupted, unless something else closed it already."""
+        await conn.execute(
+            f"UPDATE {self.table} SET status = $2, error = $3, finished_at = clock_timestamp(),"
+            " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000"
+            " WHERE version = $1 AND status = $4", version, STATUS_INTERRUPTED, f"interrupted: {what}", STATUS_RUNNING,
+        )
+
     async def mark_interrupted(self, conn: asyncpg.Connection) -> int:
-        """Close attempts left 'running' by a process that died (call while holding the lease)."""
+        """Close attempts left 'running' by a holder that is gone (call while holding the lease)."""
         result = await conn.execute(
-            f"UPDATE {self.table} SET status = $1, error = 'interrupted: the applying process stopped',"
-            " finished_at = clock_timestamp() WHERE status = $2", STATUS_FAILED, STATUS_RUNNING,
+            f"UPDATE {self.table} SET status = $1, error = 'interrupted: the applying process stopped before it"
+            " finished; the next run re-plans from what it left', finished_at = clock_timestamp() WHERE status = $2",
+            STATUS_INTERRUPTED, STATUS_RUNNING,
         )
         return int(result.split()[-1])
 
@@ -188,6 +213,9 @@ class Ledger:
 
     # ownership ---------------------------------------------------------------
     async def owners_of(self, conn: asyncpg.Connection) -> dict[str, str]:
+        """Which owner holds which table; none before the ledger exists."""
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
+            return {}
         return {r["table_name"]: r["owner"] for r in await conn.fetch(f"SELECT table_name, owner FROM {self.owners}")}
 
     async def claim(self, conn: asyncpg.Connection, owner: str, tables: list[str], released: list[str]) -> None:

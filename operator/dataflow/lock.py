@@ -4,11 +4,17 @@ The lease serialises appliers across processes and machines (library, CLI, opera
 a session-level ``pg_advisory_lock`` around the apply backs it up. A holder whose database
 session ends (the process died) loses the lease at once; one that hangs stops heart-beating and
 its lease expires after ``ttl`` seconds.
+
+Fencing: the heartbeat renews the lease every ``ttl / 3`` seconds on a session of its own. When a
+renewal fails (its session died) or matches no row (another process took the lease over), the
+lease records why in ``lost`` and cancels the block it guards, well before the lease could expire,
+so two appliers never run at once. The executor turns that into one clear "interrupted" error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -18,8 +24,13 @@ from typing import AsyncIterator
 
 import asyncpg
 
+from dataflow.connect import connect
 from dataflow.errors import LockTimeout
+from dataflow.executor import CONNECTION_ERRORS, MigrationInterrupted
 from dataflow.ledger import Ledger
+
+log = logging.getLogger("dataflow.lock")
+HEARTBEAT_APPLICATION_NAME = "dataflow-heartbeat"
 
 
 def default_holder() -> str:
@@ -34,6 +45,8 @@ class MigrationLease:
         self.key = key
         self.holder = holder or default_holder()
         self.ttl = ttl
+        self.lost: str | None = None  # why the lease was lost while held (the executor's fence)
+        self._guarded: asyncio.Task | None = None  # the task running the held block
 
     async def try_acquire(self, conn: asyncpg.Connection) -> bool:
         row = await conn.fetchrow(
@@ -50,11 +63,12 @@ class MigrationLease:
         )
         return row is not None
 
-    async def heartbeat(self, conn: asyncpg.Connection) -> bool:
+    async def heartbeat(self, conn: asyncpg.Connection, timeout: float | None = None) -> bool:
+        """Renew the lease; False when this holder no longer has it."""
         result = await conn.execute(
             f"UPDATE {self.ledger.locks} SET heartbeat_at = clock_timestamp(),"
             " expires_at = clock_timestamp() + make_interval(secs => $3) WHERE lock_key = $1 AND holder = $2",
-            self.key, self.holder, self.ttl,
+            self.key, self.holder, self.ttl, timeout=timeout,
         )
         return result.endswith(" 1")
 
@@ -79,21 +93,57 @@ class MigrationLease:
                                   f"gave up after {timeout:.0f}s")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+        self.lost = None
+        self._guarded = asyncio.current_task()
         beat = asyncio.create_task(self._beat(heartbeat_dsn)) if heartbeat_dsn else None
         try:
             yield self
+        except asyncio.CancelledError:
+            if not self.lost:
+                raise
+            self._guarded.uncancel()  # type: ignore[union-attr]  # our own fencing cancel: report it, not a cancel
+            raise MigrationInterrupted(f"{self.lost}; stopped before finishing, run again") from None
         finally:
+            self._guarded = None  # from here on the heartbeat cancels nothing
             if beat:
                 beat.cancel()
                 await asyncio.gather(beat, return_exceptions=True)
+            await self._release_quietly(conn)
+
+    async def _release_quietly(self, conn: asyncpg.Connection) -> None:
+        """Release unless the session is gone (then so is the lease: its holder pid no longer exists)."""
+        if conn.is_closed():
+            return
+        try:
             await self.release(conn)
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not release lease %r (it expires after %.0fs): %s", self.key, self.ttl,
+                        type(exc).__name__)
+
+    def _fence(self, why: str) -> None:
+        """The lease is lost: stop the block it guards (once)."""
+        if self._guarded is not None and not self.lost:
+            self.lost = why
+            log.error("lease %r: %s; stopping the migration", self.key, why)
+            self._guarded.cancel()
 
     async def _beat(self, dsn: str) -> None:
         """Heartbeat on a connection of its own: the main one is busy inside the migration."""
-        conn = await asyncpg.connect(dsn)
+        interval = self.ttl / 3
         try:
+            conn = await connect(dsn, self.ledger.schema, timeout=interval)
+        except CONNECTION_ERRORS as exc:
+            self._fence(f"could not open the lease heartbeat connection ({type(exc).__name__})")
+            return
+        try:
+            await conn.execute("SELECT set_config('application_name', $1, false)", HEARTBEAT_APPLICATION_NAME)
             while True:
-                await asyncio.sleep(self.ttl / 3)
-                await self.heartbeat(conn)
+                await asyncio.sleep(interval)
+                if not await self.heartbeat(conn, timeout=interval):
+                    self._fence(f"lost the migration lease {self.key!r}: another process took it over")
+                    return
+        except CONNECTION_ERRORS as exc:
+            self._fence(f"lost the lease heartbeat connection ({type(exc).__name__}: {exc})")
         finally:
-            await conn.close()
+            if not conn.is_closed():
+                conn.terminate()

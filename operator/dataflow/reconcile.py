@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import socket
 from dataclasses import dataclass, field
 from enum import Enum
@@ -11,13 +12,15 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from dataflow.errors import LockTimeout, MigrationFailed
-from dataflow.executor import ExecutionSettings, execute_migration
+from dataflow.executor import CONNECTION_ERRORS, ExecutionSettings, execute_migration
 from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
 from dataflow.plan import Migration, PlanOptions, build_migration, concerned_tables
 from dataflow.schema import Schema
+
+log = logging.getLogger("dataflow.reconcile")
 
 
 class Outcome(str, Enum):
@@ -43,6 +46,7 @@ class Policy:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     planning: PlanOptions = field(default_factory=PlanOptions)
     lease_timeout_s: float = 300.0
+    lease_ttl_s: float = 30.0  # a holder that stops heart-beating loses the lease after this long
 
 
 @dataclass
@@ -69,9 +73,11 @@ def applied_by() -> str:
 
 
 async def plan(conn: asyncpg.Connection, desired: Schema, owner: str, policy: Policy) -> tuple[Migration, dict[str, str]]:
-    """The migration that brings the database to ``desired``, and tables claimed by other owners."""
+    """The migration that brings the database to ``desired``, and tables claimed by other owners.
+
+    Read-only: a missing schema means no tables yet, missing ledger tables mean no owners yet.
+    """
     ledger = Ledger(desired.name)
-    await ledger.ensure(conn)
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
@@ -98,46 +104,83 @@ def gate(migration: Migration, policy: Policy) -> str | None:
 
 async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, policy: Policy,
                     confirm: Confirm | None = None) -> Result:
-    """Plan, check policy, ask ``confirm`` (if given), then apply under the lease.
+    """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
-    Under the lease the plan is made again: a concurrent applier may have done the work
-    (then the result is IN_SYNC), or the database changed since the preview (then nothing is
-    applied and the result says so).
+    Only the plan made under the lease counts: a concurrent applier may have done the work (then
+    the result is IN_SYNC) or be half-way through it, so policy (``gate``) and the approval are
+    checked against that plan. When a person confirmed a preview that differs from it, nothing is
+    applied and the result says so.
     """
-    migration, conflicts = await plan(conn, desired, owner, policy)
-    if conflicts:
-        return _conflict(migration, conflicts)
-    if not migration.operations:
-        return Result(Outcome.IN_SYNC, migration, "database matches the schema")
-    if policy.dry_run:
-        return Result(Outcome.DRY_RUN, migration, "dry run: nothing applied")
-    refusal = gate(migration, policy)
-    ledger = Ledger(desired.name)
-    if refusal:
-        await ledger.record_refusal(conn, migration, owner, applied_by(), refusal)
-        return Result(Outcome.REFUSED, migration, refusal)
-    if confirm is not None and not await confirm(migration):
-        return Result(Outcome.DECLINED, migration, "not confirmed: nothing applied")
-    lease = MigrationLease(ledger, f"schema:{desired.name}")
     try:
+        preview, conflicts = await plan(conn, desired, owner, policy)
+    except asyncpg.PostgresError as exc:
+        if conn.is_closed():
+            raise
+        # another applier changed the schema while we read it; without a preview to show, only the
+        # unattended path can go on, and it re-plans under the lease anyway
+        reason = f"planning failed, the schema changed while it was read ({type(exc).__name__}: {exc}); plan again"
+        if policy.dry_run or confirm is not None:
+            return Result(Outcome.FAILED, None, reason)
+        log.info("%s; planning again under the lease", reason)
+        return await _apply(conn, dsn, desired, owner, policy, None, None)
+    if conflicts:
+        return _conflict(preview, conflicts)
+    if not preview.operations:
+        return Result(Outcome.IN_SYNC, preview, "database matches the schema")
+    if policy.dry_run:
+        return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
+    shown = None  # the plan a person saw, which the applied one must equal
+    if confirm is not None:
+        shown = preview
+        # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
+        if gate(preview, policy) is None and not await confirm(preview):
+            return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
+    return await _apply(conn, dsn, desired, owner, policy, preview, shown)
+
+
+async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, policy: Policy,
+                 preview: Migration | None, shown: Migration | None) -> Result:
+    """Bootstrap the ledger, take the lease, then plan, check and apply.
+
+    A failed migration, a lost lease or a lost connection becomes a FAILED result with one clear reason.
+    """
+    ledger = Ledger(desired.name)
+    try:
+        await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
+        lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=policy.lease_ttl_s)
         async with lease.hold(conn, timeout=policy.lease_timeout_s, heartbeat_dsn=dsn):
-            await ledger.mark_interrupted(conn)
-            fresh, conflicts = await plan(conn, desired, owner, policy)
-            if conflicts:
-                return _conflict(fresh, conflicts)
-            if not fresh.operations:
-                return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
-            if fresh.checksum != migration.checksum:
-                return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again")
-            released = [op.table for op in fresh.operations if op.kind == "DROP_TABLE"]
-            released += [op.change.old for op in fresh.operations if op.kind == "RENAME_TABLE"]
-            claim = list(desired.table_names) if policy.include_tables is None else \
-                [t for t in desired.table_names if t in policy.include_tables]
-            await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution,
-                                    claim=claim, release=released)
-            return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
+            return await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, policy, shown)
     except (MigrationFailed, LockTimeout) as exc:
-        return Result(Outcome.FAILED, migration, str(exc))
+        return Result(Outcome.FAILED, preview, str(exc))
+    except CONNECTION_ERRORS as exc:
+        if not conn.is_closed():
+            raise
+        return Result(Outcome.FAILED, preview, f"lost the database connection ({type(exc).__name__}: {exc}) "
+                                               "before the migration started; nothing was applied; run again")
+
+
+async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, lease: MigrationLease,
+                             desired: Schema, owner: str, policy: Policy, shown: Migration | None) -> Result:
+    """The authoritative plan, policy check and apply; the caller holds the lease."""
+    await ledger.mark_interrupted(conn)
+    fresh, conflicts = await plan(conn, desired, owner, policy)
+    if conflicts:
+        return _conflict(fresh, conflicts)
+    if not fresh.operations:
+        return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
+    refusal = gate(fresh, policy)
+    if refusal:
+        await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal)
+        return Result(Outcome.REFUSED, fresh, refusal)
+    if shown is not None and fresh.checksum != shown.checksum:
+        return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again")
+    released = [op.table for op in fresh.operations if op.kind == "DROP_TABLE"]
+    released += [op.change.old for op in fresh.operations if op.kind == "RENAME_TABLE"]
+    claim = list(desired.table_names) if policy.include_tables is None else \
+        [t for t in desired.table_names if t in policy.include_tables]
+    await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution, claim=claim, release=released,
+                            fence=lease, dsn=dsn)
+    return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
 
 
 def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:

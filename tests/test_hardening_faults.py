@@ -223,6 +223,8 @@ async def test_planning_and_dry_run_write_nothing(dsn: str, conn: asyncpg.Connec
     success, [pending] = await db.auto_migrate(dry_run=True)
     assert success and pending.operations
     assert await db.get_pending_migrations()
+    assert await db.get_migration_history() == []
+    assert (await db.get_migration_metrics()).total == 0
     assert await catalog(conn) == before
 
 

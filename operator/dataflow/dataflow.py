@@ -17,7 +17,7 @@ from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import ExecutionSettings, run_in_transaction
 from dataflow.introspect import introspect
-from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
+from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
 from dataflow.operations import OPERATION_KINDS, Risk
@@ -329,15 +329,13 @@ class DataFlow:
 
     async def get_migration_history(self, limit: int = 10) -> list[MigrationRecord]:
         async with self.connection() as conn:
-            ledger = Ledger(self.schema_name)
-            await ledger.ensure(conn)
-            return await ledger.history(conn, limit)
+            return await Ledger(self.schema_name).history(conn, limit)
 
     async def get_migration_metrics(self) -> MigrationMetrics:
         records = await self.get_migration_history(limit=10_000)
-        done = [r for r in records if r.status in (STATUS_APPLIED, STATUS_FAILED, STATUS_ROLLED_BACK)]
+        done = [r for r in records if r.status in (STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK)]
         applied = [r for r in done if r.status in (STATUS_APPLIED, STATUS_ROLLED_BACK)]
-        failed = sum(r.status == STATUS_FAILED for r in done)
+        failed = sum(r.status in (STATUS_FAILED, STATUS_INTERRUPTED) for r in done)
         rolled = sum(r.status == STATUS_ROLLED_BACK for r in done)
         durations = [r.duration_ms for r in applied if r.duration_ms is not None]
         return MigrationMetrics(
@@ -396,9 +394,7 @@ class DataFlow:
         return True
 
     async def _record(self, conn: asyncpg.Connection, version: str) -> MigrationRecord:
-        ledger = Ledger(self.schema_name)
-        await ledger.ensure(conn)
-        record = await ledger.get(conn, version)
+        record = await Ledger(self.schema_name).get(conn, version)
         if record is None:
             raise DataFlowError(f"unknown migration version {version!r}")
         return record

@@ -172,7 +172,13 @@ class Ledger:
             version = await self.start(conn, migration, owner, applied_by)
             await self.finish(conn, version, STATUS_REFUSED, 0, reason)
 
+    async def exists(self, conn: asyncpg.Connection) -> bool:
+        """Whether the ledger table is there: reading history must not create it."""
+        return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", self.table)
+
     async def history(self, conn: asyncpg.Connection, limit: int = 10, owner: str | None = None) -> list[MigrationRecord]:
+        if not await self.exists(conn):
+            return []
         rows = await conn.fetch(
             f"SELECT * FROM {self.table} WHERE ($2::text IS NULL OR owner = $2) ORDER BY id DESC LIMIT $1",
             limit, owner,
@@ -180,6 +186,8 @@ class Ledger:
         return [self._record(r) for r in rows]
 
     async def get(self, conn: asyncpg.Connection, version: str) -> MigrationRecord | None:
+        if not await self.exists(conn):
+            return None
         row = await conn.fetchrow(f"SELECT * FROM {self.table} WHERE version = $1", version)
         return self._record(row) if row else None
 

@@ -16,6 +16,7 @@ from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
+from dataflow.ops import kind_of
 from dataflow.plan import Migration, PlanOptions, build_migration, concerned_tables
 from dataflow.schema import Schema
 
@@ -129,8 +130,7 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
                 return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
             if fresh.checksum != migration.checksum:
                 return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again")
-            released = [op.table for op in fresh.operations if op.kind == "DROP_TABLE"]
-            released += [op.change.old for op in fresh.operations if op.kind == "RENAME_TABLE"]
+            released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
             claim = list(desired.table_names) if policy.include_tables is None else \
                 [t for t in desired.table_names if t in policy.include_tables]
             await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution,

@@ -120,7 +120,7 @@ def create_index(ix: Index, table_name: str, table: Table | None, schema: str) -
 
 def unknown_constraint(con: object) -> SchemaError:
     """The error for a constraint class no renderer knows: it must not fall through to another kind of SQL."""
-    return SchemaError(str(getattr(con, "name", "constraint")), f"no SQL for a {type(con).__name__} constraint")
+    return SchemaError(str(getattr(con, "name", "constraint")), f"no SQL for constraint class {type(con).__name__}")
 
 
 @singledispatch

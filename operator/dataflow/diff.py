@@ -8,16 +8,27 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
-from dataflow.operations import EXECUTION_ORDER, Change
+from dataflow.operations import Change
+from dataflow.ops import sort_changes
+from dataflow.ops.add_column import ADD_COLUMN
+from dataflow.ops.add_constraint import ADD_CONSTRAINT
+from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
+from dataflow.ops.create_index import CREATE_INDEX
+from dataflow.ops.create_table import CREATE_TABLE
+from dataflow.ops.drop_column import DROP_COLUMN
+from dataflow.ops.drop_constraint import DROP_CONSTRAINT
+from dataflow.ops.drop_default import DROP_DEFAULT
+from dataflow.ops.drop_index import DROP_INDEX
+from dataflow.ops.drop_not_null import DROP_NOT_NULL
+from dataflow.ops.drop_table import DROP_TABLE
+from dataflow.ops.rename_column import RENAME_COLUMN
+from dataflow.ops.rename_table import RENAME_TABLE
+from dataflow.ops.set_default import SET_DEFAULT
+from dataflow.ops.set_not_null import SET_NOT_NULL
 from dataflow.schema import Column, PrimaryKey, Schema, Table
-from dataflow.sqltext import constraint_name
+from dataflow.sqlgen import primary_key_name
 
 T = TypeVar("T")
-
-
-def primary_key_name(table: str) -> str:
-    """The name PostgreSQL gives a primary key it creates: ``<table>_pkey``."""
-    return constraint_name(table, [], "pkey")
 
 
 def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ()) -> list[Change]:
@@ -29,10 +40,10 @@ def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ())
         if existing is None and table.renamed_from and current.table(table.renamed_from):
             existing = current.table(table.renamed_from)
             renamed_sources.add(table.renamed_from)
-            changes.append(Change("RENAME_TABLE", table.name, table.name, old=table.renamed_from, new=table.name))
+            changes.append(Change(RENAME_TABLE, table.name, table.name, old=table.renamed_from, new=table.name))
         if existing is None:
-            changes.append(Change("CREATE_TABLE", table.name, new=table))
-            changes.extend(Change("ADD_CONSTRAINT", table.name, fk.name, new=fk) for fk in table.foreign_keys)
+            changes.append(Change(CREATE_TABLE, table.name, new=table))
+            changes.extend(Change(ADD_CONSTRAINT, table.name, fk.name, new=fk) for fk in table.foreign_keys)
             continue
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
@@ -40,12 +51,8 @@ def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ())
     for name in sorted(set(owned) - desired_names - renamed_sources):
         table = current.table(name)
         if table is not None:
-            changes.append(Change("DROP_TABLE", name, old=table))
+            changes.append(Change(DROP_TABLE, name, old=table))
     return sort_changes(changes)
-
-
-def sort_changes(changes: Sequence[Change]) -> list[Change]:
-    return sorted(changes, key=lambda c: EXECUTION_ORDER[c.kind])
 
 
 def compare_columns(old: Table, new: Table) -> Iterator[Change]:
@@ -55,30 +62,30 @@ def compare_columns(old: Table, new: Table) -> Iterator[Change]:
         existing = old.column(col.name)
         if existing is None and col.renamed_from and old.column(col.renamed_from) and not new.column(col.renamed_from):
             existing = old.column(col.renamed_from)
-            yield Change("RENAME_COLUMN", new.name, col.name, old=col.renamed_from, new=col.name)
+            yield Change(RENAME_COLUMN, new.name, col.name, old=col.renamed_from, new=col.name)
         if existing is None:
-            yield Change("ADD_COLUMN", new.name, col.name, new=col)
+            yield Change(ADD_COLUMN, new.name, col.name, new=col)
             continue
         matched.add(existing.name)
         yield from compare_column(new.name, existing, col)
     for col in old.columns:
         if col.name not in matched and new.column(col.name) is None:
-            yield Change("DROP_COLUMN", new.name, col.name, old=col)
+            yield Change(DROP_COLUMN, new.name, col.name, old=col)
 
 
 def compare_column(table: str, old: Column, new: Column) -> Iterator[Change]:
     """Type, default and nullability of one column."""
     if old.type != new.type:
-        yield Change("ALTER_COLUMN_TYPE", table, new.name, old=old, new=new)
+        yield Change(ALTER_COLUMN_TYPE, table, new.name, old=old, new=new)
     if old.identity is None and new.identity is None and old.default != new.default:
         if new.default is None:
-            yield Change("DROP_DEFAULT", table, new.name, old=old, new=new)
+            yield Change(DROP_DEFAULT, table, new.name, old=old, new=new)
         else:
-            yield Change("SET_DEFAULT", table, new.name, old=old, new=new)
+            yield Change(SET_DEFAULT, table, new.name, old=old, new=new)
     if old.nullable and not new.nullable:
-        yield Change("SET_NOT_NULL", table, new.name, old=old, new=new)
+        yield Change(SET_NOT_NULL, table, new.name, old=old, new=new)
     elif not old.nullable and new.nullable:
-        yield Change("DROP_NOT_NULL", table, new.name, old=old, new=new)
+        yield Change(DROP_NOT_NULL, table, new.name, old=old, new=new)
 
 
 def _compare_named(kind_add: str, kind_drop: str, old_items: Sequence[T], new_items: Sequence[T],
@@ -95,19 +102,19 @@ def _compare_named(kind_add: str, kind_drop: str, old_items: Sequence[T], new_it
 
 def compare_indexes(old: Table, new: Table) -> Iterator[Change]:
     """Indexes by name; a changed definition is dropped and created again."""
-    yield from _compare_named("CREATE_INDEX", "DROP_INDEX", old.indexes, new.indexes, new.name)
+    yield from _compare_named(CREATE_INDEX, DROP_INDEX, old.indexes, new.indexes, new.name)
 
 
 def compare_uniques(old: Table, new: Table) -> Iterator[Change]:
-    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.uniques, new.uniques, new.name)
+    yield from _compare_named(ADD_CONSTRAINT, DROP_CONSTRAINT, old.uniques, new.uniques, new.name)
 
 
 def compare_foreign_keys(old: Table, new: Table) -> Iterator[Change]:
-    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.foreign_keys, new.foreign_keys, new.name)
+    yield from _compare_named(ADD_CONSTRAINT, DROP_CONSTRAINT, old.foreign_keys, new.foreign_keys, new.name)
 
 
 def compare_checks(old: Table, new: Table) -> Iterator[Change]:
-    yield from _compare_named("ADD_CONSTRAINT", "DROP_CONSTRAINT", old.checks, new.checks, new.name)
+    yield from _compare_named(ADD_CONSTRAINT, DROP_CONSTRAINT, old.checks, new.checks, new.name)
 
 
 def compare_primary_key(old: Table, new: Table) -> Iterator[Change]:
@@ -116,10 +123,10 @@ def compare_primary_key(old: Table, new: Table) -> Iterator[Change]:
     if old.primary_key != new.primary_key:
         if old.primary_key:
             dropped = old.primary_key_name or primary_key_name(old.name)
-            yield Change("DROP_CONSTRAINT", new.name, dropped, old=PrimaryKey(dropped, old.primary_key))
+            yield Change(DROP_CONSTRAINT, new.name, dropped, old=PrimaryKey(dropped, old.primary_key))
         if new.primary_key:
             added = primary_key_name(new.name)
-            yield Change("ADD_CONSTRAINT", new.name, added, new=PrimaryKey(added, new.primary_key))
+            yield Change(ADD_CONSTRAINT, new.name, added, new=PrimaryKey(added, new.primary_key))
 
 
 TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (

@@ -26,30 +26,23 @@ class Risk(IntEnum):
             raise SchemaError(field_name, f"must be SAFE, MEDIUM or HIGH, not {value!r}") from None
 
 
-OPERATION_KINDS = (
-    "CREATE_TABLE", "DROP_TABLE", "RENAME_TABLE", "ADD_COLUMN", "DROP_COLUMN", "RENAME_COLUMN",
-    "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "DROP_NOT_NULL", "SET_DEFAULT", "DROP_DEFAULT",
-    "CREATE_INDEX", "DROP_INDEX", "ADD_CONSTRAINT", "DROP_CONSTRAINT",
-)
+def __getattr__(name: str) -> Any:
+    """``OPERATION_KINDS`` / ``EXECUTION_ORDER``, kept for callers that import them from here: both come
+    from the registry of kinds (:mod:`dataflow.ops`), which builds on this module, hence the late import."""
+    if name in ("OPERATION_KINDS", "EXECUTION_ORDER"):
+        from dataflow.ops import execution_order, kind_names
 
-# Order in which kinds run inside one migration: renames first, drops of dependents before
-# the objects they depend on, tables before their columns, constraints after columns.
-EXECUTION_ORDER = {
-    kind: i
-    for i, kind in enumerate(
-        ("RENAME_TABLE", "RENAME_COLUMN", "DROP_CONSTRAINT", "DROP_INDEX", "CREATE_TABLE", "ADD_COLUMN",
-         "DROP_DEFAULT", "ALTER_COLUMN_TYPE", "SET_DEFAULT", "DROP_NOT_NULL", "SET_NOT_NULL", "DROP_COLUMN",
-         "CREATE_INDEX", "ADD_CONSTRAINT", "DROP_TABLE")
-    )
-}
+        return kind_names() if name == "OPERATION_KINDS" else execution_order()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class Change:
     """One difference between the database and the desired schema.
 
-    ``old``/``new`` hold the schema objects involved (Column, Index, Table, constraint, or a
-    type name for ALTER_COLUMN_TYPE); ``subject`` names the column/index/constraint.
+    ``kind`` names a registered operation kind (:mod:`dataflow.ops`); ``old``/``new`` hold the schema
+    objects involved (Column, Index, Table, constraint, or a table name for a rename); ``subject`` names
+    the column/index/constraint.
     """
 
     kind: str

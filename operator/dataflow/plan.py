@@ -12,24 +12,21 @@ import asyncpg
 
 from dataflow.diff import compare_schemas
 from dataflow.introspect import DatabaseState
-from dataflow.operations import OPERATION_KINDS, Change, Operation, Risk, RollbackStep
-from dataflow.safety import (Facts, FunctionCatalog, assess, count_rows, probe, read_function_catalog, refuse_denied,
+from dataflow.operations import Change, Operation, Risk, RollbackStep
+from dataflow.ops import Context, kind_names, kind_of
+from dataflow.safety import (Facts, FunctionCatalog, count_rows, read_function_catalog, refuse_denied,
                              refuse_extension_functions)
 from dataflow.schema import Schema, Table
 from dataflow.errors import SchemaError
-from dataflow.sqlgen import Options, render
+from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
 
 PLAN_HASH_LENGTH = 12
-_ROW_SENSITIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE", "SET_NOT_NULL", "ADD_CONSTRAINT"})
 
 
 def needs_row_count(change: Change) -> bool:
     """Whether the change's risk or SQL depends on exact row counts (else the planner's estimate serves)."""
-    if change.kind == "ADD_COLUMN":
-        c = change.new
-        return not c.nullable and c.default is None and c.identity is None
-    return change.kind in _ROW_SENSITIVE
+    return kind_of(change.kind).needs_row_count(change)
 
 
 @dataclass
@@ -109,9 +106,10 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def _check_filters(include_tables: Iterable[str] | None, exclude_operations: Iterable[str] | None) -> None:
+    known = kind_names()
     for op in exclude_operations or ():
-        if op not in OPERATION_KINDS:
-            raise SchemaError("exclude_operations", f"unknown operation {op!r}; known: {', '.join(OPERATION_KINDS)}")
+        if op not in known:
+            raise SchemaError("exclude_operations", f"unknown operation {op!r}; known: {', '.join(known)}")
     if isinstance(include_tables, str):
         raise SchemaError("include_tables", "must be a list of table names, not a string")
 
@@ -144,9 +142,6 @@ class PlanOptions:
             raise SchemaError("strategy", f"must be 'online' or 'transactional', not {self.strategy!r}")
         if int(self.batch_size) < 1:
             raise SchemaError("batch_size", "must be at least 1")
-
-
-_DESTRUCTIVE = frozenset({"DROP_COLUMN", "DROP_TABLE", "ALTER_COLUMN_TYPE"})
 
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
@@ -197,10 +192,9 @@ async def check_functions(conn: asyncpg.Connection, desired: Schema, allowed: fr
 
 
 def volatile_default(change: Change, catalog: FunctionCatalog) -> bool:
-    """Whether the default an ADD_COLUMN brings is volatile per the server's catalog (unknown functions: yes)."""
-    if change.kind != "ADD_COLUMN" or change.new.default is None:
-        return False
-    return catalog.is_volatile(function_names(change.new.default))
+    """Whether the default the change gives existing rows is volatile per the server's catalog (unknown: yes)."""
+    default = kind_of(change.kind).added_default(change)
+    return default is not None and catalog.is_volatile(function_names(default))
 
 
 def backup_name(change: Change, schema_hash: str) -> str:
@@ -222,37 +216,51 @@ async def build_migration(
     _check_filters(include_tables, exclude_operations)
     catalog = await check_functions(conn, desired, options.allowed_functions)
     changes = filter_changes(compare_schemas(state.schema, desired, owned), include_tables, exclude_operations)
-    renamed = {c.table: c.old for c in changes if c.kind == "RENAME_TABLE"}
+    renamed = {c.table: old for c in changes if (old := kind_of(c.kind).renamed_from(c))}
     schema_hash = desired.hash()
+    foreign_keys = tuple(state.foreign_keys)
     row_counts: dict[str, int] = {}
     operations: list[Operation] = []
     for change in changes:
+        kind = kind_of(change.kind)
         db_table = renamed.get(change.table, change.table)
-        table_facts = state.facts.get(db_table)
-        facts = Facts()
-        if table_facts is not None and change.kind != "CREATE_TABLE":
-            # the planner's estimate is 0 for a table never analysed: then, or when the grade
-            # depends on it, count (capped); otherwise the estimate is good enough
-            if db_table not in row_counts and (needs_row_count(change) or table_facts.rows == 0):
-                row_counts[db_table] = await count_rows(conn, desired.name, db_table, table_facts.rows)
-            rows = row_counts.get(db_table, table_facts.rows)
-            known = Facts(rows, table_facts.size_bytes, volatile_default=volatile_default(change, catalog))
-            facts = await probe(conn, change, desired.name, db_table, known)
+        facts = await _facts(conn, state, desired.name, change, db_table, catalog, row_counts)
         online = options.strategy == "online" and facts.rows > 0
         existing = state.schema.table(db_table)
         backup = None
-        if change.kind in _DESTRUCTIVE and options.backup is not False and (facts.rows > 0 or change.kind == "DROP_TABLE"):
+        if options.backup is not False and kind.needs_backup(change, facts):
             backup = backup_name(change, schema_hash)
         render_options = Options(populated=facts.rows > 0, nulls=facts.nulls, online=online,
                                  batch_size=options.batch_size, backup=backup, schema=desired.name,
                                  primary_key=existing.primary_key if existing else (),
                                  volatile_default=facts.volatile_default)
-        assessment = assess(change, facts, state.foreign_keys, online)
-        r = render(change, render_options, desired.table(change.table))
+        assessment = kind.assess(change, facts, Context(foreign_keys, online))
+        r = kind.render(change, render_options, desired.table(change.table))
         operations.append(Operation(change, assessment, r.steps, r.down, r.irreversible, r.details,
                                     r.strategy, r.backup))
     checksum = plan_checksum(schema_hash, operations)
     return Migration(new_version(), describe(operations), operations, schema_hash, checksum)
+
+
+async def _facts(conn: asyncpg.Connection, state: DatabaseState, schema: str, change: Change, db_table: str,
+                 catalog: FunctionCatalog, row_counts: dict[str, int]) -> Facts:
+    """What the database says about the change's table, completed by the kind's own probe.
+
+    The planner's estimate is 0 for a table never analysed: then, or when the grade depends on
+    it, rows are counted (capped, once per table); otherwise the estimate is good enough. An empty
+    table has nothing more to probe.
+    """
+    kind = kind_of(change.kind)
+    table_facts = state.facts.get(db_table)
+    if table_facts is None or not kind.reads_table:
+        return Facts()
+    if db_table not in row_counts and (kind.needs_row_count(change) or table_facts.rows == 0):
+        row_counts[db_table] = await count_rows(conn, schema, db_table, table_facts.rows)
+    rows = row_counts.get(db_table, table_facts.rows)
+    known = Facts(rows, table_facts.size_bytes, volatile_default=volatile_default(change, catalog))
+    if known.rows == 0:
+        return known
+    return await kind.probe(conn, change, schema, db_table, known)
 
 
 def plan_checksum(schema_hash: str, operations: list[Operation]) -> str:

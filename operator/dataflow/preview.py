@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from dataflow.operations import Risk
+from dataflow.ops import kind_of
 from dataflow.plan import Migration
 
 RISK_STYLE = {Risk.SAFE: ("✅", "green"), Risk.MEDIUM: ("⚠️", "yellow"), Risk.HIGH: ("🚨", "red")}
@@ -32,7 +33,7 @@ def _duration(ms: int) -> str:
 def assessment_lines(m: Migration) -> list[str]:
     """The bullet points of the safety assessment (shared by every format)."""
     breaking = [op for op in m.operations if op.risk > Risk.SAFE]
-    lossy = [op for op in m.operations if op.assessment.data_loss or op.kind in ("DROP_COLUMN", "DROP_TABLE")]
+    lossy = [op for op in m.operations if op.assessment.data_loss or kind_of(op.kind).loses_data]
     irreversible = [op for op in m.operations if op.irreversible]
     steps = len(m.rollback_steps)
     strategies = [f"{op.table}.{op.change.subject or op.table}: {op.strategy}" for op in m.operations

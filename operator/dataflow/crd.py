@@ -23,7 +23,8 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     schema = copy.deepcopy(schema)
 
     def walk(node: dict[str, Any]) -> None:
-        if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        preserved = node.get("x-kubernetes-preserve-unknown-fields")
+        if node.get("type") == "object" and "properties" in node and not preserved:
             node["additionalProperties"] = False
         for child in node.get("properties", {}).values():
             walk(child)

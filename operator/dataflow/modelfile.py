@@ -43,7 +43,8 @@ def load_dataflow(path: str | Path) -> "DataFlow":
         raise SchemaError(_where_raised(path, exc), _one_line(exc)) from None
     instances = [v for v in vars(module).values() if isinstance(v, DataFlow)]
     if len(instances) != 1:
-        raise SchemaError(str(path), f"must define exactly one DataFlow instance with @db.model classes, found {len(instances)}")
+        raise SchemaError(str(path), "must define exactly one DataFlow instance with @db.model classes, "
+                                     f"found {len(instances)}")
     return instances[0]
 
 

@@ -26,7 +26,8 @@ _FUNCTION = {"type": "string", "description": "A function name, optionally schem
 @dataclass(frozen=True, kw_only=True)
 class SecretRef:
     name: str = json_field("name", "Name of the Secret.", schema=_DNS_NAME)
-    key: str = json_field("key", "Key in the Secret whose value is the DSN.", default=DEFAULT_SECRET_KEY, publish_default=True,
+    key: str = json_field("key", "Key in the Secret whose value is the DSN.", default=DEFAULT_SECRET_KEY,
+                          publish_default=True,
                           schema={"minLength": 1, "pattern": "^[-._a-zA-Z0-9]+$"})
 
 

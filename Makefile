@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench generate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the CRD (operator/dataflow/resources/crd.yaml and the chart's copy) and docs/canonical-schema.md's field tables
+generate: $(STAMP)
+	$(PY) -m dataflow.crdgen
 
 bench: $(STAMP)
 	$(PY) bench/plan_200_tables.py

@@ -2,137 +2,40 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import importlib.machinery
-import importlib.util
 import re
-import sys
-import traceback
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-import jsonschema
 import yaml
 
-from dataflow.errors import DataFlowError, SchemaError
+from dataflow.crd import crd, strict_schema, validator
+from dataflow.documents import MAX_MANIFEST_BYTES, MAX_YAML_NODES, load_yaml, read_documents, read_text, shorten
+from dataflow.durations import duration_ms
+from dataflow.errors import SchemaError
 from dataflow.executor import ExecutionSettings
+from dataflow.jsonfields import from_json
+from dataflow.modelfile import load_dataflow, load_models
 from dataflow.operations import Risk
 from dataflow.plan import PlanOptions
 from dataflow.reconcile import Policy
+from dataflow.resource import DEFAULT_SECRET_KEY, Database, PolicySpec, Promotion
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 
-if TYPE_CHECKING:
-    from dataflow.dataflow import DataFlow
+# Names other modules import from here (cli.py, k8s/*, tests) since the split by job.
+__all__ = ["APPROVAL_ANNOTATION", "MAX_MANIFEST_BYTES", "MAX_YAML_NODES", "Manifest", "crd", "dump", "duration_ms",
+           "field_path", "from_resource", "generate", "load_dataflow", "load_models", "load_yaml", "read_documents",
+           "read_text", "semantic_problems", "shorten", "strict_schema", "validate"]
 
 API_VERSION = "dataflow.dev/v1alpha1"
 KIND = "DataFlowSchema"
 APPROVAL_ANNOTATION = "dataflow.dev/approved-plan"
-DEFAULT_SECRET_KEY = "dsn"
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-MAX_MANIFEST_BYTES = 3 * 512 * 1024  # 1.5 MiB: the largest object the Kubernetes API server stores
-MAX_YAML_NODES = 200_000  # nodes after alias expansion: bounds "billion laughs" documents
-
-
-@lru_cache(maxsize=1)
-def crd() -> dict[str, Any]:
-    text = resources.files("dataflow").joinpath("resources/crd.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Unknown fields are errors (the API server's strict field validation), except where preserved."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node: dict[str, Any]) -> None:
-        if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-            node["additionalProperties"] = False
-        for child in node.get("properties", {}).values():
-            walk(child)
-        if "items" in node:
-            walk(node["items"])
-
-    walk(schema)
-    return schema
-
-
-@lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft7Validator:
-    version = crd()["spec"]["versions"][0]
-    return jsonschema.Draft7Validator(strict_schema(version["schema"]["openAPIV3Schema"]))
-
-
-def duration_ms(value: str, field: str) -> int:
-    m = _DURATION.match(value or "")
-    if not m:
-        raise SchemaError(field, f"must be a duration like 500ms, 2s or 5m, not {value!r}")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
 # generate --------------------------------------------------------------------------------------
-def load_dataflow(path: str | Path) -> "DataFlow":
-    """Import a models file and return its ``DataFlow`` instance (the one holding the models).
-
-    Whatever goes wrong while importing (a syntax error, a failed import, an exception in the
-    file) becomes one SchemaError naming the file and line.
-    """
-    from dataflow.dataflow import DataFlow
-
-    path = Path(path)
-    if not path.is_file():
-        raise SchemaError(str(path), "no such models file")
-    name = f"dataflow_models_{abs(hash(path.resolve()))}"
-    spec = importlib.util.spec_from_loader(name, importlib.machinery.SourceFileLoader(name, str(path)))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(name, None)
-        raise SchemaError(f"{path}:{exc.lineno or 0}", f"syntax error: {exc.msg}") from None
-    except Exception as exc:  # noqa: BLE001 - anything a user's file raises is a bad input
-        sys.modules.pop(name, None)
-        raise SchemaError(_where_raised(path, exc), _one_line(exc)) from None
-    instances = [v for v in vars(module).values() if isinstance(v, DataFlow)]
-    if len(instances) != 1:
-        raise SchemaError(str(path), f"must define exactly one DataFlow instance with @db.model classes, found {len(instances)}")
-    return instances[0]
-
-
-def _where_raised(path: Path, exc: BaseException) -> str:
-    """``file:line`` of the innermost frame of ``exc`` that is in the models file."""
-    line = 0
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if Path(frame.f_code.co_filename) == path:
-            line = lineno
-    return f"{path}:{line}" if line else str(path)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line: our own errors as they are, others with their type."""
-    text = str(exc) if isinstance(exc, DataFlowError) else f"{type(exc).__name__}: {exc}"
-    return shorten(text)
-
-
-def shorten(text: str, limit: int = 300) -> str:
-    """One line of at most ``limit`` characters (values in messages may be huge or multi-line)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def load_models(path: str | Path) -> Schema:
-    """The desired schema of a models file."""
-    return load_dataflow(path).schema()
-
-
 def generate(schema: Schema, *, name: str, namespace: str, secret: str, secret_key: str = DEFAULT_SECRET_KEY,
              max_risk: str = "MEDIUM", promotion_after: str | None = None) -> dict[str, Any]:
     """A DataFlowSchema resource for ``schema`` (keys in a fixed order, so Git diffs stay small)."""
@@ -164,7 +67,7 @@ def validate(doc: Any) -> list[str]:
     if not isinstance(doc, Mapping):
         return [f"(document): must be a mapping, not a YAML {_yaml_kind(doc)}"]
     problems = []
-    for e in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+    for e in sorted(validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         where = field_path(e.absolute_path)
         problems.append(f"{where}: {shorten(e.message)}")
     problems += _metadata_problems(doc.get("metadata"))
@@ -229,33 +132,31 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         field, _, first = problems[0].partition(": ")
         raise SchemaError(field, "; ".join([first, *problems[1:]]))
     meta, spec = doc["metadata"], doc["spec"]
-    pol = spec.get("policy") or {}
-    db = spec["database"]
-    defaults = ExecutionSettings()
+    pol = from_json(PolicySpec, spec.get("policy") or {})
+    db = from_json(Database, spec["database"])
     execution = ExecutionSettings(
-        lock_timeout_ms=duration_ms(pol.get("lockTimeout", "2s"), "spec.policy.lockTimeout"),
-        statement_timeout_ms=duration_ms(pol.get("statementTimeout", "5m"), "spec.policy.statementTimeout"),
-        max_attempts=defaults.max_attempts,
+        lock_timeout_ms=duration_ms(pol.lock_timeout, "spec.policy.lockTimeout"),
+        statement_timeout_ms=duration_ms(pol.statement_timeout, "spec.policy.statementTimeout"),
+        max_attempts=ExecutionSettings().max_attempts,
     )
-    approved = (meta.get("annotations") or {}).get(APPROVAL_ANNOTATION)
     policy = Policy(
-        max_risk_level=Risk.parse(pol.get("maxRiskLevel", "MEDIUM"), "spec.policy.maxRiskLevel"),
-        include_tables=tuple(pol["includeTables"]) if pol.get("includeTables") else None,
-        exclude_operations=tuple(pol.get("excludeOperations") or ()),
-        dry_run=bool(pol.get("dryRun", False)),
-        approved_plan=approved,
+        max_risk_level=Risk.parse(pol.max_risk_level, "spec.policy.maxRiskLevel"),
+        include_tables=pol.include_tables or None,
+        exclude_operations=pol.exclude_operations,
+        dry_run=pol.dry_run,
+        approved_plan=(meta.get("annotations") or {}).get(APPROVAL_ANNOTATION),
         execution=execution,
-        planning=PlanOptions(**_allowed_functions(pol.get("allowedFunctions") or ())),
+        planning=PlanOptions(**_allowed_functions(pol.allowed_functions)),
     )
     return Manifest(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",
-        schema=Schema.from_dict({"tables": spec.get("tables") or []}, name=db.get("schema", "public")),
+        schema=Schema.from_dict({"tables": spec.get("tables") or []}, name=db.schema),
         policy=policy,
-        secret_name=db["secretRef"]["name"],
-        secret_key=db["secretRef"].get("key", DEFAULT_SECRET_KEY),
-        promotion_after=(spec.get("promotion") or {}).get("after"),
-        drift_check_seconds=duration_ms(pol.get("driftCheckInterval", "5m"), "spec.policy.driftCheckInterval") / 1000,
+        secret_name=db.secret_ref.name,
+        secret_key=db.secret_ref.key,
+        promotion_after=from_json(Promotion, spec.get("promotion") or {}).after,
+        drift_check_seconds=duration_ms(pol.drift_check_interval, "spec.policy.driftCheckInterval") / 1000,
     )
 
 
@@ -266,80 +167,3 @@ def _allowed_functions(names: Iterable[str]) -> dict[str, frozenset[str]]:
     return {"allowed_functions": frozenset(names)}
 
 
-def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, Any]]:
-    """(source, document) for every YAML document in ``paths``; SchemaError naming the file otherwise."""
-    out = []
-    for path in paths:
-        docs = load_yaml(read_text(path), str(path))
-        out += [(f"{path}#{i}" if len(docs) > 1 else str(path), d) for i, d in enumerate(docs)]
-    return out
-
-
-def read_text(path: str | Path) -> str:
-    """A manifest file's text: at most MAX_MANIFEST_BYTES of UTF-8."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise SchemaError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise SchemaError(str(path), f"larger than {MAX_MANIFEST_BYTES} bytes (the Kubernetes object limit)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SchemaError(str(path), f"not UTF-8 text (invalid byte at offset {exc.start})") from None
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader; documents are checked by :func:`_check_expansion` before construction."""
-
-
-def load_yaml(text: str, source: str) -> list[Any]:
-    """Every non-empty YAML document of ``text``, refusing alias bombs and recursive aliases."""
-    loader = _BoundedLoader(text)
-    try:
-        docs = []
-        while loader.check_node():
-            node = loader.get_node()
-            _check_expansion(node, source)
-            doc = loader.construct_document(node)
-            if doc is not None:
-                docs.append(doc)
-        return docs
-    except yaml.YAMLError as exc:
-        raise SchemaError(source, f"not valid YAML: {shorten(str(exc))}") from None
-    except RecursionError:
-        raise SchemaError(source, "YAML nested too deeply") from None
-    finally:
-        loader.dispose()
-
-
-def _check_expansion(root: yaml.Node, source: str) -> None:
-    """Refuse a document whose aliases expand to more than MAX_YAML_NODES nodes, or refer to themselves."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if children_done:
-            open_nodes.discard(key)
-            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
-            if sizes[key] > MAX_YAML_NODES:
-                raise SchemaError(source, f"YAML expands to more than {MAX_YAML_NODES} nodes (aliases)")
-            continue
-        if key in sizes:
-            continue
-        if key in open_nodes:
-            raise SchemaError(source, "YAML alias refers to itself")
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []

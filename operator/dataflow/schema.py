@@ -12,54 +12,93 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from dataflow.errors import SchemaError
-from dataflow.sqltext import check_identifier, normalise_default, normalise_expression
-from dataflow.types import canonical_type
+from dataflow.jsonfields import json_field, to_json
+from dataflow.sqltext import MAX_IDENTIFIER_BYTES, check_identifier, normalise_default, normalise_expression
+from dataflow.types import KNOWN_BASE_TYPES, canonical_type
 
 DEFAULT_FK_ACTION = "NO ACTION"
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
 INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
 IDENTITY_KINDS = ("ALWAYS", "BY DEFAULT")
 
+# The JSON-schema form of the format's strings (dataflow.crdgen publishes them in the CRD).
+# maxLength counts characters; the 63-byte limit itself is checked by dataflow.sqltext.check_identifier.
+IDENTIFIER_DOC = "PostgreSQL identifier (quoted by the engine; any character but NUL)."
+IDENTIFIER = {"minLength": 1, "maxLength": MAX_IDENTIFIER_BYTES, "pattern": "^[^\\x00]+$"}
+IDENTIFIER_ITEM = {"type": "string", "description": IDENTIFIER_DOC, **IDENTIFIER}
+SQL_TEXT = {"minLength": 1}
+# Type modifiers a manifest may write, by canonical base type; other known types take none.
+_LENGTH = r"\([1-9][0-9]*\)"
+TYPE_MODIFIERS = {"VARCHAR": _LENGTH, "CHAR": _LENGTH, "NUMERIC": rf"({_LENGTH[:-2]}(,[0-9]+)?\))?"}
+
+
+def column_type_pattern() -> str:
+    """The canonical column types (dataflow.types.KNOWN_BASE_TYPES) as one anchored regular expression."""
+    # base names are upper-case words (no regex metacharacters): RE2, the API server's engine, reads them as is
+    alternatives = [base + TYPE_MODIFIERS.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
+    return f"^({'|'.join(alternatives)})(\\[\\])?$"
+
+
+def column_type_doc() -> str:
+    spelled = [base + {"VARCHAR": "(n)", "CHAR": "(n)"}.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
+    return ("Canonical upper-case PostgreSQL type: " + ", ".join(spelled)
+            + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); any of these followed by [] for an array.")
+
+
+def _names_field(name: str, description: str) -> Any:
+    """A required, non-empty list of column names."""
+    return json_field(name, description, schema={"minItems": 1}, items=IDENTIFIER_ITEM)
+
 
 @dataclass(frozen=True)
 class Column:
     """A table column; ``type`` is a canonical PostgreSQL type (see :mod:`dataflow.types`)."""
 
-    name: str
-    type: str
-    nullable: bool = True
-    default: str | None = None
-    identity: str | None = None
-    renamed_from: str | None = None
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    type: str = json_field("type", column_type_doc(), schema={"pattern": column_type_pattern()})
+    nullable: bool = json_field("nullable", "Whether NULL is allowed.", default=True)
+    default: str | None = json_field("default", "SQL default expression as PostgreSQL prints it, without casts.",
+                                     default=None, schema=SQL_TEXT)
+    identity: str | None = json_field("identity", "Identity column generation.", default=None,
+                                      schema={"enum": list(IDENTITY_KINDS)})
+    renamed_from: str | None = json_field("renamedFrom", "The column's previous name; the engine renames it.",
+                                          default=None, schema=IDENTIFIER)
 
 
 @dataclass(frozen=True)
 class Index:
     """An index over column names or SQL expressions, optionally partial."""
 
-    name: str
-    columns: tuple[str, ...]
-    unique: bool = False
-    method: str = "btree"
-    where: str | None = None
-    valid: bool = True  # False: a failed concurrent build left it unusable; the diff rebuilds it
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    columns: tuple[str, ...] = json_field("columns", "Column names or SQL expressions such as lower(email).",
+                                          schema={"minItems": 1}, items={"type": "string", **SQL_TEXT})
+    unique: bool = json_field("unique", "Unique index.", default=False)
+    method: str = json_field("method", "Index access method.", default="btree", schema={"enum": list(INDEX_METHODS)})
+    where: str | None = json_field("where", "Partial-index predicate (one SQL expression).", default=None,
+                                   schema=SQL_TEXT)
+    # False: a failed concurrent build left it unusable; the diff rebuilds it (introspection only)
+    valid: bool = json_field(None, default=True)
 
 
 @dataclass(frozen=True)
 class Unique:
-    name: str
-    columns: tuple[str, ...]
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    columns: tuple[str, ...] = _names_field("columns", "Column names.")
+
+
+_FK_ACTION = {"enum": list(FK_ACTIONS)}
 
 
 @dataclass(frozen=True)
 class ForeignKey:
-    name: str
-    columns: tuple[str, ...]
-    ref_table: str
-    ref_columns: tuple[str, ...]
-    on_delete: str = DEFAULT_FK_ACTION
-    on_update: str = DEFAULT_FK_ACTION
-    validated: bool = True  # False: added NOT VALID and never validated (an interrupted apply)
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    columns: tuple[str, ...] = _names_field("columns", "Referencing column names.")
+    ref_table: str = json_field("refTable", "Referenced table.", schema=IDENTIFIER)
+    ref_columns: tuple[str, ...] = _names_field("refColumns", "Referenced column names.")
+    on_delete: str = json_field("onDelete", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION)
+    on_update: str = json_field("onUpdate", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION)
+    # False: added NOT VALID and never validated (an interrupted apply; introspection only)
+    validated: bool = json_field(None, default=True)
 
 
 @dataclass(frozen=True)
@@ -72,26 +111,28 @@ class PrimaryKey:
 
 @dataclass(frozen=True)
 class Check:
-    name: str
-    expression: str
-    validated: bool = True
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    expression: str = json_field("expression", "Boolean SQL expression.", schema=SQL_TEXT)
+    validated: bool = json_field(None, default=True)
 
 
 @dataclass(frozen=True)
 class Table:
     """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
 
-    name: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...] = ()
-    indexes: tuple[Index, ...] = ()
-    uniques: tuple[Unique, ...] = ()
-    foreign_keys: tuple[ForeignKey, ...] = ()
-    checks: tuple[Check, ...] = ()
-    renamed_from: str | None = None
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    columns: tuple[Column, ...] = json_field("columns", "Columns in declaration order.", schema={"minItems": 1})
+    primary_key: tuple[str, ...] = json_field("primaryKey", "Primary-key column names.", default=(),
+                                              schema={"minItems": 1}, items=IDENTIFIER_ITEM)
+    indexes: tuple[Index, ...] = json_field("indexes", "Indexes, sorted by name.", default=())
+    uniques: tuple[Unique, ...] = json_field("uniques", "Unique constraints, sorted by name.", default=())
+    foreign_keys: tuple[ForeignKey, ...] = json_field("foreignKeys", "Foreign keys, sorted by name.", default=())
+    checks: tuple[Check, ...] = json_field("checks", "Check constraints, sorted by name.", default=())
+    renamed_from: str | None = json_field("renamedFrom", "The table's previous name; the engine renames "
+                                          "instead of drop and create.", default=None, schema=IDENTIFIER)
     # the primary key constraint's name in the database (introspection only); not part of the
     # canonical form nor of equality: the diff drops the key by it, e.g. after a table rename
-    primary_key_name: str | None = field(default=None, compare=False)
+    primary_key_name: str | None = json_field(None, default=None, compare=False)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -128,7 +169,7 @@ class Schema:
 
     # canonical form -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"tables": [_table_to_dict(t) for t in self.normalised().tables]}
+        return {"tables": [to_json(t) for t in self.normalised().tables]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], name: str = "public") -> "Schema":
@@ -144,58 +185,6 @@ class Schema:
     def hash(self) -> str:
         """sha256 of the canonical JSON (hex)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
-
-
-def _drop_defaults(d: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None and v != [] and defaults.get(k, object()) != v}
-
-
-def _table_to_dict(t: Table) -> dict[str, Any]:
-    return _drop_defaults(
-        {
-            "name": t.name,
-            "renamedFrom": t.renamed_from,
-            "columns": [
-                _drop_defaults(
-                    {
-                        "name": c.name,
-                        "type": c.type,
-                        "nullable": c.nullable,
-                        "default": c.default,
-                        "identity": c.identity,
-                        "renamedFrom": c.renamed_from,
-                    },
-                    {"nullable": True},
-                )
-                for c in t.columns
-            ],
-            "primaryKey": list(t.primary_key),
-            "indexes": [
-                _drop_defaults(
-                    {"name": i.name, "columns": list(i.columns), "unique": i.unique, "method": i.method, "where": i.where},
-                    {"unique": False, "method": "btree"},
-                )
-                for i in t.indexes
-            ],
-            "uniques": [{"name": u.name, "columns": list(u.columns)} for u in t.uniques],
-            "foreignKeys": [
-                _drop_defaults(
-                    {
-                        "name": f.name,
-                        "columns": list(f.columns),
-                        "refTable": f.ref_table,
-                        "refColumns": list(f.ref_columns),
-                        "onDelete": f.on_delete,
-                        "onUpdate": f.on_update,
-                    },
-                    {"onDelete": DEFAULT_FK_ACTION, "onUpdate": DEFAULT_FK_ACTION},
-                )
-                for f in t.foreign_keys
-            ],
-            "checks": [{"name": c.name, "expression": c.expression} for c in t.checks],
-        },
-        {},
-    )
 
 
 def _req(d: Mapping[str, Any], key: str, path: str, kind: type = str) -> Any:

@@ -1,0 +1,72 @@
+"""The status the operator writes (dataflow.k8s.status.build) and the whole resource, as Python types.
+
+Kept apart from :mod:`dataflow.resource` because the phases come from dataflow.k8s.status, which
+imports dataflow.manifest, which reads manifests with dataflow.resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dataflow.jsonfields import json_field
+from dataflow.k8s.status import PHASES
+from dataflow.operations import OPERATION_KINDS
+from dataflow.resource import RISK_LEVELS, Spec
+
+_INT64 = {"format": "int64"}
+_TIME = {"format": "date-time"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationStatus:
+    table: str | None = json_field("table", default=None)
+    operation: str | None = json_field("operation", default=None, schema={"enum": list(OPERATION_KINDS)})
+    details: str | None = json_field("details", default=None)
+    risk: str | None = json_field("risk", default=None, schema={"enum": list(RISK_LEVELS)})
+    reason: str | None = json_field("reason", default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    type: str = json_field("type", schema={"minLength": 1})
+    status: str = json_field("status", schema={"enum": ["True", "False", "Unknown"]})
+    reason: str | None = json_field("reason", default=None)
+    message: str | None = json_field("message", default=None)
+    last_transition_time: str | None = json_field("lastTransitionTime", default=None, schema=_TIME)
+    observed_generation: int | None = json_field("observedGeneration", default=None, schema=_INT64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status:
+    phase: str | None = json_field("phase", default=None, schema={"enum": list(PHASES)})
+    observed_generation: int | None = json_field("observedGeneration", default=None, schema=_INT64)
+    schema_hash: str | None = json_field("schemaHash", "Hash of the canonical spec.tables.", default=None)
+    plan_hash: str | None = json_field("planHash", "Short hash of the pending plan (12 hex characters).",
+                                       default=None, schema={"pattern": "^([0-9a-f]{12})?$"})
+    max_risk: str | None = json_field("maxRisk", default=None, schema={"enum": [*RISK_LEVELS, ""]})
+    changes: int | None = json_field("changes", default=None, schema={"minimum": 0})
+    operations: tuple[OperationStatus, ...] = json_field("operations", default=())
+    sql: tuple[str, ...] = json_field("sql", default=())
+    rollback: tuple[str, ...] = json_field("rollback", default=())
+    verdict: str | None = json_field("verdict", default=None)
+    approve_command: str | None = json_field("approveCommand", default=None)
+    last_applied_version: str | None = json_field("lastAppliedVersion", default=None)
+    applied_schema_hash: str | None = json_field("appliedSchemaHash", default=None)
+    message: str | None = json_field("message", default=None)
+    last_reconcile_time: str | None = json_field("lastReconcileTime", default=None, schema=_TIME)
+    conditions: tuple[Condition, ...] = json_field(
+        "conditions", default=(), schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    kopf: dict[str, Any] | None = json_field("kopf", "Kopf's own progress bookkeeping.", default=None,
+                                             schema={"x-kubernetes-preserve-unknown-fields": True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataFlowSchemaResource:
+    """The whole object; metadata is the API server's to check (dataflow.manifest checks what it reads)."""
+
+    api_version: str | None = json_field("apiVersion", default=None)
+    kind: str | None = json_field("kind", default=None)
+    metadata: dict[str, Any] | None = json_field("metadata", default=None)
+    spec: Spec = json_field("spec")
+    status: Status | None = json_field("status", "Written by the operator.", default=None)

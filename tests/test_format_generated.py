@@ -11,7 +11,7 @@ import yaml
 
 from dataflow import crdgen
 from dataflow.crd import strict_schema
-from dataflow.k8s.status import PHASES
+from dataflow.k8s.reasons import Phase
 from dataflow.manifest import from_resource, generate, load_models, validate
 from dataflow.operations import OPERATION_KINDS, Risk
 from dataflow.resource import PolicySpec
@@ -73,7 +73,7 @@ def test_every_enum_in_the_crd_is_the_python_closed_list():
     assert status["operations"]["items"]["properties"]["operation"]["enum"] == list(OPERATION_KINDS)
     assert status["operations"]["items"]["properties"]["risk"]["enum"] == risks
     assert status["maxRisk"]["enum"] == [*risks, ""]
-    assert status["phase"]["enum"] == list(PHASES)
+    assert status["phase"]["enum"] == [p.value for p in Phase]
 
 
 def test_published_defaults_are_the_types_defaults_and_from_resource_reads_them():

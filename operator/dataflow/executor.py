@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
 import asyncpg
 import pglast
+import tenacity
 from pglast import ast, enums
 from pglast.stream import RawStream
 
@@ -28,6 +28,7 @@ from dataflow.errors import DatabaseUnavailable, MigrationFailed
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.operations import Operation, Step
 from dataflow.plan import Migration
+from dataflow.retry import Backoff
 from dataflow.sqltext import quote_ident
 
 log = logging.getLogger("dataflow.executor")
@@ -160,34 +161,52 @@ async def _quietly(action: Callable[[], Awaitable[None]]) -> None:
 
 
 class _Retrying:
-    """Exponential backoff with jitter on lock timeouts, bounded by attempts and a deadline."""
+    """Retry lock timeouts (SQLSTATE 55P03) with :class:`Backoff`, bounded by attempts and a deadline.
+
+    ``attempts`` counts across the whole migration: ``max_attempts`` and ``migration_timeout_s``
+    bound all steps together, not each step.
+    """
 
     def __init__(self, settings: ExecutionSettings) -> None:
         self.settings = settings
+        self.backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s)
         self.deadline = asyncio.get_running_loop().time() + settings.migration_timeout_s
         self.attempts = 0
 
+    def _exhausted(self, _: tenacity.RetryCallState) -> bool:
+        return self.attempts >= self.settings.max_attempts or asyncio.get_running_loop().time() >= self.deadline
+
     async def run(self, what: str, action: Callable[[], Awaitable[None]],
                   cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
-        while True:
-            self.attempts += 1
-            try:
-                await action()
-                return
-            except asyncpg.exceptions.LockNotAvailableError as exc:
-                error: Exception = exc
-            except (asyncpg.PostgresError, asyncpg.InterfaceError):
-                if cleanup:  # e.g. drop the INVALID index a failed concurrent build left behind
-                    await _quietly(cleanup)
-                raise
-            if self.attempts >= self.settings.max_attempts or asyncio.get_running_loop().time() >= self.deadline:
-                raise MigrationFailed(f"lock timeout after {self.attempts} attempts: {error}") from None
+        async def between(state: tenacity.RetryCallState) -> None:
             if cleanup:
                 await cleanup()
-            delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** min(self.attempts - 1, 20))
-            delay *= 0.5 + random.random()
-            log.warning("lock timeout on %s (attempt %d); retrying in %.2fs", what, self.attempts, delay)
-            await asyncio.sleep(delay)
+            log.warning("lock timeout on %s (attempt %d); retrying in %.2fs", what, self.attempts,
+                        state.upcoming_sleep)
+
+        lock_timeout = tenacity.retry_if_exception_type(asyncpg.exceptions.LockNotAvailableError)
+        retrying = tenacity.AsyncRetrying(retry=lock_timeout, stop=self._exhausted, wait=self.backoff,
+                                          before_sleep=between)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._once(action, cleanup)
+        except tenacity.RetryError as exc:
+            raise MigrationFailed(f"lock timeout after {self.attempts} attempts: "
+                                  f"{exc.last_attempt.exception()}") from None
+
+    async def _once(self, action: Callable[[], Awaitable[None]],
+                    cleanup: Callable[[], Awaitable[None]] | None) -> None:
+        """One attempt; any error but a lock timeout cleans up (best effort) and ends the retries."""
+        self.attempts += 1
+        try:
+            await action()
+        except asyncpg.exceptions.LockNotAvailableError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError):
+            if cleanup:  # e.g. drop the INVALID index a failed concurrent build left behind
+                await _quietly(cleanup)
+            raise
 
 
 async def configure_session(conn: asyncpg.Connection, schema: str, settings: ExecutionSettings,

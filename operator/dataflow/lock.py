@@ -16,21 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import asyncpg
+import tenacity
 
 from dataflow.connect import connect
 from dataflow.errors import LockTimeout
 from dataflow.executor import CONNECTION_ERRORS, MigrationInterrupted
 from dataflow.ledger import Ledger
+from dataflow.retry import Backoff
 
 log = logging.getLogger("dataflow.lock")
 HEARTBEAT_APPLICATION_NAME = "dataflow-heartbeat"
+LEASE_WAIT = Backoff(base_s=0.05, max_s=1.0)  # between tries to take a held lease
 
 
 def default_holder() -> str:
@@ -83,16 +85,7 @@ class MigrationLease:
     async def hold(self, conn: asyncpg.Connection, timeout: float = 300.0,
                    heartbeat_dsn: str | None = None) -> AsyncIterator["MigrationLease"]:
         """Wait up to ``timeout`` seconds for the lease, keep it alive while the block runs."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.05
-        while not await self.try_acquire(conn):
-            if loop.time() >= deadline:
-                holder = await self.current_holder(conn)
-                raise LockTimeout(f"migration lease {self.key!r} is held by {holder or 'another process'}; "
-                                  f"gave up after {timeout:.0f}s")
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
+        await self._acquire(conn, timeout)
         self.lost = None
         self._guarded = asyncio.current_task()
         beat = asyncio.create_task(self._beat(heartbeat_dsn)) if heartbeat_dsn else None
@@ -109,6 +102,17 @@ class MigrationLease:
                 beat.cancel()
                 await asyncio.gather(beat, return_exceptions=True)
             await self._release_quietly(conn)
+
+    async def _acquire(self, conn: asyncpg.Connection, timeout: float) -> None:
+        """Try until the lease is ours, backing off with :data:`LEASE_WAIT`; LockTimeout after ``timeout`` seconds."""
+        waiting = tenacity.AsyncRetrying(retry=tenacity.retry_if_result(lambda acquired: not acquired),
+                                         stop=tenacity.stop_after_delay(timeout), wait=LEASE_WAIT)
+        try:
+            await waiting(self.try_acquire, conn)
+        except tenacity.RetryError:
+            holder = await self.current_holder(conn)
+            raise LockTimeout(f"migration lease {self.key!r} is held by {holder or 'another process'}; "
+                              f"gave up after {timeout:.0f}s") from None
 
     async def _release_quietly(self, conn: asyncpg.Connection) -> None:
         """Release unless the session is gone (then so is the lease: its holder pid no longer exists)."""

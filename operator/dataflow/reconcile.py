@@ -34,6 +34,23 @@ class Outcome(str, Enum):
     FAILED = "Failed"
 
 
+class Refusal(str, Enum):
+    """Why a REFUSED result applied nothing: callers decide on this, never on the reason text."""
+
+    RISK_ABOVE_POLICY = "RiskAbovePolicy"        # a change is riskier than max_risk_level allows
+    DATA_LOSS_PROTECTION = "DataLossProtection"  # a change loses data and data-loss protection is on
+    APPROVAL_MISMATCH = "ApprovalMismatch"       # needs approval; the one given is for another plan
+    PLAN_CHANGED = "PlanChanged"                 # the database changed since the plan a person confirmed
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Policy's refusal of a plan: its kind and the one-line reason shown to people."""
+
+    kind: Refusal
+    reason: str
+
+
 @dataclass(frozen=True)
 class Policy:
     """What may be applied without a person: the library's keyword arguments, the CRD's spec.policy."""
@@ -52,10 +69,24 @@ class Policy:
 
 @dataclass
 class Result:
+    """What reconcile did: ``outcome`` and the typed details to act on; ``reason`` is only for people."""
+
     outcome: Outcome
     migration: Migration | None
     reason: str = ""
     conflicts: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None      # set exactly when outcome is REFUSED
+    approved_plan: str | None = None    # the plan hash approved (policy) or confirmed (a person), if any
+
+    @property
+    def plan_hash(self) -> str | None:
+        """The hash of the plan this result is about (the one applied, refused or previewed)."""
+        return self.migration.plan_hash if self.migration is not None else None
+
+    @property
+    def needs_approval(self) -> bool:
+        """Refused by policy: approving this exact plan (``plan_hash``) would let it apply."""
+        return self.refusal in (Refusal.RISK_ABOVE_POLICY, Refusal.DATA_LOSS_PROTECTION, Refusal.APPROVAL_MISMATCH)
 
     @property
     def success(self) -> bool:
@@ -73,7 +104,8 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def plan(conn: asyncpg.Connection, desired: Schema, owner: str, policy: Policy) -> tuple[Migration, dict[str, str]]:
+async def plan(conn: asyncpg.Connection, desired: Schema, owner: str,
+               policy: Policy) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
     Read-only: a missing schema means no tables yet, missing ledger tables mean no owners yet.
@@ -88,18 +120,28 @@ async def plan(conn: asyncpg.Connection, desired: Schema, owner: str, policy: Po
     return migration, conflicts
 
 
-def gate(migration: Migration, policy: Policy) -> str | None:
+def gate(migration: Migration, policy: Policy) -> Gate | None:
     """Why policy refuses ``migration`` without a person, or None when it may apply."""
     if policy.approved_plan and policy.approved_plan == migration.plan_hash:
         return None
+    refusal = _policy_refusal(migration, policy)
+    if refusal is not None and policy.approved_plan:
+        return Gate(Refusal.APPROVAL_MISMATCH, f"the approval for plan {policy.approved_plan} does not match plan "
+                                               f"{migration.plan_hash}; {refusal.reason}")
+    return refusal
+
+
+def _policy_refusal(migration: Migration, policy: Policy) -> Gate | None:
     if policy.data_loss_protection:
         lossy = [op for op in migration.operations if op.assessment.data_loss or op.irreversible]
         if lossy:
-            return "data-loss protection: " + "; ".join(f"{op.kind} {op.details}: {op.assessment.reason}" for op in lossy)
+            return Gate(Refusal.DATA_LOSS_PROTECTION, "data-loss protection: " + "; ".join(
+                f"{op.kind} {op.details}: {op.assessment.reason}" for op in lossy))
     if migration.risk > policy.max_risk_level:
         worst = [op for op in migration.operations if op.risk > policy.max_risk_level]
         reasons = "; ".join(f"{op.kind} {op.table}.{op.details}: {op.assessment.reason}" for op in worst)
-        return f"risk {migration.safety_level} exceeds max_risk_level {policy.max_risk_level.name}: {reasons}"
+        return Gate(Refusal.RISK_ABOVE_POLICY,
+                    f"risk {migration.safety_level} exceeds max_risk_level {policy.max_risk_level.name}: {reasons}")
     return None
 
 
@@ -171,10 +213,11 @@ async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: 
         return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
     refusal = gate(fresh, policy)
     if refusal:
-        await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal)
-        return Result(Outcome.REFUSED, fresh, refusal)
+        await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal.reason)
+        return Result(Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=policy.approved_plan)
     if shown is not None and fresh.checksum != shown.checksum:
-        return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again")
+        return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again",
+                      refusal=Refusal.PLAN_CHANGED, approved_plan=shown.plan_hash)
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = list(desired.table_names) if policy.include_tables is None else \
         [t for t in desired.table_names if t in policy.include_tables]

@@ -1,7 +1,7 @@
 """The status the operator writes (dataflow.k8s.status.build) and the whole resource, as Python types.
 
-Kept apart from :mod:`dataflow.resource` because the phases come from dataflow.k8s.status, which
-imports dataflow.manifest, which reads manifests with dataflow.resource.
+Kept apart from :mod:`dataflow.resource` (what authors write) because the phases come from the
+Kubernetes layer (:class:`dataflow.k8s.reasons.Phase`), which the manifest reader must not import.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataflow.jsonfields import json_field
-from dataflow.k8s.status import PHASES
+from dataflow.k8s.reasons import Phase
 from dataflow.operations import OPERATION_KINDS
 from dataflow.resource import RISK_LEVELS, Spec
 
@@ -39,7 +39,7 @@ class Condition:
 
 @dataclass(frozen=True, kw_only=True)
 class Status:
-    phase: str | None = json_field("phase", default=None, schema={"enum": list(PHASES)})
+    phase: str | None = json_field("phase", default=None, schema={"enum": [p.value for p in Phase]})
     observed_generation: int | None = json_field("observedGeneration", default=None, schema=_INT64)
     schema_hash: str | None = json_field("schemaHash", "Hash of the canonical spec.tables.", default=None)
     plan_hash: str | None = json_field("planHash", "Short hash of the pending plan (12 hex characters).",

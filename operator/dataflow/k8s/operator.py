@@ -1,38 +1,92 @@
 """Kopf handlers: a thin adapter from Kubernetes events to :func:`reconcile_resource`.
 
 Run with ``kopf run -m dataflow.k8s.operator`` (or ``dataflow operator``). Tunables from the
-environment: ``DATAFLOW_DRIFT_TICK`` (seconds between timer ticks, default 30),
-``DATAFLOW_RETRY_BASE`` (first retry delay, default 5 s, doubling up to 5 min).
+environment, read when the operator starts (not at import): ``DATAFLOW_DRIFT_TICK`` (seconds
+between drift and promotion checks of a resource, default 30; the timer wakes every
+:data:`TIMER_TICK_S`, so shorter values act as that), ``DATAFLOW_RETRY_BASE`` (first retry delay,
+default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 import kopf
 
+from dataflow.errors import SchemaError
 from dataflow.k8s import kube
 from dataflow.k8s.kube import GROUP, PLURAL, VERSION
+from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
-from dataflow.errors import SchemaError
 from dataflow.manifest import duration_ms
+from dataflow.retry import Backoff
 
-DRIFT_TICK_S = float(os.environ.get("DATAFLOW_DRIFT_TICK", "30"))
-RETRY_BASE_S = float(os.environ.get("DATAFLOW_RETRY_BASE", "5"))
+TIMER_TICK_S = 5.0  # how often each resource's timer wakes; it acts every OperatorConfig.drift_tick_s
 RETRY_MAX_S = 300.0
 
 _locks: dict[str, asyncio.Lock] = {}
 
 
+@dataclass(frozen=True)
+class OperatorConfig:
+    """The operator's tunables, read once at startup and handed to every handler through Kopf's memo."""
+
+    drift_tick_s: float = 30.0
+    retry: Backoff = field(default_factory=lambda: Backoff(5.0, RETRY_MAX_S))
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "OperatorConfig":
+        """The config from ``DATAFLOW_*`` variables; SchemaError names a variable that is not valid."""
+        return cls(drift_tick_s=_seconds(env, "DATAFLOW_DRIFT_TICK", cls.drift_tick_s, allow_zero=True),
+                   retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
+                   log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)))
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SchemaError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > RETRY_MAX_S * 12:
+        raise SchemaError(name, f"expected seconds between {'0' if allow_zero else 'above 0'} and "
+                                f"{RETRY_MAX_S * 12:.0f}, got {raw!r}")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SchemaError("DATAFLOW_LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def _config(memo: kopf.Memo) -> OperatorConfig:
+    """The config the startup handler put in the memo (defaults if a handler runs without it)."""
+    config = memo.get("config")
+    return config if isinstance(config, OperatorConfig) else OperatorConfig()
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Read the tunables now (each resource's memo is a copy of this one) and set Kopf's persistence."""
+    try:
+        config = OperatorConfig.from_env()
+    except SchemaError as exc:
+        raise kopf.PermanentError(f"invalid operator setting: {exc}") from None
+    memo["config"] = config
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.posting.level = logging.WARNING  # our own events say what happened
-    logging.getLogger("dataflow").setLevel(os.environ.get("DATAFLOW_LOG_LEVEL", "INFO"))
+    logging.getLogger("dataflow").setLevel(config.log_level)
 
 
 @kopf.on.login()
@@ -46,24 +100,23 @@ def _lock(uid: str) -> asyncio.Lock:
     return _locks.setdefault(uid, asyncio.Lock())
 
 
-async def _react(body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
+async def _react(body: kopf.Body, patch: kopf.Patch, retry: int, config: OperatorConfig) -> None:
     async with _lock(body.metadata.uid or body.metadata.name):
         reaction: Reaction = await reconcile_resource(body)
     patch["status"] = reaction.status
     if reaction.event:
         kind, reason, message = reaction.event
-        kopf.event(body, type=kind, reason=reason, message=message)
+        kopf.event(body, type=kind.value, reason=reason.value, message=message)
     if reaction.retry:
-        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** retry)
-        raise kopf.TemporaryError(reaction.status["message"], delay=delay)
+        raise kopf.TemporaryError(reaction.status["message"], delay=config.retry.delay(retry + 1))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_handler(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+async def reconcile_handler(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
     """Spec or annotation changed (or the operator restarted): plan, and apply what is allowed."""
-    await _react(body, patch, retry)
+    await _react(body, patch, retry, _config(memo))
 
 
 def drift_check_due(body: kopf.Body) -> bool:
@@ -71,7 +124,7 @@ def drift_check_due(body: kopf.Body) -> bool:
     st = body.get("status") or {}
     if not st.get("phase"):
         return False
-    if st["phase"] == "WaitingForPromotion":
+    if st["phase"] == Phase.WAITING_FOR_PROMOTION:
         return True
     try:
         interval = duration_ms((body.spec.get("policy") or {}).get("driftCheckInterval", "5m"), "driftCheckInterval")
@@ -84,8 +137,17 @@ def drift_check_due(body: kopf.Body) -> bool:
     return elapsed.total_seconds() * 1000 >= interval
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK_S, initial_delay=DRIFT_TICK_S)
-async def drift_check(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
+    """Whether ``drift_tick_s`` has passed since this resource's last drift tick (then it is recorded as now)."""
+    if now - memo.get("last_drift_tick", -math.inf) < drift_tick_s:
+        return False
+    memo["last_drift_tick"] = now
+    return True
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_TICK_S, initial_delay=TIMER_TICK_S)
+async def drift_check(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
     """Detect drift (someone changed the database) and promotion becoming possible."""
-    if drift_check_due(body):
-        await _react(body, patch, retry)
+    config = _config(memo)
+    if drift_tick_due(memo, config.drift_tick_s, asyncio.get_running_loop().time()) and drift_check_due(body):
+        await _react(body, patch, retry, config)

@@ -16,8 +16,9 @@ import asyncpg
 from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube, status
+from dataflow.k8s.reasons import EventType, Phase, Reason, classify
 from dataflow.manifest import Manifest, from_resource
-from dataflow.reconcile import Outcome, Result, reconcile
+from dataflow.reconcile import Outcome, Refusal, Result, reconcile
 from dataflow.redact import Redactor
 
 CONNECT_TIMEOUT_S = 10.0
@@ -32,7 +33,7 @@ class Reaction:
     """What the operator does after one reconcile."""
 
     status: dict[str, Any]
-    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    event: tuple[EventType, Reason, str] | None = None  # (type, reason, message)
     retry: bool = False
 
 
@@ -44,13 +45,19 @@ class _Context:
         self.generation: int = int(meta.get("generation") or 0)
         self.previous: Mapping[str, Any] = body.get("status") or {}
 
-    def reaction(self, phase: str, reason: str, verdict: str, *, schema_hash: str = "", result: Result | None = None,
-                 event: tuple[str, str, str] | None = None, retry: bool = False,
+    def reaction(self, phase: Phase, reason: Reason, verdict: str, *, schema_hash: str = "",
+                 result: Result | None = None, event: tuple[EventType, Reason, str] | None = None, retry: bool = False,
                  applied_version: str | None = None) -> Reaction:
         st = status.build(phase, reason=reason, verdict=verdict, generation=self.generation, schema_hash=schema_hash,
                           migration=result.migration if result else None, previous=self.previous, name=self.name,
                           namespace=self.namespace, applied_version=applied_version)
         return Reaction(st, event, retry)
+
+    def failed(self, reason: Reason, message: str, *, schema_hash: str = "", event_message: str | None = None,
+               retry: bool = True) -> Reaction:
+        """A fault before or around the engine: phase Failed, a Warning event, and (mostly) a retry."""
+        return self.reaction(Phase.FAILED, reason, message, schema_hash=schema_hash, retry=retry,
+                             event=(EventType.WARNING, reason, event_message or message))
 
 
 async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretReader = kube.read_secret_value,
@@ -60,37 +67,33 @@ async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretRead
     try:
         manifest = from_resource(body)
     except SchemaError as exc:
-        return ctx.reaction("Failed", "InvalidSpec", f"Invalid spec: {exc}", event=("Warning", "InvalidSpec", str(exc)))
+        return ctx.failed(Reason.INVALID_SPEC, f"Invalid spec: {exc}", event_message=str(exc), retry=False)
     schema_hash = manifest.schema.hash()
 
     waiting = await _promotion_gate(manifest, schema_hash, read_peer)
     if waiting:
-        return ctx.reaction("WaitingForPromotion", "WaitingForPromotion", waiting, schema_hash=schema_hash)
+        return ctx.reaction(Phase.WAITING_FOR_PROMOTION, Reason.WAITING_FOR_PROMOTION, waiting, schema_hash=schema_hash)
 
     try:
         dsn = await read_secret(manifest.namespace, manifest.secret_name, manifest.secret_key)
     except (kube.KubeError, OSError, asyncio.TimeoutError) as exc:
         message = f"Cannot read the database Secret: {exc}"
-        return ctx.reaction("Failed", "SecretUnavailable", message, schema_hash=schema_hash,
-                            event=("Warning", "SecretUnavailable", message), retry=True)
+        return ctx.failed(Reason.SECRET_UNAVAILABLE, message, schema_hash=schema_hash)
     redact = Redactor(dsn)
     try:
         result = await _reconcile_database(dsn, manifest)
     except InvalidDatabaseURL as exc:
         message = f"Invalid database URL in Secret {manifest.secret_name} key {manifest.secret_key!r}: {exc.problem}"
-        return ctx.reaction("Failed", "InvalidDatabaseURL", message, schema_hash=schema_hash,
-                            event=("Warning", "InvalidDatabaseURL", message), retry=True)
+        return ctx.failed(Reason.INVALID_DATABASE_URL, message, schema_hash=schema_hash)
     except (DatabaseUnavailable, OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         message = redact(f"Database unreachable: {type(exc).__name__}: {exc}"
                          if not isinstance(exc, DatabaseUnavailable) else f"Database unreachable: {exc}")
-        return ctx.reaction("Failed", "DatabaseUnavailable", message, schema_hash=schema_hash,
-                            event=("Warning", "DatabaseUnavailable", message), retry=True)
+        return ctx.failed(Reason.DATABASE_UNAVAILABLE, message, schema_hash=schema_hash)
     except Exception as exc:  # noqa: BLE001 - every fault ends in a Failed phase with a redacted message
         message = redact(" ".join(f"Failed: {type(exc).__name__}: {exc}".split()))
         if not isinstance(exc, DataFlowError):
             log.error("unexpected error reconciling %s/%s: %s", ctx.namespace, ctx.name, message)
-        return ctx.reaction("Failed", "ApplyFailed", message, schema_hash=schema_hash,
-                            event=("Warning", "ApplyFailed", message), retry=True)
+        return ctx.failed(Reason.APPLY_FAILED, message, schema_hash=schema_hash)
     return _react(ctx, manifest, schema_hash, result, redact)
 
 
@@ -121,29 +124,38 @@ async def _reconcile_database(dsn: str, manifest: Manifest) -> Result:
 
 
 def _react(ctx: _Context, manifest: Manifest, schema_hash: str, result: Result, redact: Redactor) -> Reaction:
+    """Status, event and retry for an engine result, decided by its outcome and refusal kind alone."""
+    verdict = _verdict(result, manifest, redact)
+    kind = classify(result.outcome, result.refusal)
+    event = None
+    if kind.event is not None:
+        message = verdict
+        if kind.phase is Phase.AWAITING_APPROVAL and result.plan_hash:
+            message += f" Run: {status.approve_command(ctx.name, ctx.namespace, result.plan_hash)}"
+        event = (kind.event, kind.reason, message)
+    applied = result.migration.version if result.outcome is Outcome.APPLIED and result.migration else None
+    return ctx.reaction(kind.phase, kind.reason, verdict, schema_hash=schema_hash, result=result, event=event,
+                        retry=kind.retry, applied_version=applied)
+
+
+def _verdict(result: Result, manifest: Manifest, redact: Redactor) -> str:
+    """The one-line verdict people read in status and events."""
     m = result.migration
-    reason_text = redact(result.reason)
+    changes = f"{len(m.operations)} change(s)" if m is not None else "no plan"
+    risk = m.safety_level if m is not None else ""
     if result.outcome is Outcome.IN_SYNC:
-        return ctx.reaction("InSync", "InSync", "Database matches the schema.", schema_hash=schema_hash, result=result)
-    if result.outcome is Outcome.APPLIED:
-        verdict = f"Applied {m.version}: {len(m.operations)} change(s), risk {m.safety_level}."
-        return ctx.reaction("Applied", "Applied", verdict, schema_hash=schema_hash, result=result,
-                            event=("Normal", "Applied", verdict), applied_version=m.version)
+        return "Database matches the schema."
+    if result.outcome is Outcome.APPLIED and m is not None:
+        return f"Applied {m.version}: {changes}, risk {risk}."
     if result.outcome is Outcome.DRY_RUN:
-        verdict = f"Dry run: {len(m.operations)} change(s) planned, risk {m.safety_level}; nothing applied."
-        return ctx.reaction("Planning", "DryRun", verdict, schema_hash=schema_hash, result=result)
+        return f"Dry run: {changes} planned, risk {risk}; nothing applied."
     if result.outcome is Outcome.CONFLICT:
-        verdict = f"Blocked: {reason_text}."
-        return ctx.reaction("Blocked", "Conflict", verdict, schema_hash=schema_hash, result=result,
-                            event=("Warning", "Conflict", verdict))
-    if result.outcome is Outcome.REFUSED and m is not None and "changed since this plan" not in result.reason:
-        stale = manifest.policy.approved_plan
-        note = f" The approval for plan {stale} does not match this plan." if stale and stale != m.plan_hash else ""
-        verdict = (f"{len(m.operations)} change(s) at risk {m.safety_level} exceed maxRiskLevel "
-                   f"{manifest.policy.max_risk_level.name}: approve plan {m.plan_hash} to apply.{note}")
-        command = status.approve_command(ctx.name, ctx.namespace, m.plan_hash)
-        return ctx.reaction("AwaitingApproval", "ApprovalRequired", verdict, schema_hash=schema_hash, result=result,
-                            event=("Warning", "ApprovalRequired", f"{verdict} Run: {command}"))
-    verdict = f"Failed: {reason_text}"
-    return ctx.reaction("Failed", "ApplyFailed", verdict, schema_hash=schema_hash, result=result,
-                        event=("Warning", "ApplyFailed", verdict), retry=True)
+        return f"Blocked: {redact(result.reason)}."
+    if result.needs_approval and m is not None:
+        why = (f"exceed maxRiskLevel {manifest.policy.max_risk_level.name}"
+               if result.refusal is not Refusal.DATA_LOSS_PROTECTION and m.risk > manifest.policy.max_risk_level
+               else "would lose data (dataLossProtection)")
+        note = (f" The approval for plan {result.approved_plan} does not match this plan."
+                if result.refusal is Refusal.APPROVAL_MISMATCH else "")
+        return f"{changes} at risk {risk} {why}: approve plan {m.plan_hash} to apply.{note}"
+    return f"Failed: {redact(result.reason)}"

@@ -5,22 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from dataflow.k8s.reasons import Phase, Reason
 from dataflow.manifest import APPROVAL_ANNOTATION
 from dataflow.plan import Migration
 
-PHASES = ("Planning", "InSync", "AwaitingApproval", "Blocked", "WaitingForPromotion", "Applying", "Applied", "Failed")
-
 # phase -> (Ready, Approved, Synced): condition statuses
-_CONDITIONS = {
-    "InSync": ("True", "True", "True"),
-    "Applied": ("True", "True", "True"),
-    "AwaitingApproval": ("False", "False", "False"),
-    "Blocked": ("False", "Unknown", "False"),
-    "WaitingForPromotion": ("False", "True", "False"),
-    "Planning": ("False", "Unknown", "Unknown"),
-    "Applying": ("False", "True", "False"),
-    "Failed": ("False", "Unknown", "Unknown"),
+_CONDITIONS: dict[Phase, tuple[str, str, str]] = {
+    Phase.IN_SYNC: ("True", "True", "True"),
+    Phase.APPLIED: ("True", "True", "True"),
+    Phase.AWAITING_APPROVAL: ("False", "False", "False"),
+    Phase.BLOCKED: ("False", "Unknown", "False"),
+    Phase.WAITING_FOR_PROMOTION: ("False", "True", "False"),
+    Phase.PLANNING: ("False", "Unknown", "Unknown"),
+    Phase.APPLYING: ("False", "True", "False"),
+    Phase.FAILED: ("False", "Unknown", "Unknown"),
 }
+_APPLIED_PHASES = (Phase.IN_SYNC, Phase.APPLIED)  # the schema is in the database
 
 
 def now() -> str:
@@ -31,7 +31,7 @@ def approve_command(name: str, namespace: str, plan_hash: str) -> str:
     return f"kubectl annotate dataflowschema {name} -n {namespace} {APPROVAL_ANNOTATION}={plan_hash} --overwrite"
 
 
-def conditions(phase: str, reason: str, message: str, generation: int,
+def conditions(phase: Phase, reason: Reason, message: str, generation: int,
                previous: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """Ready/Approved/Synced, keeping lastTransitionTime when a condition's status did not change."""
     before = {c.get("type"): c for c in previous or []}
@@ -41,7 +41,7 @@ def conditions(phase: str, reason: str, message: str, generation: int,
         out.append({
             "type": kind,
             "status": status,
-            "reason": reason,
+            "reason": reason.value,
             "message": message,
             "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else now(),
             "observedGeneration": generation,
@@ -49,13 +49,13 @@ def conditions(phase: str, reason: str, message: str, generation: int,
     return out
 
 
-def build(phase: str, *, reason: str, verdict: str, generation: int, schema_hash: str,
+def build(phase: Phase, *, reason: Reason, verdict: str, generation: int, schema_hash: str,
           migration: Migration | None, previous: Mapping[str, Any], name: str, namespace: str,
           applied_version: str | None = None, message: str | None = None) -> dict[str, Any]:
     """The full status for one reconcile; fields of an earlier apply are carried over."""
     operations = migration.operations if migration else []
     status: dict[str, Any] = {
-        "phase": phase,
+        "phase": phase.value,
         "observedGeneration": generation,
         "schemaHash": schema_hash,
         "planHash": migration.plan_hash if migration and operations else "",
@@ -70,9 +70,9 @@ def build(phase: str, *, reason: str, verdict: str, generation: int, schema_hash
         "rollback": migration.sql_down if migration and operations else [],
         "verdict": verdict,
         "approveCommand": approve_command(name, namespace, migration.plan_hash)
-        if phase == "AwaitingApproval" and migration else "",
+        if phase is Phase.AWAITING_APPROVAL and migration else "",
         "lastAppliedVersion": applied_version or previous.get("lastAppliedVersion", ""),
-        "appliedSchemaHash": schema_hash if phase in ("InSync", "Applied") else previous.get("appliedSchemaHash", ""),
+        "appliedSchemaHash": schema_hash if phase in _APPLIED_PHASES else previous.get("appliedSchemaHash", ""),
         "message": message or verdict,
         "lastReconcileTime": now(),
         "conditions": conditions(phase, reason, verdict, generation, previous.get("conditions")),

@@ -49,9 +49,9 @@ def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ())
             changes.extend(comparator(existing, table))
     desired_names = set(desired.table_names)
     for name in sorted(set(owned) - desired_names - renamed_sources):
-        table = current.table(name)
-        if table is not None:
-            changes.append(Change(DROP_TABLE, name, old=table))
+        dropped = current.table(name)
+        if dropped is not None:
+            changes.append(Change(DROP_TABLE, name, old=dropped))
     return sort_changes(changes)
 
 

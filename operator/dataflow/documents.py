@@ -54,6 +54,8 @@ def load_yaml(text: str, source: str) -> list[Any]:
         docs = []
         while loader.check_node():
             node = loader.get_node()
+            if node is None:
+                break
             _check_expansion(node, source)
             doc = loader.construct_document(node)
             if doc is not None:

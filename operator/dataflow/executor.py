@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import asyncpg
 import pglast
@@ -113,7 +113,7 @@ def _work_predicate(update: ast.UpdateStmt) -> ast.Node:
     if isinstance(where, ast.SubLink) and isinstance(where.subselect, ast.SelectStmt):
         inner = where.subselect
         source = inner.fromClause[0] if inner.fromClause and len(inner.fromClause) == 1 else None
-        target = update.relation
+        target: Any = update.relation
         if (isinstance(source, ast.RangeVar) and source.alias is None and inner.whereClause is not None
                 and (source.schemaname, source.relname) == (target.schemaname, target.relname)):
             return inner.whereClause

@@ -48,7 +48,8 @@ def is_required(f: dataclasses.Field[Any]) -> bool:
 
 def default_of(f: dataclasses.Field[Any]) -> Any:
     """The value an omitted field takes (``_MISSING`` for a required one)."""
-    return f.default_factory() if f.default_factory is not _MISSING else f.default
+    factory = f.default_factory
+    return factory() if callable(factory) else f.default
 
 
 def unwrap_optional(tp: Any) -> Any:
@@ -87,7 +88,7 @@ def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
 
 def _value_from_json(tp: Any, value: Any) -> Any:
     tp = unwrap_optional(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_json(tp, value)
     if typing.get_origin(tp) is tuple:
         return tuple(_value_from_json(typing.get_args(tp)[0], v) for v in value)

@@ -94,7 +94,7 @@ class MigrationLease:
         except asyncio.CancelledError:
             if not self.lost:
                 raise
-            self._guarded.uncancel()  # type: ignore[union-attr]  # our own fencing cancel: report it, not a cancel
+            self._guarded.uncancel()  # our own fencing cancel: report it, not a cancel
             raise MigrationInterrupted(f"{self.lost}; stopped before finishing, run again") from None
         finally:
             self._guarded = None  # from here on the heartbeat cancels nothing

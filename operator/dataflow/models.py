@@ -150,7 +150,8 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
     if options.get("renamed_from") is not None:
         check_identifier(options["renamed_from"], f"{cls.__name__}.__dataflow__.renamed_from")
     try:
-        hints = typing.get_type_hints(cls, globalns=namespace, include_extras=True)
+        hints = typing.get_type_hints(cls, globalns=dict(namespace) if namespace is not None else None,
+                                       include_extras=True)
     except NameError as exc:
         raise SchemaError(cls.__name__, f"cannot resolve a field annotation: {exc}") from None
     hints = {k: v for k, v in hints.items() if not k.startswith("_")}
@@ -183,7 +184,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         if opts.sql_default is not None:
             if default is not _MISSING and default is not None:
                 raise SchemaError(path, "give either default= or sql_default=, not both")
-            default_sql = _expression(opts.sql_default, f"{path}.sql_default", sql_type)
+            default_sql = _default_expression(opts.sql_default, f"{path}.sql_default", sql_type)
             nullable = bool(optional or opts.nullable)
         if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
             default_sql = "CURRENT_TIMESTAMP"
@@ -229,14 +230,20 @@ def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:
                       on_update=keyword_choice(opts.on_update, f"{path}.on_update", FK_ACTIONS))
 
 
-def _expression(text: str, path: str, column_type: str | None = None) -> str | None:
-    """An SQL expression from a model, parsed as exactly one expression; a default is normalised for ``column_type``."""
+def _expression(text: str, path: str) -> str:
+    """An SQL expression from a model, parsed as exactly one expression, in canonical form."""
     if not isinstance(text, str):
         raise SchemaError(path, f"must be SQL text, not {type(text).__name__}")
     try:
-        return normalise_expression(text) if column_type is None else normalise_default(text, column_type)
+        return normalise_expression(text)
     except ValueError as exc:
         raise SchemaError(path, str(exc)) from None
+
+
+def _default_expression(text: str, path: str, column_type: str) -> str | None:
+    """A default from a model normalised for its column's type; None when it is NULL (PostgreSQL stores none)."""
+    _expression(text, path)
+    return normalise_default(text, column_type)
 
 
 def _field_list(value: Any, path: str, known: set[str]) -> tuple[str, ...]:

@@ -51,6 +51,13 @@ class Change:
     old: Any = None
     new: Any = None
 
+    @property
+    def name(self) -> str:
+        """The subject, for kinds that always have one (a column, index or constraint)."""
+        if self.subject is None:
+            raise ValueError(f"{self.kind} on {self.table} names no column, index or constraint")
+        return self.subject
+
 
 @dataclass(frozen=True)
 class Assessment:

@@ -104,9 +104,9 @@ def column_refs(node: Any) -> set[str]:
     names: set[str] = set()
 
     class _Columns(Visitor):
-        def visit_ColumnRef(self, ancestors: Any, ref: ast.ColumnRef) -> None:  # noqa: N802 (pglast API)
+        def visit_ColumnRef(self, ancestors: Any, ref: Any) -> None:  # noqa: N802 (pglast API)
             last = ref.fields[-1]
-            if isinstance(last, ast.String):
+            if isinstance(last, ast.String) and last.sval:
                 names.add(last.sval)
 
     _Columns()(node)

@@ -234,9 +234,12 @@ def _choice(d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...],
 
 
 def _sql(text: str | None, path: str, normalise: Any = normalise_expression) -> str | None:
-    """Hand-written SQL in a manifest, parsed as one expression and put in canonical form."""
-    if text is None:
-        return None
+    """Hand-written SQL in a manifest, parsed as one expression and put in canonical form (None stays None)."""
+    return None if text is None else _sql_text(text, path, normalise)
+
+
+def _sql_text(text: Any, path: str, normalise: Any = normalise_expression) -> Any:
+    """What :func:`_sql` returns for text: ``normalise``'s result (a default may normalise to None: NULL)."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise SchemaError(path, f"must be SQL text, not {type(text).__name__}")
     try:
@@ -263,7 +266,7 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         indexes=tuple(
             Index(
                 name=_name(x, "name", f"{path}.indexes[{i}]"),
-                columns=tuple(e if e in column_names else _sql(e, f"{path}.indexes[{i}].columns")
+                columns=tuple(e if e in column_names else _sql_text(e, f"{path}.indexes[{i}].columns")
                               for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)),
                 unique=bool(x.get("unique", False)),
                 method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
@@ -288,7 +291,7 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         ),
         checks=tuple(
             Check(name=_name(x, "name", f"{path}.checks[{i}]"),
-                  expression=_sql(_req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"))
+                  expression=_sql_text(_req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"))
             for i, x in enumerate(d.get("checks") or ())
         ),
         renamed_from=_optional_name(d, "renamedFrom", path),

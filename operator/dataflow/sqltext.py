@@ -130,7 +130,7 @@ def parse_expression(text: str) -> Any:
         raise ValueError(f"not a valid SQL expression: {exc}") from None
     if len(stmts) != 1:
         raise ValueError("must be a single expression, not several statements")
-    select = stmts[0].stmt
+    select: Any = stmts[0].stmt
     if (
         select.targetList is None
         or len(select.targetList) != 1
@@ -162,7 +162,7 @@ def tree_depth(node: Any) -> int:
             stack.extend((child, depth) for child in item)
         elif isinstance(item, ast.Node):
             deepest = max(deepest, depth)
-            stack.extend((getattr(item, slot, None), depth + 1) for slot in item.__slots__)
+            stack.extend((getattr(item, slot, None), depth + 1) for slot in getattr(item, "__slots__", ()))
     return deepest
 
 
@@ -176,7 +176,7 @@ _COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
-def _cast_type(node: ast.TypeCast) -> str | None:
+def _cast_type(node: Any) -> str | None:
     """``pg_catalog.int4`` / ``int4`` → ``int4``; None for arrays, %TYPE and other schemas."""
     tn = node.typeName
     names = [n.sval for n in tn.names or ()]
@@ -193,7 +193,7 @@ def _literal(node: Any) -> tuple[str, Any] | None:
     if isinstance(val, ast.Integer):
         return "int", val.ival
     if isinstance(val, ast.Float):
-        return "decimal", Decimal(val.fval)
+        return "decimal", Decimal(str(val.fval))
     if isinstance(val, ast.String):
         return "string", val.sval
     return None
@@ -203,12 +203,13 @@ def _number_node(value: int | Decimal) -> Any:
     return parse_expression(str(value))
 
 
-def _natural_number(node: ast.TypeCast) -> Any | None:
+def _natural_number(node: Any) -> Any | None:
     """``'-1'::integer`` → ``-1``: a number cast to the type the bare number has anyway (any context)."""
     lit, target = _literal(node.arg), _cast_type(node)
     if lit is None or target is None or not (lit[0] != "string" or _NUMBER.fullmatch(lit[1])):
         return None
     text = str(lit[1])
+    value: int | Decimal
     if "." not in text:
         value = int(text)
         natural = "int4" if -(2**31) <= value < 2**31 else "int8" if -(2**63) <= value < 2**63 else "numeric"
@@ -256,10 +257,10 @@ class _DropStoredCasts(Visitor):
     ``'1 day'::interval`` and ``(1)::numeric / 3`` keep their casts.
     """
 
-    def visit_TypeCast(self, ancestors: Any, node: ast.TypeCast) -> Any:  # noqa: N802 (pglast API)
+    def visit_TypeCast(self, ancestors: Any, node: Any) -> Any:  # noqa: N802 (pglast API)
         return _natural_number(node)
 
-    def visit_A_Expr(self, ancestors: Any, node: ast.A_Expr) -> None:  # noqa: N802 (pglast API)
+    def visit_A_Expr(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
         op = node.name[-1].sval if node.name and isinstance(node.name[-1], ast.String) else None
         comparison = node.kind in (enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_OP_ANY,
                                    enums.A_Expr_Kind.AEXPR_OP_ALL) and op in _COMPARISONS
@@ -277,7 +278,7 @@ class _DropStoredCasts(Visitor):
         return None
 
     @staticmethod
-    def _same_typed_operands(node: ast.A_Expr) -> None:
+    def _same_typed_operands(node: Any) -> None:
         """``(1)::numeric / (3)::numeric`` → ``(1)::numeric / 3``: beside an operand cast to the same type, a
         literal's cast is redundant (PostgreSQL adds it when it stores the expression)."""
         if node.kind != enums.A_Expr_Kind.AEXPR_OP:
@@ -285,7 +286,9 @@ class _DropStoredCasts(Visitor):
         left, right = node.lexpr, node.rexpr
         if not (isinstance(left, ast.TypeCast) and isinstance(right, ast.TypeCast)):
             return
-        if _cast_type(left) is None or RawStream()(left.typeName) != RawStream()(right.typeName):
+        left_type: Any = left.typeName
+        right_type: Any = right.typeName
+        if _cast_type(left) is None or RawStream()(left_type) != RawStream()(right_type):
             return
         node.rexpr = _comparison_operand(right) or right
 
@@ -296,13 +299,14 @@ class _DropStoredCasts(Visitor):
 
     visit_MinMaxExpr = visit_CoalesceExpr  # noqa: N815 (GREATEST/LEAST resolve their arguments the same way)
 
-    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:  # noqa: N802 (pglast API)
+    def visit_FuncCall(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
         """``to_tsvector('english'::regconfig, body)``: every 2-argument form takes a regconfig first."""
         name = ".".join(part.sval for part in node.funcname).lower().removeprefix("pg_catalog.")
         first = node.args[0] if node.args and len(node.args) == 2 else None
         if name in _REGCONFIG_FUNCTIONS and isinstance(first, ast.TypeCast) and _cast_type(first) == "regconfig":
             lit = _literal(first.arg)
-            if lit and lit[0] == "string" and not first.typeName.typmods:
+            first_type: Any = first.typeName
+            if lit and lit[0] == "string" and not first_type.typmods:
                 node.args = (first.arg, node.args[1])
 
 
@@ -311,7 +315,7 @@ def function_names(text: str) -> frozenset[str]:
     names: set[str] = set()
 
     class _Calls(Visitor):
-        def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:  # noqa: N802 (pglast API)
+        def visit_FuncCall(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
             names.add(".".join(part.sval for part in node.funcname).lower())
 
     _Calls()(parse_expression(text))
@@ -356,7 +360,7 @@ def normalise_default(text: str | None, column_type: str | None = None) -> str |
     return _NOW_SPELLINGS.get(value.lower(), value)
 
 
-def _same_type(cast: ast.TypeCast, column_type: str | None) -> bool:
+def _same_type(cast: Any, column_type: str | None) -> bool:
     """Whether ``cast`` converts to the column's type (always true for a catalog default)."""
     if column_type is None:
         return True
@@ -366,7 +370,7 @@ def _same_type(cast: ast.TypeCast, column_type: str | None) -> bool:
         return False
 
 
-def _natural_number_literal(node: ast.A_Const) -> Any | None:
+def _natural_number_literal(node: Any) -> Any | None:
     """``'-2.5'`` (cast to a numeric type, assigned to a numeric column) is the number ``-2.5``."""
     lit = _literal(node)
     if lit and lit[0] == "string" and _NUMBER.fullmatch(lit[1]):

@@ -35,9 +35,10 @@ def _interval_field_names() -> dict[int, str]:
     """Interval field masks as the parser encodes them (``DAY TO SECOND`` → 7176), read from pglast itself."""
     phrases = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "YEAR TO MONTH", "DAY TO HOUR",
                "DAY TO MINUTE", "DAY TO SECOND", "HOUR TO MINUTE", "HOUR TO SECOND", "MINUTE TO SECOND")
-    masks = {}
+    masks: dict[int, str] = {}
     for phrase in phrases:
-        cast = pg_parser.parse_sql(f"SELECT NULL::interval {phrase}")[0].stmt.targetList[0].val
+        select: Any = pg_parser.parse_sql(f"SELECT NULL::interval {phrase}")[0].stmt
+        cast = select.targetList[0].val
         masks[cast.typeName.typmods[0].val.ival] = phrase
     return masks
 
@@ -70,7 +71,7 @@ class PgType:
         return f"{base}{mods}{'[]' * self.array}"
 
 
-def _type_name(text: str) -> ast.TypeName:
+def _type_name(text: str) -> Any:  # a pglast TypeName
     """The TypeName of ``SELECT NULL::<text>``: exactly one type, nothing else, or ValueError."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty type")
@@ -80,15 +81,15 @@ def _type_name(text: str) -> ast.TypeName:
         stmts = pg_parser.parse_sql(f"SELECT NULL::{text}")
     except (pglast.parser.ParseError, UnicodeError):
         raise ValueError(f"not a PostgreSQL type: {text!r}") from None
-    select = stmts[0].stmt if len(stmts) == 1 else None
+    select: Any = stmts[0].stmt if len(stmts) == 1 else None
     target = select.targetList if isinstance(select, ast.SelectStmt) and select.targetList else ()
     other = select is None or any(getattr(select, k) for k in ("fromClause", "whereClause", "groupClause",
                                                                 "havingClause", "sortClause", "limitCount",
                                                                 "withClause", "distinctClause"))
-    cast = target[0].val if len(target) == 1 and not target[0].name else None
+    cast: Any = target[0].val if len(target) == 1 and not target[0].name else None
     if other or not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
         raise ValueError(f"not exactly one PostgreSQL type: {text!r}")
-    tn = cast.typeName
+    tn: Any = cast.typeName
     if tn.setof or tn.pct_type:
         raise ValueError(f"not a column type: {text!r}")
     return tn
@@ -98,12 +99,13 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _modifiers(tn: ast.TypeName, base: str, text: str) -> tuple[int | None, int | None, str | None]:
-    mods = []
+def _modifiers(tn: Any, base: str, text: str) -> tuple[int | None, int | None, str | None]:
+    mods: list[int] = []
     for m in tn.typmods or ():
-        if not (isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer)) or m.val.ival < 0:
+        value = m.val.ival if isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer) else None
+        if value is None or value < 0:
             raise ValueError(f"type modifiers must be non-negative integers: {text!r}")
-        mods.append(m.val.ival)
+        mods.append(value)
     fields = None
     if base == "INTERVAL" and mods:
         mask = mods.pop(0)

@@ -33,7 +33,7 @@ def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if info.insecure:
         return False
     ctx = ssl.create_default_context(cafile=info.ca_path,
-                                     cadata=info.ca_data.decode() if info.ca_data else None)
+                                     cadata=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data)
     if info.certificate_path and info.private_key_path:
         ctx.load_cert_chain(info.certificate_path, info.private_key_path)
     return ctx

@@ -146,7 +146,7 @@ def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_TICK_S, initial_delay=TIMER_TICK_S)
-async def drift_check(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
+async def drift_check(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int = 0, **_: Any) -> None:
     """Detect drift (someone changed the database) and promotion becoming possible."""
     config = _config(memo)
     if drift_tick_due(memo, config.drift_tick_s, asyncio.get_running_loop().time()) and drift_check_due(body):

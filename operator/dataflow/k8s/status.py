@@ -59,7 +59,7 @@ def build(phase: Phase, *, reason: Reason, verdict: str, generation: int, schema
         "observedGeneration": generation,
         "schemaHash": schema_hash,
         "planHash": migration.plan_hash if migration and operations else "",
-        "maxRisk": migration.safety_level if operations else "",
+        "maxRisk": migration.safety_level if migration and operations else "",
         "changes": len(operations),
         "operations": [
             {"table": op.table, "operation": op.kind, "details": op.details, "risk": op.risk.name,

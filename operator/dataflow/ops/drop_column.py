@@ -29,7 +29,7 @@ class DropColumn(Kind):
     async def probe(self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str,
                     facts: Facts) -> Facts:
         """How many rows hold a value the drop would lose."""
-        count = await conn.fetchval(f"SELECT count({q(change.subject)}) FROM {qualified(schema, db_table)}")
+        count = await conn.fetchval(f"SELECT count({q(change.name)}) FROM {qualified(schema, db_table)}")
         return replace(facts, non_null_values=count)
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:

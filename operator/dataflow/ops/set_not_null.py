@@ -29,7 +29,7 @@ class SetNotNull(Kind):
                     facts: Facts) -> Facts:
         """How many rows hold NULL today."""
         nulls = await conn.fetchval(
-            f"SELECT count(*) FROM {qualified(schema, db_table)} WHERE {q(change.subject)} IS NULL")
+            f"SELECT count(*) FROM {qualified(schema, db_table)} WHERE {q(change.name)} IS NULL")
         return replace(facts, nulls=nulls)
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:

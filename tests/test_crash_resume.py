@@ -13,8 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import with_database
-from tests.helpers import dataflow
+from tests.helpers import dataflow, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 20_000

@@ -23,7 +23,7 @@ os.environ.setdefault("DATAFLOW_RETRY_BASE", "0.3")
 
 import dataflow.k8s.operator  # noqa: E402,F401 - registers the handlers in Kopf's default registry
 from dataflow.manifest import APPROVAL_ANNOTATION  # noqa: E402
-from tests.conftest import with_database  # noqa: E402
+from tests.helpers import with_database  # noqa: E402
 from tests.kube.emulator import ApiServer, run_api_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -103,7 +104,14 @@ class DatabasePool:
         name = f"{self.prefix}_{len(self.created) + self.replaced}"
         admin = await asyncpg.connect(self.server_dsn)
         try:
-            await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+            for attempt in range(20):  # another client of the shared server may be connected to template1 briefly
+                try:
+                    await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+                    break
+                except asyncpg.ObjectInUseError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.1)
         finally:
             await admin.close()
         self.created.add(name)

@@ -15,7 +15,8 @@ DIRT = [
     "CREATE TYPE tenant_a.mood AS ENUM ('ok')",
     "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE VIEW v AS SELECT * FROM account",
-    'CREATE EXTENSION "uuid-ossp"',
+    "CREATE EXTENSION hstore",
+    "CREATE EXTENSION earthdistance CASCADE",  # and cube, which it needs
     "CREATE EXTENSION pageinspect",
     "SELECT lo_create(0)",
     "REVOKE USAGE ON SCHEMA public FROM PUBLIC",

@@ -147,7 +147,7 @@ class DatabasePool:
 
 
 async def reset_database(conn: asyncpg.Connection) -> None:
-    """End every other session on ``conn``'s database; drop its extensions, large objects and schemas; new ``public``."""
+    """End every other session on the database; drop its extensions, large objects and schemas; a new ``public``."""
     await conn.execute("SET lock_timeout = '5s'")
     await conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -47,8 +47,8 @@ WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r' AND NOT c.
 """
 _DATABASE_STATE = """
 SELECT 'database ' || pg_get_userbyid(d.datdba) || ' ' || coalesce(d.datacl::text, '') || ' ' || d.datconnlimit
-       || ' ' || coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting
-                           WHERE setdatabase = d.oid AND setrole = 0), '')
+       || ' ' || coalesce((SELECT string_agg(setrole || ':' || array_to_string(setconfig, ','), ' ' ORDER BY setrole)
+                           FROM pg_db_role_setting WHERE setdatabase = d.oid), '')
 FROM pg_database d WHERE d.datname = current_database()
 UNION ALL
 SELECT 'schema ' || n.nspname || ' ' || pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
@@ -140,7 +140,7 @@ class DatabasePool:
         try:
             await reset_database(conn)
             return await fingerprint(conn) == self.pristine
-        except asyncpg.PostgresError:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return False
         finally:
             await conn.close()

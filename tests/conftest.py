@@ -1,29 +1,25 @@
-"""Shared fixtures: a fresh PostgreSQL database per test.
+"""Shared fixtures: an empty PostgreSQL database per test, taken from a pool reset between tests.
 
 The server is ``DATAFLOW_TEST_DATABASE_URL`` when set (CI sets the machine's PostgreSQL),
-otherwise an embedded PostgreSQL started once for the session.
+otherwise an embedded PostgreSQL started once for the session. Shared helpers live in
+tests/helpers.py: import from there, never from this module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `tests.kube` imports
+sys.path.insert(0, str(ROOT))  # `tests.kube` and `tests.helpers` imports
 
-
-def with_database(dsn: str, database: str) -> str:
-    """The same server DSN pointing at another database."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
+from tests.helpers import DatabasePool  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,21 +34,22 @@ def server_dsn() -> Iterator[str]:
     yield embedded_dsn(ROOT / ".dataflow" / "test-pgdata")
 
 
+@pytest.fixture(scope="session")
+def database_pool(server_dsn: str) -> Iterator[DatabasePool]:
+    """The session's test databases; all dropped at the end."""
+    pool = DatabasePool(server_dsn)
+    yield pool
+    asyncio.run(pool.close())
+
+
 @pytest.fixture
-async def dsn(server_dsn: str) -> AsyncIterator[str]:
-    """A new, empty database for one test; dropped afterwards."""
-    name = f"dataflow_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_dsn)
+async def dsn(database_pool: DatabasePool) -> AsyncIterator[str]:
+    """An empty database for one test, as fresh as a new one; reset (or replaced) afterwards."""
+    name = await database_pool.take()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield database_pool.dsn(name)
     finally:
-        await admin.close()
-    yield with_database(server_dsn, name)
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        await database_pool.give_back(name)
 
 
 @pytest.fixture

@@ -153,6 +153,32 @@ async def test_json_patch_and_strategic_merge_patch(http: aiohttp.ClientSession)
     await send(http, 'PATCH', f'{WIDGETS}/w1', 422, json=failed, headers={'Content-Type': 'application/json-patch+json'})
 
 
+async def test_json_patch_follows_rfc_6902_and_rejects_bad_operations_with_422(http: aiohttp.ClientSession) -> None:
+    json_patch = {'Content-Type': 'application/json-patch+json'}
+    await create_widget(http, 'w1', labels={'a': '1'}, finalizers=['x/one'])
+    ops = [{'op': 'copy', 'from': '/metadata/labels', 'path': '/metadata/annotations'},
+           {'op': 'move', 'from': '/metadata/labels/a', 'path': '/metadata/labels/b'},
+           {'op': 'add', 'path': '/metadata/finalizers/-', 'value': 'x/two'},
+           {'op': 'remove', 'path': '/metadata/finalizers/0'},
+           {'op': 'test', 'path': '/metadata/annotations/a', 'value': '1'}]
+    patched = await send(http, 'PATCH', f'{WIDGETS}/w1', json=ops, headers=json_patch)
+    meta = patched['metadata']
+    assert (meta['labels'], meta['annotations'], meta['finalizers']) == ({'b': '1'}, {'a': '1'}, ['x/two'])
+    bad = [
+        [{'op': 'add', 'path': '/spec/size'}],  # no value
+        [{'op': 'frobnicate', 'path': '/spec/size', 'value': 1}],
+        [{'op': 'replace', 'path': 'spec/size', 'value': 2}],  # not a JSON pointer
+        [{'op': 'remove', 'path': '/spec/missing'}],
+        [{'op': 'add', 'path': '/metadata/finalizers/7', 'value': 'x/three'}],  # past the end of the list
+        [{'op': 'add', 'path': '/metadata/finalizers/first', 'value': 'x/three'}],
+        {'op': 'add', 'path': '/spec/size', 'value': 2},  # not a list
+    ]
+    for patch in bad:
+        error = await send(http, 'PATCH', f'{WIDGETS}/w1', 422, json=patch, headers=json_patch)
+        assert error['reason'] == 'Invalid' and error['message'], (patch, error)
+    assert (await send(http, 'GET', f'{WIDGETS}/w1'))['metadata'] == patched['metadata']
+
+
 async def test_finalizers_block_deletion_until_removed(api: ApiServer, http: aiohttp.ClientSession) -> None:
     await create_widget(http, 'w1', finalizers=['test/blocker'])
     deleting = await send(http, 'DELETE', f'{WIDGETS}/w1')

@@ -18,7 +18,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from dataflow.manifest import APPROVAL_ANNOTATION
-from tests.conftest import with_database
+from tests.helpers import with_database
 from tests.kube.emulator import ApiServer, run_api_server
 
 ROOT = Path(__file__).resolve().parent.parent

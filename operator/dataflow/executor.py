@@ -48,6 +48,17 @@ class Fence(Protocol):
     lost: str | None
 
 
+# Fault injection for tests: called with the name of every step and batch boundary a migration reaches
+# ("before step 2/5 of <version>", "after ...", "step 3/5 of <version> batch 4", "finish of <version>").
+# tests/test_crash_resume.py SIGKILLs the process there. Never set in production.
+boundary_hook: Callable[[str], None] | None = None
+
+
+def _boundary(point: str) -> None:
+    if boundary_hook is not None:
+        boundary_hook(point)
+
+
 def _check_fence(fence: Fence | None) -> None:
     if fence is not None and fence.lost:
         raise MigrationInterrupted(fence.lost)
@@ -249,6 +260,7 @@ async def _run_online_step(conn: asyncpg.Connection, step: Step, fence: Fence | 
         if all(still_pending for (still_pending,) in rows):
             raise MigrationFailed(f"{where}: batch {batches} changed {len(rows)} row(s) but none of them left the "
                                   "set still to process, so the batched step would never finish; stopped")
+        _boundary(f"{where} batch {batches}")  # this batch is committed
 
 
 async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration: Migration, owner: str,
@@ -271,12 +283,15 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
             last = n == len(groups) - 1
             where = f"step {n + 1}/{len(groups)} of {version}"
             _check_fence(fence)
+            _boundary(f"before {where}")
             await retry.run(where, _group_action(conn, ledger, group, version, owner, claim, release, last, retry,
                                                  fence, where), _cleanup_action(conn, group))
             done_groups += 1
+            _boundary(f"after {where}")
             if not last or not group.transactional:
                 await ledger.progress(conn, version, done_groups, len(groups))
         _check_fence(fence)
+        _boundary(f"finish of {version}")
         if not groups or not groups[-1].transactional:
             async with conn.transaction():
                 await ledger.claim(conn, owner, claim, release)

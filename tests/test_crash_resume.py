@@ -186,9 +186,11 @@ async def kill_then_resume(server_dsn: str, template: str, script: Path, point: 
             if killed[-1] == "applied":
                 resumed = ["applied", "applied"]
             elif point in all_steps_done:
-                # KNOWN GAP: every step ran, so the next run finds nothing to do and never takes the lease that
-                # marks dead attempts interrupted (reconcile._apply_under_lease); the row stays "running"
-                resumed = ["applied", "running"]
+                # every step ran, but not the ledger update: the next run finds the schema in sync, closes the
+                # attempt under the lease and claims the tables the dead attempt never claimed
+                resumed = ["applied", "interrupted"]
+                owned = {r[0] for r in await conn.fetch("SELECT table_name FROM dataflow_owned_tables")}
+                assert owned == set(db.schema().table_names), f"killed at {point}: owned {owned}"
             else:
                 resumed = ["applied", "interrupted", "applied"]
             assert await ledger_statuses(conn) == resumed, f"killed at {point}: ledger {await ledger_statuses(conn)}"

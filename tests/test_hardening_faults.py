@@ -302,3 +302,25 @@ async def test_a_lease_taken_over_fences_its_holder(dsn: str, conn: asyncpg.Conn
     finally:
         await holder.close()
     assert await conn.fetchval("SELECT holder FROM dataflow_migration_lock") == "second"
+
+
+async def test_an_attempt_that_died_after_its_last_step_is_closed_and_its_tables_claimed(
+        dsn: str, conn: asyncpg.Connection) -> None:
+    """Every step ran, the ledger update did not: the next run must not just say in sync and leave it running."""
+    db = dataflow(dsn)
+
+    @db.model
+    class Account:
+        email: str
+
+    dead, _ = await plan(conn, db.schema(), db.owner, Policy())
+    ledger = Ledger("public")
+    await ledger.ensure(conn)
+    await ledger.start(conn, dead, db.owner, "a process that was killed")
+    await conn.execute(dead.sql_up[0])  # its DDL committed; its claim and ledger update never ran
+    result = await reconcile(conn, dsn, db.schema(), db.owner, Policy())
+    assert result.outcome is Outcome.IN_SYNC and "closed 1 attempt" in result.reason, result.reason
+    assert await status_of(conn, dead.version) == "interrupted"
+    assert await ledger.owners_of(conn) == {"account": db.owner}
+    again = await reconcile(conn, dsn, db.schema(), db.owner, Policy())
+    assert again.outcome is Outcome.IN_SYNC and again.reason == "database matches the schema"

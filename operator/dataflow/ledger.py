@@ -199,6 +199,22 @@ class Ledger:
             " WHERE version = $1 AND status = $4", version, STATUS_INTERRUPTED, f"interrupted: {what}", STATUS_RUNNING,
         )
 
+    async def has_running(self, conn: asyncpg.Connection, owner: str) -> bool:
+        """Whether an attempt of ``owner`` is still marked running (read-only: planning writes nothing)."""
+        if not await self.exists(conn):
+            return False
+        return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE owner = $1 AND status = $2)",
+                                   owner, STATUS_RUNNING)
+
+    async def settle_ownership(self, conn: asyncpg.Connection, owner: str, tables: list[str]) -> None:
+        """After an attempt that died between its last step and its ledger update: ``owner`` holds ``tables``,
+        and no longer the tables of its that are gone."""
+        async with conn.transaction():
+            await conn.execute(
+                f"DELETE FROM {self.owners} WHERE owner = $1"
+                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL", owner, self.schema)
+            await self.claim(conn, owner, tables, [])
+
     async def mark_interrupted(self, conn: asyncpg.Connection) -> int:
         """Close attempts left 'running' by a holder that is gone (call while holding the lease)."""
         result = await conn.execute(

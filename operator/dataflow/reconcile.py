@@ -169,6 +169,9 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
+        if not policy.dry_run and await Ledger(desired.name).has_running(conn, owner):
+            # a process died after its last step but before recording it: close that attempt under the lease
+            return await _apply(conn, dsn, desired, owner, policy, preview, None)
         return Result(Outcome.IN_SYNC, preview, "database matches the schema")
     if policy.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
@@ -205,12 +208,16 @@ async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, own
 async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, lease: MigrationLease,
                              desired: Schema, owner: str, policy: Policy, shown: Migration | None) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease."""
-    await ledger.mark_interrupted(conn)
+    interrupted = await ledger.mark_interrupted(conn)
     fresh, conflicts = await plan(conn, desired, owner, policy)
     if conflicts:
         return _conflict(fresh, conflicts)
     if not fresh.operations:
-        return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
+        if not interrupted:
+            return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
+        await ledger.settle_ownership(conn, owner, _claimed(desired, policy))
+        return Result(Outcome.IN_SYNC, fresh, f"database matches the schema; closed {interrupted} attempt(s) "
+                                              "that a stopped process left running")
     refusal = gate(fresh, policy)
     if refusal:
         await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal.reason)
@@ -219,11 +226,17 @@ async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: 
         return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again",
                       refusal=Refusal.PLAN_CHANGED, approved_plan=shown.plan_hash)
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
-    claim = list(desired.table_names) if policy.include_tables is None else \
-        [t for t in desired.table_names if t in policy.include_tables]
+    claim = _claimed(desired, policy)
     await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution, claim=claim, release=released,
                             fence=lease, dsn=dsn)
     return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
+
+
+def _claimed(desired: Schema, policy: Policy) -> list[str]:
+    """The tables an apply of ``desired`` under ``policy`` makes this owner's."""
+    if policy.include_tables is None:
+        return list(desired.table_names)
+    return [t for t in desired.table_names if t in policy.include_tables]
 
 
 def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:

@@ -47,12 +47,13 @@ from common import reachable_server, redact, with_database
 
 from dataflow.introspect import introspect
 from dataflow.operations import Risk
-from dataflow.reconcile import Outcome, Policy, plan, reconcile
+from dataflow.options import MigrationOptions
+from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 OWNER = "bench"
-POLICY = Policy(max_risk_level=Risk.HIGH)
+POLICY = MigrationOptions(max_risk_level=Risk.HIGH)
 DEFAULT_PEER_VENV = Path("/tmp/bench-peer-venv")
 MODIFIED_TABLES = 20
 

@@ -21,8 +21,8 @@ from dataflow.executor import MigrationInterrupted, execute_migration
 from dataflow.ledger import Ledger
 from dataflow.lock import HEARTBEAT_APPLICATION_NAME, MigrationLease
 from dataflow.operations import Assessment, Change, Operation, Risk, Step
-from dataflow.plan import Migration
 from dataflow.options import MigrationOptions
+from dataflow.plan import Migration
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from tests.helpers import dataflow
 from tests.test_concurrency import ticket_gaining_a_column

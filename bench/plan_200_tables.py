@@ -344,7 +344,7 @@ async def apply(dsn: str, schema: Schema) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         start = time.perf_counter()
-        result = await reconcile(conn, dsn, schema, owner=OWNER, policy=POLICY)
+        result = await reconcile(conn, dsn, schema, owner=OWNER, options=POLICY)
         if result.outcome is not Outcome.APPLIED:
             raise RuntimeError(f"applying the schema: {result.outcome.value}: {result.reason}")
         return time.perf_counter() - start

@@ -47,12 +47,13 @@ from common import reachable_server, redact, with_database
 
 from dataflow.introspect import introspect
 from dataflow.operations import Risk
-from dataflow.reconcile import Outcome, Policy, plan, reconcile
+from dataflow.options import MigrationOptions
+from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 OWNER = "bench"
-POLICY = Policy(max_risk_level=Risk.HIGH)
+POLICY = MigrationOptions(max_risk_level=Risk.HIGH)
 DEFAULT_PEER_VENV = Path("/tmp/bench-peer-venv")
 MODIFIED_TABLES = 20
 
@@ -343,7 +344,7 @@ async def apply(dsn: str, schema: Schema) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         start = time.perf_counter()
-        result = await reconcile(conn, dsn, schema, owner=OWNER, policy=POLICY)
+        result = await reconcile(conn, dsn, schema, owner=OWNER, options=POLICY)
         if result.outcome is not Outcome.APPLIED:
             raise RuntimeError(f"applying the schema: {result.outcome.value}: {result.reason}")
         return time.perf_counter() - start

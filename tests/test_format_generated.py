@@ -84,8 +84,8 @@ def test_published_defaults_are_the_types_defaults_and_from_resource_reads_them(
     doc = generate(Schema(), name="x", namespace="ns", secret="db")
     del doc["spec"]["policy"]
     manifest = from_resource(doc)
-    assert manifest.policy.execution.lock_timeout_ms == 2000 and manifest.drift_check_seconds == 300
-    assert manifest.policy.max_risk_level is Risk.MEDIUM and manifest.secret_key == "dsn"
+    assert manifest.options.lock_timeout_ms == 2000 and manifest.drift_check_seconds == 300
+    assert manifest.options.max_risk_level is Risk.MEDIUM and manifest.secret_key == "dsn"
 
 
 def test_shop_manifest_validates_against_the_generated_schema():

@@ -17,12 +17,13 @@ import asyncpg
 import pytest
 
 from dataflow.errors import MigrationFailed
-from dataflow.executor import ExecutionSettings, MigrationInterrupted, execute_migration
+from dataflow.executor import MigrationInterrupted, execute_migration
 from dataflow.ledger import Ledger
 from dataflow.lock import HEARTBEAT_APPLICATION_NAME, MigrationLease
 from dataflow.operations import Assessment, Change, Operation, Risk, Step
+from dataflow.options import MigrationOptions
 from dataflow.plan import Migration
-from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
+from dataflow.reconcile import Outcome, Result, plan, reconcile
 from tests.helpers import dataflow
 from tests.test_concurrency import ticket_gaining_a_column
 
@@ -38,7 +39,7 @@ def hand_built(*steps: Step, version: str = VERSION, checksum: str = "c") -> Mig
 async def run(conn: asyncpg.Connection, migration: Migration) -> None:
     ledger = Ledger("public")
     await ledger.ensure(conn)
-    await execute_migration(conn, ledger, migration, "test", "tester", ExecutionSettings(), claim=[], release=[])
+    await execute_migration(conn, ledger, migration, "test", "tester", MigrationOptions(), claim=[], release=[])
 
 
 async def status_of(conn: asyncpg.Connection, version: str) -> str:
@@ -106,7 +107,7 @@ async def test_concurrent_appliers_of_one_approved_high_plan(dsn: str, conn: asy
 
     [pending] = await db.get_pending_migrations()
     assert pending.safety_level == "HIGH"
-    policy = Policy(approved_plan=pending.plan_hash, execution=ExecutionSettings(lock_timeout_ms=20_000))
+    policy = MigrationOptions(approved_plan=pending.plan_hash, lock_timeout_ms=20_000)
     desired = db.schema()
 
     def apply() -> Awaitable[Result]:
@@ -163,7 +164,7 @@ async def blocked_apply(dsn: str, conn: asyncpg.Connection, **policy: object) ->
     blocker = await asyncpg.connect(dsn)
     await blocker.execute("BEGIN")
     await blocker.execute('LOCK TABLE "ticket" IN ACCESS SHARE MODE')
-    settings = Policy(execution=ExecutionSettings(lock_timeout_ms=20_000), **policy)  # type: ignore[arg-type]
+    settings = MigrationOptions(lock_timeout_ms=20_000, **policy)  # type: ignore[arg-type]
     desired = db.schema()
     task = asyncio.create_task(on_own_connection(dsn, lambda c: reconcile(c, dsn, desired, db.owner, settings)))
     return db, task, blocker
@@ -181,7 +182,7 @@ async def test_a_terminated_applier_ends_interrupted_and_the_next_run_converges(
     assert "\n" not in result.reason
     [status] = [r["status"] for r in await conn.fetch("SELECT status FROM dataflow_migrations WHERE error IS NOT NULL")]
     assert status == "interrupted"
-    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, Policy()))
+    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions()))
     assert again.outcome is Outcome.APPLIED, again.reason
     assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
                                " AND attname = 'note'") == 1
@@ -249,7 +250,7 @@ async def stopped_mid_migration(server: object) -> None:
     assert "lost the database connection" in result.reason and "\n" not in result.reason, result.reason
     server.ensure_postgres_running()  # type: ignore[attr-defined]
     dsn = server.get_uri()  # type: ignore[attr-defined]
-    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, Policy()))
+    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions()))
     assert again.outcome is Outcome.APPLIED, again.reason
     conn = await asyncpg.connect(dsn)
     try:
@@ -277,9 +278,9 @@ async def test_planning_and_dry_run_write_nothing(dsn: str, conn: asyncpg.Connec
         email: str
 
     before = await catalog(conn)
-    migration, conflicts = await plan(conn, db.schema(), db.owner, Policy())
+    migration, conflicts = await plan(conn, db.schema(), db.owner, MigrationOptions())
     assert [op.kind for op in migration.operations] == ["CREATE_TABLE"] and not conflicts
-    result = await reconcile(conn, dsn, db.schema(), db.owner, Policy(dry_run=True))
+    result = await reconcile(conn, dsn, db.schema(), db.owner, MigrationOptions(dry_run=True))
     assert result.outcome is Outcome.DRY_RUN
     success, [pending] = await db.auto_migrate(dry_run=True)
     assert success and pending.operations
@@ -313,14 +314,14 @@ async def test_an_attempt_that_died_after_its_last_step_is_closed_and_its_tables
     class Account:
         email: str
 
-    dead, _ = await plan(conn, db.schema(), db.owner, Policy())
+    dead, _ = await plan(conn, db.schema(), db.owner, MigrationOptions())
     ledger = Ledger("public")
     await ledger.ensure(conn)
     await ledger.start(conn, dead, db.owner, "a process that was killed")
     await conn.execute(dead.sql_up[0])  # its DDL committed; its claim and ledger update never ran
-    result = await reconcile(conn, dsn, db.schema(), db.owner, Policy())
+    result = await reconcile(conn, dsn, db.schema(), db.owner, MigrationOptions())
     assert result.outcome is Outcome.IN_SYNC and "closed 1 attempt" in result.reason, result.reason
     assert await status_of(conn, dead.version) == "interrupted"
     assert await ledger.owners_of(conn) == {"account": db.owner}
-    again = await reconcile(conn, dsn, db.schema(), db.owner, Policy())
+    again = await reconcile(conn, dsn, db.schema(), db.owner, MigrationOptions())
     assert again.outcome is Outcome.IN_SYNC and again.reason == "database matches the schema"

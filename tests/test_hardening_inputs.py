@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import time
@@ -18,7 +17,6 @@ from dataflow.cli import main
 from dataflow.connect import connect, parse_dsn
 from dataflow.errors import DatabaseUnavailable, InvalidDatabaseURL, SchemaError
 from dataflow.manifest import MAX_MANIFEST_BYTES, from_resource, semantic_problems, validate
-from dataflow.plan import PlanOptions
 from dataflow.reconcile import Outcome
 from tests.helpers import dataflow
 from tests.test_cli import dataflow_cli
@@ -319,10 +317,8 @@ async def test_auto_migrate_arguments_of_the_wrong_type(dsn: str, conn: asyncpg.
 def test_allowed_functions_reach_the_planner() -> None:
     db = DataFlow("postgresql://u@127.0.0.1:1/d", migration_config={"allowed_functions": ["dblink"]})
     manifest = from_resource(manifest_doc(policy={"allowedFunctions": ["dblink", "public.f"]}))
-    if not any(f.name == "allowed_functions" for f in dataclasses.fields(PlanOptions)):
-        pytest.skip("PlanOptions.allowed_functions lands with helper D's branch")
-    assert db._planning().allowed_functions == frozenset({"dblink"})
-    assert manifest.policy.planning.allowed_functions == frozenset({"dblink", "public.f"})
+    assert db.options.allowed_functions == frozenset({"dblink"})
+    assert manifest.options.allowed_functions == frozenset({"dblink", "public.f"})
 
 
 def test_allowed_functions_is_part_of_the_crd() -> None:

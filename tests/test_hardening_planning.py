@@ -10,8 +10,9 @@ from dataflow import Field
 from dataflow.errors import SchemaError
 from dataflow.introspect import introspect
 from dataflow.operations import Change, Risk
-from dataflow.plan import PlanOptions, build_migration, concerned_tables
-from dataflow.reconcile import Policy, plan
+from dataflow.options import MigrationOptions
+from dataflow.plan import build_migration, concerned_tables
+from dataflow.reconcile import plan
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
 from dataflow.sqlgen import Options, render
 from tests.helpers import dataflow
@@ -23,7 +24,7 @@ def item(*columns: Column, schema: str = "public", **parts: object) -> Schema:
     return Schema((Table("item", (ID, *columns), primary_key=("id",), **parts),), schema)
 
 
-async def planned(conn: asyncpg.Connection, desired: Schema, options: PlanOptions = PlanOptions()):
+async def planned(conn: asyncpg.Connection, desired: Schema, options: MigrationOptions = MigrationOptions()):
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, ()))
     return await build_migration(conn, state, desired, options=options)
 
@@ -80,7 +81,8 @@ async def test_row_sensitive_changes_in_another_schema_plan_without_a_public_tab
 async def test_set_not_null_from_a_null_default_is_high_and_has_no_endless_backfill(conn, default: str) -> None:
     await make_item(conn, "note text", 3)
     for strategy in ("online", "transactional"):
-        m = await planned(conn, item(Column("note", "TEXT", nullable=False, default=default)), PlanOptions(strategy))
+        m = await planned(conn, item(Column("note", "TEXT", nullable=False, default=default)),
+                          MigrationOptions(strategy=strategy))
         op = next(op for op in m.operations if op.kind == "SET_NOT_NULL")
         assert op.risk is Risk.HIGH
         assert op.assessment.reason == "3 rows hold NULL and the default is NULL: the column cannot become NOT NULL"
@@ -124,7 +126,7 @@ async def test_functions_reaching_outside_the_table_are_refused_unless_allowed(c
         await planned(conn, desired)
     assert err.value.field == path and err.value.problem.startswith(f"calls {name}(), which reaches outside the table")
     if name == "pg_read_file":
-        m = await planned(conn, desired, PlanOptions(allowed_functions=frozenset({"pg_read_file"})))
+        m = await planned(conn, desired, MigrationOptions(allowed_functions=frozenset({"pg_read_file"})))
         assert m.operations[0].kind == "CREATE_TABLE"
 
 
@@ -176,7 +178,7 @@ async def test_unrelated_exotic_tables_do_not_break_the_plan(dsn, conn) -> None:
 
     success, [m] = await db.auto_migrate(auto_confirm=True)
     assert success and m.tables == ["item"] and "odd" not in "\n".join(m.sql_up)
-    again, _ = await plan(conn, db.schema(), db.owner, Policy())
+    again, _ = await plan(conn, db.schema(), db.owner, MigrationOptions())
     assert again.operations == []
 
 

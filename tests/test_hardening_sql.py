@@ -20,7 +20,8 @@ from dataflow.introspect import introspect
 from dataflow.models import Field, model_to_table
 from dataflow.operations import Risk
 from dataflow.safety import is_denied
-from dataflow.reconcile import Policy, reconcile
+from dataflow.options import MigrationOptions
+from dataflow.reconcile import reconcile
 from dataflow.schema import Schema
 from dataflow.sqltext import (MAX_EXPRESSION_BYTES, function_names, constraint_name, normalise_default,
                               normalise_expression, parse_expression)
@@ -37,7 +38,7 @@ async def tables(conn: asyncpg.Connection) -> set[str]:
 
 async def apply_schema(conn: asyncpg.Connection, dsn: str, schema: Schema) -> None:
     """Apply ``schema`` through the engine, then assert the database re-plans empty."""
-    result = await reconcile(conn, dsn, schema, "test", Policy(max_risk_level=Risk.HIGH))
+    result = await reconcile(conn, dsn, schema, "test", MigrationOptions(max_risk_level=Risk.HIGH))
     assert result.success, result.reason
     current = (await introspect(conn)).schema
     assert compare_schemas(current, schema) == []

@@ -25,7 +25,8 @@ from dataflow.ops.create_table import CREATE_TABLE
 from dataflow.ops.drop_constraint import DROP_CONSTRAINT
 from dataflow.ops.drop_table import DROP_TABLE
 from dataflow.ops.rename_table import RENAME_TABLE
-from dataflow.reconcile import Outcome, Policy, reconcile
+from dataflow.options import MigrationOptions
+from dataflow.reconcile import Outcome, reconcile
 from dataflow.safety import METADATA_MS, Facts
 from dataflow.schema import Column, Schema, Table, Unique
 from dataflow.sqlgen import Options, Rendered, render, tx
@@ -161,7 +162,7 @@ async def test_a_new_kind_takes_part_in_ordering_grading_rendering_and_applying(
     await conn.execute("INSERT INTO item SELECT g, 'v' FROM generate_series(1, 3) g")
     desired = Schema((Table("item", (Column("id", "BIGINT", nullable=False), Column("a", "TEXT"),
                                      Column("b", "TEXT")), primary_key=("id",)),))
-    result = await reconcile(conn, dsn, desired, "toy-owner", Policy())
+    result = await reconcile(conn, dsn, desired, "toy-owner", MigrationOptions())
     assert result.outcome is Outcome.APPLIED, result.reason
     ops = result.migration.operations
     assert [op.kind for op in ops] == [COMMENT_TABLE, ADD_COLUMN]
@@ -175,7 +176,7 @@ async def test_a_new_kind_can_be_excluded_by_name(toy_kind, dsn: str, conn: asyn
     await conn.execute("CREATE TABLE item (id bigint PRIMARY KEY)")
     desired = Schema((Table("item", (Column("id", "BIGINT", nullable=False), Column("b", "TEXT")),
                             primary_key=("id",)),))
-    result = await reconcile(conn, dsn, desired, "toy-owner", Policy(exclude_operations=(COMMENT_TABLE,)))
+    result = await reconcile(conn, dsn, desired, "toy-owner", MigrationOptions(exclude_operations=(COMMENT_TABLE,)))
     assert result.outcome is Outcome.APPLIED, result.reason
     assert [op.kind for op in result.migration.operations] == [ADD_COLUMN]
     assert await conn.fetchval("SELECT obj_description('public.item'::regclass, 'pg_class')") is None

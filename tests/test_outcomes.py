@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from dataflow.errors import MigrationFailed, SchemaError
-from dataflow.executor import ExecutionSettings, _Retrying
+from dataflow.executor import _Retrying
 from dataflow.k8s.operator import OperatorConfig, drift_tick_due
 from dataflow.k8s.reasons import EventType, Phase, Reason, classify
 from dataflow.k8s.reconciler import reconcile_resource
 from dataflow.manifest import APPROVAL_ANNOTATION, Manifest, from_resource
+from dataflow.options import MigrationOptions
 from dataflow.reconcile import Outcome, Refusal, reconcile
 from dataflow.retry import Backoff
 
@@ -38,7 +39,7 @@ NOTE = {"name": "note", "type": "TEXT"}
 
 
 async def apply(conn: asyncpg.Connection, dsn: str, manifest: Manifest, confirm: Any = None) -> Any:
-    return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.policy, confirm)
+    return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.options, confirm)
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def test_approval_for_another_plan_is_a_mismatch(conn: asyncpg.Connection,
 
 async def test_data_loss_protection_is_its_own_kind(conn: asyncpg.Connection, dsn: str, with_note: None) -> None:
     manifest = from_resource(body(maxRiskLevel="HIGH"))
-    manifest = replace(manifest, policy=replace(manifest.policy, data_loss_protection=True))
+    manifest = replace(manifest, options=replace(manifest.options, data_loss_protection=True))
     result = await apply(conn, dsn, manifest)
     assert result.outcome is Outcome.REFUSED and result.refusal is Refusal.DATA_LOSS_PROTECTION
 
@@ -167,7 +168,7 @@ def test_backoff_doubles_up_to_its_ceiling_with_jitter_in_bounds() -> None:
 
 
 async def test_lock_timeouts_retry_with_cleanup_until_attempts_run_out() -> None:
-    retrying = _Retrying(ExecutionSettings(max_attempts=4, backoff_base_s=0.001, backoff_max_s=0.002))
+    retrying = _Retrying(MigrationOptions(max_attempts=4, backoff_base_s=0.001, backoff_max_s=0.002))
     calls: list[str] = []
 
     async def action() -> None:
@@ -183,7 +184,7 @@ async def test_lock_timeouts_retry_with_cleanup_until_attempts_run_out() -> None
 
 
 async def test_other_errors_clean_up_once_and_are_not_retried() -> None:
-    retrying = _Retrying(ExecutionSettings(max_attempts=4, backoff_base_s=0.001))
+    retrying = _Retrying(MigrationOptions(max_attempts=4, backoff_base_s=0.001))
     calls: list[str] = []
 
     async def action() -> None:

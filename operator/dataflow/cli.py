@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +20,6 @@ from dataflow.connect import connect
 from dataflow.dataflow import DataFlow, schema_name_problem
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, SchemaError
-from dataflow.operations import Risk
 from dataflow.manifest import dump, from_resource, generate, load_dataflow, load_models, read_documents, validate
 from dataflow.preview import render_console, render_json, render_markdown, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
@@ -178,16 +176,12 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
         raise DataFlowError(f"{args.file}: expected one DataFlowSchema document, found {len(documents)}")
     [(source, doc)] = documents
     manifest = from_resource(doc)
-    policy = manifest.policy
-    if args.max_risk:
-        policy = replace(policy, max_risk_level=Risk.parse(args.max_risk))
-    if getattr(args, "approve", None):
-        policy = replace(policy, approved_plan=args.approve)
+    options = manifest.options.with_cli_overrides(args.max_risk, getattr(args, "approve", None))
     dsn = resolve_dsn(args.database_url)
     conn = await connect(dsn, manifest.schema.name)
     try:
         if args.command == "plan":
-            migration, conflicts = await plan(conn, manifest.schema, manifest.owner, policy)
+            migration, conflicts = await plan(conn, manifest.schema, manifest.owner, options)
             fmt = args.format
             if fmt == "markdown":
                 sys.stdout.write(render_markdown(migration, f"DataFlow plan for {manifest.namespace}/{manifest.name}") + "\n")
@@ -200,7 +194,7 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
             if conflicts:
                 console.print(f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False)
             return EXIT_OK if not conflicts else EXIT_REFUSED
-        result = await reconcile(conn, dsn, manifest.schema, manifest.owner, policy)
+        result = await reconcile(conn, dsn, manifest.schema, manifest.owner, options)
     finally:
         await conn.close()
     if result.migration is not None and result.migration.operations:

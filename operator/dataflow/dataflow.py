@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator, Iterable, TypeVar
 
 import asyncpg
 from rich.console import Console
@@ -15,15 +14,16 @@ from rich.console import Console
 from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
-from dataflow.executor import ExecutionSettings, run_in_transaction
+from dataflow.executor import run_in_transaction
 from dataflow.introspect import introspect
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
-from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.plan import Migration, PlanOptions
+from dataflow.operations import Risk
+from dataflow.options import MigrationOptions, text
+from dataflow.plan import Migration
 from dataflow.preview import render_console, stdout_console
-from dataflow.reconcile import Outcome, Policy, Result, plan, reconcile
+from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES
@@ -31,80 +31,22 @@ from dataflow.sqltext import MAX_IDENTIFIER_BYTES
 C = TypeVar("C", bound=type)
 
 
-def _int(minimum: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, not {type(value).__name__} {value!r}"
-        return None if value >= minimum else f"must be at least {minimum}, not {value}"
-    return check
-
-
-def _seconds(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"must be a number of seconds, not {type(value).__name__} {value!r}"
-    return None if value >= 0 else f"must not be negative, not {value}"
-
-
-def _bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be True or False, not {type(value).__name__} {value!r}"
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value and "\x00" not in value:
-        return None
-    return f"must be a non-empty string without NUL, not {value!r}"
-
-
 def schema_name_problem(value: Any) -> str | None:
     """Why ``value`` is not a PostgreSQL schema name, or None."""
-    if _text(value):
-        return _text(value)
+    if problem := text(value):
+        return problem
     return None if len(value.encode()) <= MAX_IDENTIFIER_BYTES else f"longer than {MAX_IDENTIFIER_BYTES} bytes"
 
 
-def _risk(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.upper() in Risk.__members__ else \
-        f"must be SAFE, MEDIUM or HIGH, not {value!r}"
+# migration_config keys that say where and as whom (not how; that is MigrationOptions.config_keys())
+IDENTITY_CHECKS = {"schema": schema_name_problem, "owner": text}
 
 
-def _strategy(value: Any) -> str | None:
-    return None if value in ("online", "transactional") else f"must be 'online' or 'transactional', not {value!r}"
-
-
-def _names(value: Any) -> str | None:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        return f"must be a list of names, not {type(value).__name__} {value!r}"
-    bad = [v for v in value if _text(v)]
-    return f"must hold non-empty strings only, not {bad[0]!r}" if bad else None
-
-
-# migration_config key -> check returning the problem or None (unknown keys are left alone)
-CONFIG_CHECKS = {
-    "schema": schema_name_problem, "owner": _text, "max_risk_level": _risk, "strategy": _strategy,
-    "lock_timeout_ms": _int(0), "statement_timeout_ms": _int(0), "max_attempts": _int(1), "batch_size": _int(1),
-    "migration_timeout": _seconds, "backup_before_migration": _bool, "rollback_on_error": _bool,
-    "allowed_functions": _names,
-}
-
-
-def check_config(config: dict[str, Any]) -> None:
-    """Raise SchemaError naming ``migration_config.<key>`` for the first known key of the wrong type."""
-    for key, check in CONFIG_CHECKS.items():
+def check_identity(config: dict[str, Any]) -> None:
+    """Raise SchemaError naming ``migration_config.<key>`` when ``schema`` or ``owner`` is wrong."""
+    for key, check in IDENTITY_CHECKS.items():
         if key in config and (problem := check(config[key])):
             raise SchemaError(f"migration_config.{key}", problem)
-
-
-def name_list(value: Iterable[str] | None, field: str, allowed: Iterable[str] | None = None) -> tuple[str, ...] | None:
-    """A list argument as a tuple; a bare string (read as a list of letters) or a wrong element is a SchemaError."""
-    if value is None:
-        return None
-    if problem := _names(value):
-        raise SchemaError(field, problem)
-    names = tuple(value)
-    unknown = [n for n in names if allowed is not None and n not in allowed]
-    if unknown:
-        raise SchemaError(field, f"unknown operation {unknown[0]!r}")
-    return names
 
 
 @dataclass(frozen=True)
@@ -129,11 +71,9 @@ class MigrationMetrics:
 class DataFlow:
     """Models plus a database: ``DataFlow()`` (embedded), ``DataFlow("postgresql://...")`` or DATABASE_URL.
 
-    ``migration_config`` keys: ``schema``, ``max_risk_level``, ``lock_timeout_ms``,
-    ``statement_timeout_ms``, ``migration_timeout`` (seconds to wait for the lease),
-    ``max_attempts``, ``owner``, ``strategy``, ``batch_size``, ``backup_before_migration``,
-    ``rollback_on_error``, ``allowed_functions``. Known keys are checked at once (SchemaError naming
-    ``migration_config.<key>``); ``last_result`` is the outcome of the last ``auto_migrate``.
+    ``migration_config`` keys: ``schema``, ``owner`` and those of :meth:`MigrationOptions.from_config`
+    (``options``). Known keys are checked at once (SchemaError naming ``migration_config.<key>``);
+    ``last_result`` is the outcome of the last ``auto_migrate``.
     """
 
     def __init__(self, database_url: str | None = None, *, migration_config: dict[str, Any] | None = None,
@@ -141,7 +81,8 @@ class DataFlow:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
         self.config = dict(migration_config or {})
-        check_config(self.config)
+        check_identity(self.config)
+        self.options = MigrationOptions.from_config(self.config)
         self.database_url = database_url
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
@@ -200,27 +141,6 @@ class DataFlow:
         finally:
             await conn.close()
 
-    def _execution(self, rollback_on_error: bool | None = None) -> ExecutionSettings:
-        defaults = ExecutionSettings()
-        c = self.config
-        return ExecutionSettings(
-            lock_timeout_ms=int(c.get("lock_timeout_ms", defaults.lock_timeout_ms)),
-            statement_timeout_ms=int(c.get("statement_timeout_ms", defaults.statement_timeout_ms)),
-            max_attempts=int(c.get("max_attempts", defaults.max_attempts)),
-            migration_timeout_s=float(c.get("migration_timeout", defaults.migration_timeout_s)),
-            rollback_on_error=bool(c.get("rollback_on_error", True) if rollback_on_error is None else rollback_on_error),
-        )
-
-    def _planning(self, backup: bool | None = None) -> PlanOptions:
-        c = self.config
-        if backup is None and "backup_before_migration" in c:
-            backup = bool(c["backup_before_migration"])
-        extra: dict[str, Any] = {}
-        if "allowed_functions" in c and any(f.name == "allowed_functions" for f in dataclasses.fields(PlanOptions)):
-            extra["allowed_functions"] = frozenset(c["allowed_functions"])
-        return PlanOptions(strategy=c.get("strategy", "online"), backup=backup,
-                           batch_size=int(c.get("batch_size", 1000)), **extra)
-
     # migrations -----------------------------------------------------------
     async def initialize(self) -> bool:
         """Create the tables of models that have none yet (other differences wait for auto_migrate)."""
@@ -230,9 +150,8 @@ class DataFlow:
             missing = [t for t in desired.table_names if state.schema.table(t) is None]
             if not missing:
                 return True
-            policy = Policy(max_risk_level=Risk.SAFE, include_tables=tuple(missing), execution=self._execution(),
-                            planning=self._planning())
-            result = await reconcile(conn, self.dsn, desired, self.owner, policy)
+            options = replace(self.options, max_risk_level=Risk.SAFE, include_tables=tuple(missing))
+            result = await reconcile(conn, self.dsn, desired, self.owner, options)
         if not result.success:
             raise MigrationFailed(f"initialize: {result.reason}")
         self.console.print(f"Created tables: {', '.join(missing)}", highlight=False)
@@ -263,30 +182,24 @@ class DataFlow:
 
         Shows the preview, then asks ``Apply these changes? [y/N]`` unless ``auto_confirm`` or
         ``interactive=False`` (which applies what ``max_risk_level`` allows). A stdin that is
-        not a terminal answers no. ``max_risk_level`` defaults to HIGH when a person confirms
-        and to MEDIUM otherwise. ``create_backup`` (alias ``backup_before_migration``, default on)
-        keeps the data a destructive change removes in the ``dataflow_backup`` schema, so a rollback
-        restores it. ``rollback_on_error`` (alias ``rollback_on_failure``, default on) undoes the
-        completed steps when a later, non-transactional step fails.
+        not a terminal answers no. ``max_risk_level`` defaults to HIGH when a person confirms and
+        to ``migration_config``'s (MEDIUM unless set) otherwise. ``create_backup`` (alias
+        ``backup_before_migration``, default on) keeps the data a destructive change removes in the
+        ``dataflow_backup`` schema, so a rollback restores it. ``rollback_on_error`` (alias
+        ``rollback_on_failure``, default on) undoes the completed steps when a later, non-transactional
+        step fails. Every argument maps onto :class:`MigrationOptions` in ``for_auto_migrate``; two
+        aliases given different values are refused.
         """
-        backup = create_backup if create_backup is not None else backup_before_migration
-        undo = rollback_on_error if rollback_on_error is not None else rollback_on_failure
-        asks = interactive and not auto_confirm and require_confirmation and not dry_run
-        default_risk = "HIGH" if asks else self.config.get("max_risk_level", "MEDIUM")
-        if timeout is not None and (problem := _seconds(timeout)):
-            raise SchemaError("timeout", problem)
-        policy = Policy(
-            max_risk_level=Risk.parse(max_risk_level or default_risk),
-            include_tables=name_list(include_tables, "include_tables"),
-            exclude_operations=name_list(exclude_operations, "exclude_operations", OPERATION_KINDS) or (),
-            dry_run=dry_run,
-            data_loss_protection=data_loss_protection,
-            execution=self._execution(undo),
-            planning=self._planning(backup),
-            lease_timeout_s=float(timeout or self.config.get("migration_timeout", 300)),
-        )
-        show = dict(show_sql=show_sql, show_rollback_plan=show_rollback_plan,
-                    safety_analysis=safety_analysis and safety_check)
+        options = self.options.for_auto_migrate(
+            interactive=interactive, dry_run=dry_run, auto_confirm=auto_confirm, max_risk_level=max_risk_level,
+            include_tables=include_tables, exclude_operations=exclude_operations, show_sql=show_sql,
+            show_rollback_plan=show_rollback_plan, safety_analysis=safety_analysis,
+            data_loss_protection=data_loss_protection, safety_check=safety_check,
+            require_confirmation=require_confirmation, validate_after_migration=validate_after_migration,
+            timeout=timeout, create_backup=create_backup, backup_before_migration=backup_before_migration,
+            rollback_on_error=rollback_on_error, rollback_on_failure=rollback_on_failure)
+        show = dict(show_sql=options.show_sql, show_rollback_plan=options.show_rollback_plan,
+                    safety_analysis=options.show_safety_analysis)
 
         preview_shown = False
 
@@ -294,17 +207,17 @@ class DataFlow:
             nonlocal preview_shown
             render_console(migration, self.console, **show)
             preview_shown = True
-            return await asyncio.to_thread(self._ask) if asks else True
+            return await asyncio.to_thread(self._ask) if options.confirm else True
 
         desired = self.schema()
         async with self.connection() as conn:
-            result = await reconcile(conn, self.dsn, desired, self.owner, policy, preview_then_confirm)
+            result = await reconcile(conn, self.dsn, desired, self.owner, options, preview_then_confirm)
             self.last_result = result
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
             self._report(result)
-            if result.outcome is Outcome.APPLIED and validate_after_migration:
-                again, _ = await plan(conn, desired, self.owner, Policy(planning=self._planning()))
+            if result.outcome is Outcome.APPLIED and options.validate_after_migration:
+                again, _ = await plan(conn, desired, self.owner, options)
                 if again.operations:
                     raise MigrationFailed(f"after {result.migration.version} the database still differs: {again.description}")
         migrations = [result.migration] if result.migration and result.migration.operations else []
@@ -324,7 +237,7 @@ class DataFlow:
 
     async def get_pending_migrations(self) -> list[Migration]:
         async with self.connection() as conn:
-            migration, _ = await plan(conn, self.schema(), self.owner, Policy(planning=self._planning()))
+            migration, _ = await plan(conn, self.schema(), self.owner, self.options)
         return [migration] if migration.operations else []
 
     async def get_migration_history(self, limit: int = 10) -> list[MigrationRecord]:
@@ -365,7 +278,7 @@ class DataFlow:
             async with lease.hold(conn, heartbeat_dsn=self.dsn):
                 try:
                     async with conn.transaction():
-                        await run_in_transaction(conn, self.schema_name, record.sql_down, self._execution())
+                        await run_in_transaction(conn, self.schema_name, record.sql_down, self.options)
                         await conn.execute(f"UPDATE {ledger.table} SET status = $2 WHERE version = $1",
                                            version, STATUS_ROLLED_BACK)
                 except asyncpg.PostgresError as exc:

@@ -27,6 +27,7 @@ from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, MigrationFailed
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.operations import Operation, Step
+from dataflow.options import MigrationOptions
 from dataflow.plan import Migration
 from dataflow.retry import Backoff
 from dataflow.sqltext import quote_ident
@@ -131,19 +132,6 @@ def _work_predicate(update: ast.UpdateStmt) -> ast.Node:
     return where
 
 
-@dataclass(frozen=True)
-class ExecutionSettings:
-    """Timeouts and retries for one migration."""
-
-    lock_timeout_ms: int = 500
-    statement_timeout_ms: int = 300_000
-    max_attempts: int = 50
-    migration_timeout_s: float = 300.0
-    backoff_base_s: float = 0.1
-    backoff_max_s: float = 10.0
-    rollback_on_error: bool = True
-
-
 @dataclass
 class Group:
     """Steps that run together: one transaction, or one online step alone."""
@@ -178,7 +166,7 @@ class _Retrying:
     bound all steps together, not each step.
     """
 
-    def __init__(self, settings: ExecutionSettings) -> None:
+    def __init__(self, settings: MigrationOptions) -> None:
         self.settings = settings
         self.backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s)
         self.deadline = asyncio.get_running_loop().time() + settings.migration_timeout_s
@@ -220,7 +208,7 @@ class _Retrying:
             raise
 
 
-async def configure_session(conn: asyncpg.Connection, schema: str, settings: ExecutionSettings,
+async def configure_session(conn: asyncpg.Connection, schema: str, settings: MigrationOptions,
                             local: bool = False) -> None:
     """Both timeouts and ``search_path`` for the session (``local``: only the current transaction)."""
     await conn.execute(
@@ -237,7 +225,7 @@ async def reset_session(conn: asyncpg.Connection) -> None:
 
 
 async def run_in_transaction(conn: asyncpg.Connection, schema: str, statements: list[str],
-                             settings: ExecutionSettings) -> None:
+                             settings: MigrationOptions) -> None:
     """Inside a transaction: set both timeouts and ``search_path`` locally, then run ``statements``."""
     await configure_session(conn, schema, settings, local=True)
     for sql in statements:
@@ -264,7 +252,7 @@ async def _run_online_step(conn: asyncpg.Connection, step: Step, fence: Fence | 
 
 
 async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration: Migration, owner: str,
-                            applied_by: str, settings: ExecutionSettings, *, claim: list[str],
+                            applied_by: str, settings: MigrationOptions, *, claim: list[str],
                             release: list[str], fence: Fence | None = None, dsn: str | None = None) -> None:
     """Apply ``migration`` and record it; on error the database is left as it was before it.
 
@@ -315,7 +303,7 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
 
 
 async def _failed(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, migration: Migration, version: str,
-                  done: list[Group], settings: ExecutionSettings, attempts: int, exc: BaseException) -> None:
+                  done: list[Group], settings: MigrationOptions, attempts: int, exc: BaseException) -> None:
     """Undo what completed, record the failure, raise one clear error."""
     message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
     undone = ""
@@ -399,7 +387,7 @@ def _cleanup_action(conn: asyncpg.Connection, group: Group) -> Callable[[], Awai
 
 
 async def _undo(conn: asyncpg.Connection, schema: str, migration: Migration, done: list[Group],
-                settings: ExecutionSettings) -> str:
+                settings: MigrationOptions) -> str:
     """Roll back the operations of ``done`` groups (newest first); says what happened."""
     touched = sorted({i for g in done for i, _ in g.steps}, reverse=True)
     statements = [sql for i in touched for sql in migration.operations[i].sql_down]

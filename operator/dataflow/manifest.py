@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -13,12 +12,10 @@ from dataflow.crd import crd, strict_schema, validator
 from dataflow.documents import MAX_MANIFEST_BYTES, MAX_YAML_NODES, load_yaml, read_documents, read_text, shorten
 from dataflow.durations import duration_ms
 from dataflow.errors import SchemaError
-from dataflow.executor import ExecutionSettings
 from dataflow.jsonfields import from_json
 from dataflow.modelfile import load_dataflow, load_models
 from dataflow.operations import Risk
-from dataflow.plan import PlanOptions
-from dataflow.reconcile import Policy
+from dataflow.options import MigrationOptions
 from dataflow.resource import DEFAULT_SECRET_KEY, Database, PolicySpec, Promotion
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
@@ -103,7 +100,7 @@ class Manifest:
     name: str
     namespace: str
     schema: Schema
-    policy: Policy
+    options: MigrationOptions
     secret_name: str
     secret_key: str
     promotion_after: str | None
@@ -134,36 +131,14 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
     meta, spec = doc["metadata"], doc["spec"]
     pol = from_json(PolicySpec, spec.get("policy") or {})
     db = from_json(Database, spec["database"])
-    execution = ExecutionSettings(
-        lock_timeout_ms=duration_ms(pol.lock_timeout, "spec.policy.lockTimeout"),
-        statement_timeout_ms=duration_ms(pol.statement_timeout, "spec.policy.statementTimeout"),
-        max_attempts=ExecutionSettings().max_attempts,
-    )
-    policy = Policy(
-        max_risk_level=Risk.parse(pol.max_risk_level, "spec.policy.maxRiskLevel"),
-        include_tables=pol.include_tables or None,
-        exclude_operations=pol.exclude_operations,
-        dry_run=pol.dry_run,
-        approved_plan=(meta.get("annotations") or {}).get(APPROVAL_ANNOTATION),
-        execution=execution,
-        planning=PlanOptions(**_allowed_functions(pol.allowed_functions)),
-    )
+    options = MigrationOptions.from_policy_spec(pol, (meta.get("annotations") or {}).get(APPROVAL_ANNOTATION))
     return Manifest(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",
         schema=Schema.from_dict({"tables": spec.get("tables") or []}, name=db.schema),
-        policy=policy,
+        options=options,
         secret_name=db.secret_ref.name,
         secret_key=db.secret_ref.key,
         promotion_after=from_json(Promotion, spec.get("promotion") or {}).after,
         drift_check_seconds=duration_ms(pol.drift_check_interval, "spec.policy.driftCheckInterval") / 1000,
     )
-
-
-def _allowed_functions(names: Iterable[str]) -> dict[str, frozenset[str]]:
-    """``allowed_functions`` for PlanOptions, when this engine's PlanOptions has that field."""
-    if not any(f.name == "allowed_functions" for f in dataclasses.fields(PlanOptions)):
-        return {}
-    return {"allowed_functions": frozenset(names)}
-
-

@@ -13,11 +13,12 @@ import asyncpg
 from dataflow.diff import compare_schemas
 from dataflow.introspect import DatabaseState
 from dataflow.operations import Change, Operation, Risk, RollbackStep
-from dataflow.ops import Context, kind_names, kind_of
+from dataflow.ops import Context, kind_of
 from dataflow.safety import (Facts, FunctionCatalog, count_rows, read_function_catalog, refuse_denied,
                              refuse_extension_functions)
 from dataflow.schema import Schema, Table
 from dataflow.errors import SchemaError
+from dataflow.options import MigrationOptions
 from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
 
@@ -105,43 +106,11 @@ def new_version(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime("migration_%Y%m%d_%H%M%S")
 
 
-def _check_filters(include_tables: Iterable[str] | None, exclude_operations: Iterable[str] | None) -> None:
-    known = kind_names()
-    for op in exclude_operations or ():
-        if op not in known:
-            raise SchemaError("exclude_operations", f"unknown operation {op!r}; known: {', '.join(known)}")
-    if isinstance(include_tables, str):
-        raise SchemaError("include_tables", "must be a list of table names, not a string")
-
-
 def filter_changes(changes: list[Change], include_tables: Iterable[str] | None,
                    exclude_operations: Iterable[str] | None) -> list[Change]:
     include = set(include_tables) if include_tables is not None else None
     exclude = set(exclude_operations or ())
     return [c for c in changes if (include is None or c.table in include) and c.kind not in exclude]
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """How the planner renders changes.
-
-    ``strategy``: "online" uses lock-friendly strategies on tables that have rows; "transactional"
-    runs plain DDL. ``backup``: keep data a destructive change removes in ``dataflow_backup``
-    (None: yes, for every destructive change). ``batch_size``: rows per backfill batch.
-    ``allowed_functions``: functions that reach outside the table (``pg_read_file``, ``dblink`` ...)
-    an expression may call all the same.
-    """
-
-    strategy: str = "online"
-    backup: bool | None = None
-    batch_size: int = 1000
-    allowed_functions: frozenset[str] = frozenset()  # lower-case names exempt from the deny-list
-
-    def __post_init__(self) -> None:
-        if self.strategy not in ("online", "transactional"):
-            raise SchemaError("strategy", f"must be 'online' or 'transactional', not {self.strategy!r}")
-        if int(self.batch_size) < 1:
-            raise SchemaError("batch_size", "must be at least 1")
 
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
@@ -208,14 +177,16 @@ async def build_migration(
     desired: Schema,
     owned: Iterable[str] = (),
     *,
-    include_tables: Iterable[str] | None = None,
-    exclude_operations: Iterable[str] | None = None,
-    options: PlanOptions = PlanOptions(),
+    options: MigrationOptions = MigrationOptions(),
 ) -> Migration:
-    """Diff, probe facts, grade and render: the migration that makes the database ``desired``."""
-    _check_filters(include_tables, exclude_operations)
+    """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
+
+    ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
+    and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
+    """
     catalog = await check_functions(conn, desired, options.allowed_functions)
-    changes = filter_changes(compare_schemas(state.schema, desired, owned), include_tables, exclude_operations)
+    changes = filter_changes(compare_schemas(state.schema, desired, owned), options.include_tables,
+                             options.exclude_operations)
     renamed = {c.table: old for c in changes if (old := kind_of(c.kind).renamed_from(c))}
     schema_hash = desired.hash()
     foreign_keys = tuple(state.foreign_keys)

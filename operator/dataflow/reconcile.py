@@ -12,13 +12,13 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from dataflow.errors import LockTimeout, MigrationFailed
-from dataflow.executor import CONNECTION_ERRORS, ExecutionSettings, execute_migration
+from dataflow.executor import CONNECTION_ERRORS, execute_migration
 from dataflow.introspect import introspect
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
-from dataflow.operations import Risk
 from dataflow.ops import kind_of
-from dataflow.plan import Migration, PlanOptions, build_migration, concerned_tables
+from dataflow.options import MigrationOptions
+from dataflow.plan import Migration, build_migration, concerned_tables
 from dataflow.schema import Schema
 
 log = logging.getLogger("dataflow.reconcile")
@@ -49,22 +49,6 @@ class Gate:
 
     kind: Refusal
     reason: str
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What may be applied without a person: the library's keyword arguments, the CRD's spec.policy."""
-
-    max_risk_level: Risk = Risk.MEDIUM
-    include_tables: tuple[str, ...] | None = None
-    exclude_operations: tuple[str, ...] = ()
-    dry_run: bool = False
-    approved_plan: str | None = None
-    data_loss_protection: bool = False
-    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
-    planning: PlanOptions = field(default_factory=PlanOptions)
-    lease_timeout_s: float = 300.0
-    lease_ttl_s: float = 30.0  # a holder that stops heart-beating loses the lease after this long
 
 
 @dataclass
@@ -105,7 +89,7 @@ def applied_by() -> str:
 
 
 async def plan(conn: asyncpg.Connection, desired: Schema, owner: str,
-               policy: Policy) -> tuple[Migration, dict[str, str]]:
+               options: MigrationOptions) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
     Read-only: a missing schema means no tables yet, missing ledger tables mean no owners yet.
@@ -114,38 +98,37 @@ async def plan(conn: asyncpg.Connection, desired: Schema, owner: str,
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
-    migration = await build_migration(conn, state, desired, mine, include_tables=policy.include_tables,
-                                      exclude_operations=policy.exclude_operations, options=policy.planning)
+    migration = await build_migration(conn, state, desired, mine, options=options)
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 
 
-def gate(migration: Migration, policy: Policy) -> Gate | None:
+def gate(migration: Migration, options: MigrationOptions) -> Gate | None:
     """Why policy refuses ``migration`` without a person, or None when it may apply."""
-    if policy.approved_plan and policy.approved_plan == migration.plan_hash:
+    if options.approved_plan and options.approved_plan == migration.plan_hash:
         return None
-    refusal = _policy_refusal(migration, policy)
-    if refusal is not None and policy.approved_plan:
-        return Gate(Refusal.APPROVAL_MISMATCH, f"the approval for plan {policy.approved_plan} does not match plan "
+    refusal = _policy_refusal(migration, options)
+    if refusal is not None and options.approved_plan:
+        return Gate(Refusal.APPROVAL_MISMATCH, f"the approval for plan {options.approved_plan} does not match plan "
                                                f"{migration.plan_hash}; {refusal.reason}")
     return refusal
 
 
-def _policy_refusal(migration: Migration, policy: Policy) -> Gate | None:
-    if policy.data_loss_protection:
+def _policy_refusal(migration: Migration, options: MigrationOptions) -> Gate | None:
+    if options.data_loss_protection:
         lossy = [op for op in migration.operations if op.assessment.data_loss or op.irreversible]
         if lossy:
             return Gate(Refusal.DATA_LOSS_PROTECTION, "data-loss protection: " + "; ".join(
                 f"{op.kind} {op.details}: {op.assessment.reason}" for op in lossy))
-    if migration.risk > policy.max_risk_level:
-        worst = [op for op in migration.operations if op.risk > policy.max_risk_level]
+    if migration.risk > options.max_risk_level:
+        worst = [op for op in migration.operations if op.risk > options.max_risk_level]
         reasons = "; ".join(f"{op.kind} {op.table}.{op.details}: {op.assessment.reason}" for op in worst)
         return Gate(Refusal.RISK_ABOVE_POLICY,
-                    f"risk {migration.safety_level} exceeds max_risk_level {policy.max_risk_level.name}: {reasons}")
+                    f"risk {migration.safety_level} exceeds max_risk_level {options.max_risk_level.name}: {reasons}")
     return None
 
 
-async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, policy: Policy,
+async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, options: MigrationOptions,
                     confirm: Confirm | None = None) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
@@ -155,36 +138,36 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
     applied and the result says so.
     """
     try:
-        preview, conflicts = await plan(conn, desired, owner, policy)
+        preview, conflicts = await plan(conn, desired, owner, options)
     except asyncpg.PostgresError as exc:
         if conn.is_closed():
             raise
         # another applier changed the schema while we read it; without a preview to show, only the
         # unattended path can go on, and it re-plans under the lease anyway
         reason = f"planning failed, the schema changed while it was read ({type(exc).__name__}: {exc}); plan again"
-        if policy.dry_run or confirm is not None:
+        if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
-        return await _apply(conn, dsn, desired, owner, policy, None, None)
+        return await _apply(conn, dsn, desired, owner, options, None, None)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
-        if not policy.dry_run and await Ledger(desired.name).has_running(conn, owner):
+        if not options.dry_run and await Ledger(desired.name).has_running(conn, owner):
             # a process died after its last step but before recording it: close that attempt under the lease
-            return await _apply(conn, dsn, desired, owner, policy, preview, None)
+            return await _apply(conn, dsn, desired, owner, options, preview, None)
         return Result(Outcome.IN_SYNC, preview, "database matches the schema")
-    if policy.dry_run:
+    if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
     shown = None  # the plan a person saw, which the applied one must equal
     if confirm is not None:
         shown = preview
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
-        if gate(preview, policy) is None and not await confirm(preview):
+        if gate(preview, options) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
-    return await _apply(conn, dsn, desired, owner, policy, preview, shown)
+    return await _apply(conn, dsn, desired, owner, options, preview, shown)
 
 
-async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, policy: Policy,
+async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, options: MigrationOptions,
                  preview: Migration | None, shown: Migration | None) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
 
@@ -193,9 +176,9 @@ async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, own
     ledger = Ledger(desired.name)
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
-        lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=policy.lease_ttl_s)
-        async with lease.hold(conn, timeout=policy.lease_timeout_s, heartbeat_dsn=dsn):
-            return await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, policy, shown)
+        lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
+        async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
+            return await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, options, shown)
     except (MigrationFailed, LockTimeout) as exc:
         return Result(Outcome.FAILED, preview, str(exc))
     except CONNECTION_ERRORS as exc:
@@ -206,37 +189,37 @@ async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, own
 
 
 async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, lease: MigrationLease,
-                             desired: Schema, owner: str, policy: Policy, shown: Migration | None) -> Result:
+                             desired: Schema, owner: str, options: MigrationOptions, shown: Migration | None) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease."""
     interrupted = await ledger.mark_interrupted(conn)
-    fresh, conflicts = await plan(conn, desired, owner, policy)
+    fresh, conflicts = await plan(conn, desired, owner, options)
     if conflicts:
         return _conflict(fresh, conflicts)
     if not fresh.operations:
         if not interrupted:
             return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
-        await ledger.settle_ownership(conn, owner, _claimed(desired, policy))
+        await ledger.settle_ownership(conn, owner, _claimed(desired, options))
         return Result(Outcome.IN_SYNC, fresh, f"database matches the schema; closed {interrupted} attempt(s) "
                                               "that a stopped process left running")
-    refusal = gate(fresh, policy)
+    refusal = gate(fresh, options)
     if refusal:
         await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal.reason)
-        return Result(Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=policy.approved_plan)
+        return Result(Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=options.approved_plan)
     if shown is not None and fresh.checksum != shown.checksum:
         return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again",
                       refusal=Refusal.PLAN_CHANGED, approved_plan=shown.plan_hash)
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
-    claim = _claimed(desired, policy)
-    await execute_migration(conn, ledger, fresh, owner, applied_by(), policy.execution, claim=claim, release=released,
+    claim = _claimed(desired, options)
+    await execute_migration(conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released,
                             fence=lease, dsn=dsn)
     return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
 
 
-def _claimed(desired: Schema, policy: Policy) -> list[str]:
-    """The tables an apply of ``desired`` under ``policy`` makes this owner's."""
-    if policy.include_tables is None:
+def _claimed(desired: Schema, options: MigrationOptions) -> list[str]:
+    """The tables an apply of ``desired`` under ``options`` makes this owner's."""
+    if options.include_tables is None:
         return list(desired.table_names)
-    return [t for t in desired.table_names if t in policy.include_tables]
+    return [t for t in desired.table_names if t in options.include_tables]
 
 
 def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:

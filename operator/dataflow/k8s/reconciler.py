@@ -118,7 +118,7 @@ async def _promotion_gate(manifest: Manifest, schema_hash: str, read_peer: PeerR
 async def _reconcile_database(dsn: str, manifest: Manifest) -> Result:
     conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
     try:
-        return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.policy)
+        return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.options)
     finally:
         await conn.close()
 
@@ -152,8 +152,8 @@ def _verdict(result: Result, manifest: Manifest, redact: Redactor) -> str:
     if result.outcome is Outcome.CONFLICT:
         return f"Blocked: {redact(result.reason)}."
     if result.needs_approval and m is not None:
-        why = (f"exceed maxRiskLevel {manifest.policy.max_risk_level.name}"
-               if result.refusal is not Refusal.DATA_LOSS_PROTECTION and m.risk > manifest.policy.max_risk_level
+        why = (f"exceed maxRiskLevel {manifest.options.max_risk_level.name}"
+               if result.refusal is not Refusal.DATA_LOSS_PROTECTION and m.risk > manifest.options.max_risk_level
                else "would lose data (dataLossProtection)")
         note = (f" The approval for plan {result.approved_plan} does not match this plan."
                 if result.refusal is Refusal.APPROVAL_MISMATCH else "")

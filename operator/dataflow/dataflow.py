@@ -125,13 +125,15 @@ class DataFlow:
         """A URL given here is checked at once; DATABASE_URL and the embedded server when connecting."""
         if url is not None:
             validate_dsn(url)
-        self._url, self._dsn = url, None
+        self._url: str | None = url
+        self._dsn: str | None = None
 
     @property
     def dsn(self) -> str:
-        if self._dsn is None:
-            self._dsn = resolve_dsn(self._url)
-        return self._dsn
+        dsn = self._dsn
+        if dsn is None:
+            dsn = self._dsn = resolve_dsn(self._url)
+        return dsn
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -216,10 +218,11 @@ class DataFlow:
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
             self._report(result)
-            if result.outcome is Outcome.APPLIED and options.validate_after_migration:
+            applied = result.migration if result.outcome is Outcome.APPLIED else None
+            if applied is not None and options.validate_after_migration:
                 again, _ = await plan(conn, desired, self.owner, options)
                 if again.operations:
-                    raise MigrationFailed(f"after {result.migration.version} the database still differs: {again.description}")
+                    raise MigrationFailed(f"after {applied.version} the database still differs: {again.description}")
         migrations = [result.migration] if result.migration and result.migration.operations else []
         return result.success, migrations
 

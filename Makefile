@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	cd examples/quickstart && ../../$(PY) quickstart.py
 
+LINTED := operator tests bench examples
+
 test: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 # the CRD (operator/dataflow/resources/crd.yaml and the chart's copy) and docs/canonical-schema.md's field tables

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,9 +27,11 @@ async def reachable_server(url: str) -> str | None:
     """``url`` when a server answers there, else None (the caller falls back to the embedded one)."""
     try:
         conn = await asyncpg.connect(url, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-        print(f"# no server at {redact(url)} ({type(exc).__name__}: {exc}); using the embedded server",
-              file=sys.stderr)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        print(
+            f"# no server at {redact(url)} ({type(exc).__name__}: {exc}); using the embedded server",
+            file=sys.stderr,
+        )
         return None
     await conn.close()
     return url

@@ -45,14 +45,12 @@ import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
 from urllib.parse import urlsplit
 
 import asyncpg
-
-from common import reachable_server, redact, with_database
 from rich.console import Console
 
+from common import reachable_server, redact, with_database
 from dataflow import DataFlow, Field
 from dataflow.introspect import introspect
 
@@ -64,6 +62,7 @@ DB_PREFIX = "dataflow_bench_online_"
 
 
 # --------------------------------------------------------------------------- the models
+
 
 def register_before(db: DataFlow) -> None:
     """The schema before the migration."""
@@ -77,7 +76,7 @@ def register_before(db: DataFlow) -> None:
         email: str = Field(max_length=100)
         balance: int
         owner_id: int
-        note: Optional[str] = None
+        note: str | None = None
 
 
 def register_after(db: DataFlow) -> None:
@@ -85,19 +84,14 @@ def register_after(db: DataFlow) -> None:
 
     @db.model
     class Account:  # replaces the Account model registered before (same class name)
-        email: str = Field(max_length=200, unique=True)       # VARCHAR widening + unique constraint
-        balance: int = Field(index=True)                       # new index
-        owner_id: int = Field(references="owner.id")           # new foreign key
-        note: Optional[str] = None
-        status: str = "active"                                 # NOT NULL column with a default
+        email: str = Field(max_length=200, unique=True)  # VARCHAR widening + unique constraint
+        balance: int = Field(index=True)  # new index
+        owner_id: int = Field(references="owner.id")  # new foreign key
+        note: str | None = None
+        status: str = "active"  # NOT NULL column with a default
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-
-
-
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -119,10 +113,20 @@ def engine_version() -> str:
 
     src = Path(dataflow.__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return f"{src} at {sha}" + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return str(src)
@@ -134,10 +138,11 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- the writer
 
+
 @dataclass
 class WriterStats:
     latencies_ms: list[float] = field(default_factory=list)
-    completions: list[float] = field(default_factory=list)   # perf_counter() at each completion
+    completions: list[float] = field(default_factory=list)  # perf_counter() at each completion
     started: float = 0.0
     ended: float = 0.0
     errors: Counter = field(default_factory=Counter)
@@ -152,14 +157,22 @@ class WriterStats:
         counting the writer's start and end as completions."""
         points = [self.started, *self.completions, self.ended]
         best, at = 0.0, self.started
-        for a, b in zip(points, points[1:]):
+        for a, b in zip(points, points[1:], strict=False):
             if b - a > best:
                 best, at = b - a, a
         return best * 1000.0, at
 
 
-async def writer(dsn: str, rows: int, owners: int, run_id: str, stop, stats: WriterStats,
-                 max_writes: int, max_seconds: float) -> None:
+async def writer(
+    dsn: str,
+    rows: int,
+    owners: int,
+    run_id: str,
+    stop,
+    stats: WriterStats,
+    max_writes: int,
+    max_seconds: float,
+) -> None:
     """Alternate single-row UPDATEs of random ids and INSERTs until ``stop`` (bounded in count and time)."""
     conn = await asyncpg.connect(dsn)
     rng = random.Random(42)
@@ -176,8 +189,11 @@ async def writer(dsn: str, rows: int, owners: int, run_id: str, stop, stats: Wri
             if n % 2:
                 kind, sql, params = "UPDATE", update, (rng.randint(1, rows),)
             else:
-                kind, sql, params = "INSERT", insert, (f"w{n}.{run_id}@writer.example", rng.randint(0, 1_000_000),
-                                                       rng.randint(1, owners))
+                kind, sql, params = (
+                    "INSERT",
+                    insert,
+                    (f"w{n}.{run_id}@writer.example", rng.randint(0, 1_000_000), rng.randint(1, owners)),
+                )
             t0 = time.perf_counter()
             try:
                 await conn.execute(sql, *params)
@@ -194,8 +210,9 @@ async def writer(dsn: str, rows: int, owners: int, run_id: str, stop, stats: Wri
         await conn.close()
 
 
-def load_process(dsn: str, rows: int, owners: int, run_id: str, ready, stop, results,
-                 max_writes: int, max_seconds: float) -> None:
+def load_process(
+    dsn: str, rows: int, owners: int, run_id: str, ready, stop, results, max_writes: int, max_seconds: float
+) -> None:
     """The writer and the activity sampler, in a process of their own: the migration's Python work
     (planning, preview) cannot delay them, so a stall measured here is the database's."""
 
@@ -207,8 +224,15 @@ def load_process(dsn: str, rows: int, owners: int, run_id: str, ready, stop, res
         await asyncio.sleep(0.1)
         ready.set()
         await asyncio.gather(task, watch)
-        return {"latencies_ms": stats.latencies_ms, "completions": stats.completions, "started": stats.started,
-                "ended": stats.ended, "errors": dict(stats.errors), "slowest": stats.slowest, **activity}
+        return {
+            "latencies_ms": stats.latencies_ms,
+            "completions": stats.completions,
+            "started": stats.started,
+            "ended": stats.ended,
+            "errors": dict(stats.errors),
+            "slowest": stats.slowest,
+            **activity,
+        }
 
     try:
         results.put(asyncio.run(run()))
@@ -217,6 +241,7 @@ def load_process(dsn: str, rows: int, owners: int, run_id: str, ready, stop, res
 
 
 # --------------------------------------------------------------------------- one scenario
+
 
 @dataclass
 class Result:
@@ -251,12 +276,16 @@ async def seed(dsn: str, rows: int, owners: int) -> float:
     try:
         t0 = time.perf_counter()
         await conn.execute(
-            "INSERT INTO owner (name) SELECT 'owner ' || g FROM generate_series(1, $1) g", owners)
+            "INSERT INTO owner (name) SELECT 'owner ' || g FROM generate_series(1, $1) g", owners
+        )
         await conn.execute(
             "INSERT INTO account (email, balance, owner_id, note)"
             " SELECT 'user' || g || '@example.com', (g::bigint * 7919) % 1000003, 1 + (g % $2),"
             "        CASE WHEN g % 10 = 0 THEN 'note ' || g END"
-            " FROM generate_series(1, $1) g", rows, owners)
+            " FROM generate_series(1, $1) g",
+            rows,
+            owners,
+        )
         await conn.execute("ANALYZE owner")
         await conn.execute("ANALYZE account")
         return time.perf_counter() - t0
@@ -264,8 +293,9 @@ async def seed(dsn: str, rows: int, owners: int) -> float:
         await conn.close()
 
 
-async def run_scenario(admin_dsn: str, strategy: str, run_id: str, args: argparse.Namespace,
-                       created: list[str]) -> Result:
+async def run_scenario(
+    admin_dsn: str, strategy: str, run_id: str, args: argparse.Namespace, created: list[str]
+) -> Result:
     name = f"{DB_PREFIX}{run_id}_{strategy}"
     res = Result(strategy, name)
     conn = await asyncpg.connect(admin_dsn)
@@ -288,9 +318,12 @@ async def run_scenario(admin_dsn: str, strategy: str, run_id: str, args: argpars
     register_after(db)
     ctx = multiprocessing.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=load_process, name=f"writer-{strategy}", daemon=True,
-                       args=(dsn, args.rows, args.owners, run_id, ready, stop, results,
-                             args.max_writes, args.max_seconds))
+    proc = ctx.Process(
+        target=load_process,
+        name=f"writer-{strategy}",
+        daemon=True,
+        args=(dsn, args.rows, args.owners, run_id, ready, stop, results, args.max_writes, args.max_seconds),
+    )
     proc.start()
     try:
         if not await asyncio.to_thread(ready.wait, 60):
@@ -298,7 +331,9 @@ async def run_scenario(admin_dsn: str, strategy: str, run_id: str, args: argpars
         await asyncio.sleep(args.warmup)
         m0 = time.perf_counter()
         try:
-            success, migrations = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH", show_sql=True)
+            success, migrations = await db.auto_migrate(
+                auto_confirm=True, max_risk_level="HIGH", show_sql=True
+            )
             res.success = bool(success and migrations)
             if not migrations:
                 res.error = "auto_migrate found nothing to apply"
@@ -319,8 +354,14 @@ async def run_scenario(admin_dsn: str, strategy: str, run_id: str, args: argpars
     res.preview = out.getvalue()
     res.statements = data.get("statements", [])
     res.server_log = data.get("lock_waits", [])
-    stats = WriterStats(data["latencies_ms"], data["completions"], data["started"], data["ended"],
-                        Counter(data["errors"]), data["slowest"])
+    stats = WriterStats(
+        data["latencies_ms"],
+        data["completions"],
+        data["started"],
+        data["ended"],
+        Counter(data["errors"]),
+        data["slowest"],
+    )
 
     res.stall_ms, stall_at = stats.longest_stall()
     res.stall_at_s = stall_at - m0
@@ -331,8 +372,10 @@ async def run_scenario(admin_dsn: str, strategy: str, run_id: str, args: argpars
     res.writes_during_migration = sum(m0 <= t <= m1 for t in stats.completions)
     res.errors = stats.errors
     res.slowest = sorted(((ms, kind, t - m0) for ms, kind, t in stats.slowest), reverse=True)[:5]
-    log(f"[{strategy}] migration {'applied' if res.success else 'FAILED'} in {res.migration_s:.2f}s; "
-        f"longest stall {res.stall_ms:.1f} ms, {res.writes:,} writes, {sum(res.errors.values())} errors")
+    log(
+        f"[{strategy}] migration {'applied' if res.success else 'FAILED'} in {res.migration_s:.2f}s; "
+        f"longest stall {res.stall_ms:.1f} ms, {res.writes:,} writes, {sum(res.errors.values())} errors"
+    )
     return res
 
 
@@ -345,13 +388,23 @@ async def watch_activity(dsn: str, out: dict, stop) -> None:
     try:
         while not stop.is_set():
             for r in await conn.fetch(
-                    "SELECT query, state, wait_event_type, wait_event, backend_type FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"):
+                "SELECT query, state, wait_event_type, wait_event, backend_type FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ):
                 q = " ".join((r["query"] or "").split())[:160]
                 if r["wait_event_type"] == "Lock":
                     waits[f"{r['wait_event']}: {q[:90]}"] += 1
-                if q and not q.startswith(("UPDATE account SET balance", "INSERT INTO account (email, balance, owner_id) VALUES ($1")) \
-                        and r["state"] == "active" and r["backend_type"] == "client backend":
+                if (
+                    q
+                    and not q.startswith(
+                        (
+                            "UPDATE account SET balance",
+                            "INSERT INTO account (email, balance, owner_id) VALUES ($1",
+                        )
+                    )
+                    and r["state"] == "active"
+                    and r["backend_type"] == "client backend"
+                ):
                     seen.setdefault(q, None)
             await asyncio.sleep(0.05)
     finally:
@@ -364,16 +417,28 @@ async def final_state(dsn: str) -> tuple[object, list[str]]:
     conn = await asyncpg.connect(dsn)
     try:
         state = await introspect(conn, "public")
-        problems = [f"invalid index {r['n']}" for r in await conn.fetch(
-            "SELECT c.relname AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'public' AND NOT i.indisvalid")]
-        problems += [f"constraint {r['n']} NOT VALID" for r in await conn.fetch(
-            "SELECT conname AS n FROM pg_constraint c JOIN pg_namespace s ON s.oid = c.connamespace"
-            " WHERE s.nspname = 'public' AND NOT c.convalidated")]
-        problems += [f"leftover {r['n']}" for r in await conn.fetch(
-            "SELECT relname AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace"
-            " WHERE s.nspname = 'public' AND c.relkind IN ('r','i') AND relname NOT LIKE 'dataflow\\_%'"
-            " AND relname NOT LIKE 'account%' AND relname NOT LIKE 'owner%'")]
+        problems = [
+            f"invalid index {r['n']}"
+            for r in await conn.fetch(
+                "SELECT c.relname AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'public' AND NOT i.indisvalid"
+            )
+        ]
+        problems += [
+            f"constraint {r['n']} NOT VALID"
+            for r in await conn.fetch(
+                "SELECT conname AS n FROM pg_constraint c JOIN pg_namespace s ON s.oid = c.connamespace"
+                " WHERE s.nspname = 'public' AND NOT c.convalidated"
+            )
+        ]
+        problems += [
+            f"leftover {r['n']}"
+            for r in await conn.fetch(
+                "SELECT relname AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace"
+                " WHERE s.nspname = 'public' AND c.relkind IN ('r','i') AND relname NOT LIKE 'dataflow\\_%'"
+                " AND relname NOT LIKE 'account%' AND relname NOT LIKE 'owner%'"
+            )
+        ]
         nulls = await conn.fetchval("SELECT count(*) FROM account WHERE status IS NULL")
         if nulls:
             problems.append(f"{nulls} accounts with status NULL")
@@ -384,17 +449,37 @@ async def final_state(dsn: str) -> tuple[object, list[str]]:
 
 # --------------------------------------------------------------------------- the run
 
+
 def fmt(x: float, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
 
 
 def render(results: list[Result]) -> str:
-    header = ("strategy", "longest writer stall ms", "p99 write latency ms", "writes done", "migration wall time s")
-    rows = [(r.strategy + ("" if r.success else " (FAILED)"), fmt(r.stall_ms), fmt(r.p99_ms, 2), f"{r.writes:,}",
-             fmt(r.migration_s, 2)) for r in results]
+    header = (
+        "strategy",
+        "longest writer stall ms",
+        "p99 write latency ms",
+        "writes done",
+        "migration wall time s",
+    )
+    rows = [
+        (
+            r.strategy + ("" if r.success else " (FAILED)"),
+            fmt(r.stall_ms),
+            fmt(r.p99_ms, 2),
+            f"{r.writes:,}",
+            fmt(r.migration_s, 2),
+        )
+        for r in results
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                          for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "| " + " | ".join(padded) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
@@ -403,6 +488,7 @@ async def main(args: argparse.Namespace) -> int:
     url = await reachable_server(args.database_url)
     if url is None:
         from dataflow.embedded import embedded_dsn
+
         url = embedded_dsn()
     run_id = args.run_id = uuid.uuid4().hex[:8]
     args.schemas_identical = None
@@ -427,24 +513,32 @@ async def main(args: argparse.Namespace) -> int:
             await conn.close()
 
     print()
-    print(f"Online DDL: writer stalls during one migration of `account` ({args.rows:,} rows, "
-          f"{args.owners:,} owners), batch_size {args.batch_size}, lock_timeout_ms {args.lock_timeout_ms} (online)")
-    print(f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
-          f"PostgreSQL {server_version}, server {redact(urlsplit(url).hostname or '?')}")
+    print(
+        f"Online DDL: writer stalls during one migration of `account` ({args.rows:,} rows, "
+        f"{args.owners:,} owners), batch_size {args.batch_size}, lock_timeout_ms {args.lock_timeout_ms} (online)"
+    )
+    print(
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+        f"PostgreSQL {server_version}, server {redact(urlsplit(url).hostname or '?')}"
+    )
     print(f"Engine: {engine_version()}")
     print()
     print(render(results))
     print()
     for r in results:
-        print(f"{r.strategy}: p50 {fmt(r.p50_ms, 2)} ms, slowest statement {fmt(r.max_ms)} ms, "
-              f"{r.writes_during_migration:,} writes completed during the migration, longest stall began "
-              f"{fmt(r.stall_at_s, 2)} s after the migration started; seeding took {fmt(r.seed_s)} s")
+        print(
+            f"{r.strategy}: p50 {fmt(r.p50_ms, 2)} ms, slowest statement {fmt(r.max_ms)} ms, "
+            f"{r.writes_during_migration:,} writes completed during the migration, longest stall began "
+            f"{fmt(r.stall_at_s, 2)} s after the migration started; seeding took {fmt(r.seed_s)} s"
+        )
         if r.error:
             print(f"  migration error: {r.error}")
         for e, n in r.errors.most_common(5):
             print(f"  writer error x{n}: {e}")
         if r.slowest:
-            print("  slowest writes: " + "; ".join(f"{ms:.0f} ms {k} at +{at:.2f}s" for ms, k, at in r.slowest))
+            print(
+                "  slowest writes: " + "; ".join(f"{ms:.0f} ms {k} at +{at:.2f}s" for ms, k, at in r.slowest)
+            )
         for w in r.server_log:
             print(f"  lock wait seen (pg_stat_activity, 50 ms samples) {w}")
         if args.show_sql:
@@ -460,10 +554,12 @@ async def main(args: argparse.Namespace) -> int:
         ratio = tx.stall_ms / on.stall_ms if on.stall_ms and on.stall_ms > 0 else math.nan
         print()
         print(f"ratio of longest stalls (transactional / online): {fmt(ratio)}x")
-        met = (on.success and tx.success and on.stall_ms <= TARGET_STALL_MS and ratio >= TARGET_RATIO)
-        print(f"target (longest stall <= {TARGET_STALL_MS:.0f} ms with DataFlow online and >= {TARGET_RATIO:.0f}x "
-              f"below plain DDL): {'MET' if met else 'NOT MET'} "
-              f"(online {fmt(on.stall_ms)} ms, ratio {fmt(ratio)}x)")
+        met = on.success and tx.success and on.stall_ms <= TARGET_STALL_MS and ratio >= TARGET_RATIO
+        print(
+            f"target (longest stall <= {TARGET_STALL_MS:.0f} ms with DataFlow online and >= {TARGET_RATIO:.0f}x "
+            f"below plain DDL): {'MET' if met else 'NOT MET'} "
+            f"(online {fmt(on.stall_ms)} ms, ratio {fmt(ratio)}x)"
+        )
         same = schemas["online"] == schemas["transactional"]
         args.schemas_identical = same
         print(f"final schemas (dataflow.introspect): {'identical' if same else 'DIFFERENT'}")
@@ -471,7 +567,9 @@ async def main(args: argparse.Namespace) -> int:
             a, b = schemas["online"], schemas["transactional"]
             for name in sorted(set(a.table_names) | set(b.table_names)):
                 if a.table(name) != b.table(name):
-                    print(f"  table {name}:\n    online:        {a.table(name)}\n    transactional: {b.table(name)}")
+                    print(
+                        f"  table {name}:\n    online:        {a.table(name)}\n    transactional: {b.table(name)}"
+                    )
     for s, p in problems.items():
         print(f"{s}: {'; '.join(p) if p else 'no invalid indexes, unvalidated constraints or leftovers'}")
     return 0 if all(r.success for r in results) and args.schemas_identical is not False else 1
@@ -479,19 +577,28 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--database-url", default=os.environ.get("DATAFLOW_BENCH_DATABASE_URL", DEFAULT_URL),
-                   help="server to create the scratch databases on (default $DATAFLOW_BENCH_DATABASE_URL, else "
-                        f"{DEFAULT_URL}; the embedded server when none answers)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATAFLOW_BENCH_DATABASE_URL", DEFAULT_URL),
+        help="server to create the scratch databases on (default $DATAFLOW_BENCH_DATABASE_URL, else "
+        f"{DEFAULT_URL}; the embedded server when none answers)",
+    )
     p.add_argument("--rows", type=int, default=1_000_000, help="accounts to seed (default 1000000)")
     p.add_argument("--owners", type=int, default=1000, help="owners to seed (default 1000)")
-    p.add_argument("--batch-size", type=int, default=10_000, help="online strategy's batch size (default 10000)")
-    p.add_argument("--lock-timeout-ms", type=int, default=500, help="online strategy's lock timeout (default 500)")
+    p.add_argument(
+        "--batch-size", type=int, default=10_000, help="online strategy's batch size (default 10000)"
+    )
+    p.add_argument(
+        "--lock-timeout-ms", type=int, default=500, help="online strategy's lock timeout (default 500)"
+    )
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     p.add_argument("--warmup", type=float, default=1.0, help="seconds the writer runs before the migration")
     p.add_argument("--tail", type=float, default=1.0, help="seconds the writer runs after the migration")
     p.add_argument("--max-writes", type=int, default=2_000_000, help="bound on the writer's statements")
     p.add_argument("--max-seconds", type=float, default=600.0, help="bound on the writer's time")
-    p.add_argument("--show-sql", action="store_true", help="print the preview and the statements seen running")
+    p.add_argument(
+        "--show-sql", action="store_true", help="print the preview and the statements seen running"
+    )
     return p.parse_args(argv)
 
 

@@ -44,7 +44,6 @@ from pathlib import Path
 import asyncpg
 
 from common import reachable_server, redact, with_database
-
 from dataflow.introspect import introspect
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions
@@ -98,8 +97,11 @@ def build_schema(n_tables: int, seed: int = 200) -> Schema:
                 ref = table_name(rng.randrange(0, i))
                 col = f"ref{k}_id"
                 columns.append(Column(col, "BIGINT", nullable=rng.random() < 0.7))
-                on_delete = rng.choice(("NO ACTION", "CASCADE", "RESTRICT")) if not columns[-1].nullable \
+                on_delete = (
+                    rng.choice(("NO ACTION", "CASCADE", "RESTRICT"))
+                    if not columns[-1].nullable
                     else rng.choice(("NO ACTION", "CASCADE", "SET NULL"))
+                )
                 fks.append(ForeignKey(f"{t}_{col}_fkey", (col,), ref, ("id",), on_delete=on_delete))
         target = rng.randint(8, 15)
         for k in range(max(1, target - len(columns))):
@@ -117,8 +119,17 @@ def build_schema(n_tables: int, seed: int = 200) -> Schema:
             indexes.append(Index(f"{t}_ref0_idx", ("ref0_id",)))
         uniques = [Unique(f"{t}_code_key", ("code",))] if rng.random() < 0.5 else []
         checks = [Check(f"{t}_amount_check", "amount >= 0")] if rng.random() < 0.7 else []
-        tables.append(Table(t, tuple(columns), primary_key=("id",), indexes=tuple(indexes),
-                            uniques=tuple(uniques), foreign_keys=tuple(fks), checks=tuple(checks)))
+        tables.append(
+            Table(
+                t,
+                tuple(columns),
+                primary_key=("id",),
+                indexes=tuple(indexes),
+                uniques=tuple(uniques),
+                foreign_keys=tuple(fks),
+                checks=tuple(checks),
+            )
+        )
     return Schema(tables=tuple(tables), name="public").normalised()
 
 
@@ -135,7 +146,9 @@ def modify_schema(schema: Schema, count: int = MODIFIED_TABLES) -> tuple[Schema,
         if kind == "ADD_COLUMN":
             t = replace(t, columns=t.columns + (Column("note", "TEXT"),))
         elif kind == "SET_DEFAULT":
-            t = replace(t, columns=tuple(replace(c, default="1") if c.name == "amount" else c for c in t.columns))
+            t = replace(
+                t, columns=tuple(replace(c, default="1") if c.name == "amount" else c for c in t.columns)
+            )
         elif kind == "CREATE_INDEX":
             t = replace(t, indexes=t.indexes + (Index(f"{t.name}_code_idx", ("code",)),))
         else:  # DROP_COLUMN: the last filler column (never indexed or constrained)
@@ -147,6 +160,7 @@ def modify_schema(schema: Schema, count: int = MODIFIED_TABLES) -> tuple[Schema,
 
 
 # --------------------------------------------------------------------------- measuring helpers
+
 
 @dataclass
 class Row:
@@ -196,15 +210,9 @@ async def count_queries(conn: asyncpg.Connection, fn) -> int:
     return counter.count
 
 
-
-
-
-
-
-
 # --------------------------------------------------------------------------- the peer
 
-_MIGRA_RUNNER = r'''
+_MIGRA_RUNNER = r"""
 import json, statistics, sys, time, warnings
 warnings.filterwarnings("ignore")
 from importlib.metadata import version
@@ -238,9 +246,9 @@ with S(cur) as s0, S(tgt) as s1:
     count[0] = 0; get_inspector(s0); alone_rt = count[0]
 out.update(full=full, alone=alone, full_rt=full_rt, alone_rt=alone_rt, statements=len(stmts), sql=stmts)
 print(json.dumps(out))
-'''
+"""
 
-_ALEMBIC_RUNNER = r'''
+_ALEMBIC_RUNNER = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 from importlib.metadata import version
@@ -276,7 +284,7 @@ with engine.connect() as conn:
 out.update(full=full, alone=alone, full_rt=full_rt, alone_rt=alone_rt, statements=len(diffs),
            sql=[repr(d) for d in diffs])
 print(json.dumps(out))
-'''
+"""
 
 PEERS = {
     "migra": (("migra", "sqlalchemy<2", "psycopg2-binary"), _MIGRA_RUNNER),
@@ -295,8 +303,11 @@ def peer_python(venv: Path, peer: str) -> Path | None:
     if not py.exists():
         if subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode != 0:
             return None
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         print(f"# pip could not install {peer}: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -304,7 +315,7 @@ def peer_python(venv: Path, peer: str) -> Path | None:
 
 
 def run_peer(venv: Path, cur: str, tgt: str, runs: int, choice: str = "auto") -> tuple[str, dict] | None:
-    for peer in (("migra", "alembic") if choice == "auto" else (choice,)):
+    for peer in ("migra", "alembic") if choice == "auto" else (choice,):
         py = peer_python(venv if peer == "migra" else venv.with_name(venv.name + "-alembic"), peer)
         if py is None:
             continue
@@ -312,7 +323,9 @@ def run_peer(venv: Path, cur: str, tgt: str, runs: int, choice: str = "auto") ->
         with tempfile.NamedTemporaryFile("w", suffix=f"_{peer}_runner.py", delete=False) as f:
             f.write(code)
         try:
-            r = subprocess.run([str(py), f.name, cur, tgt, str(runs)], capture_output=True, text=True, timeout=3600)
+            r = subprocess.run(
+                [str(py), f.name, cur, tgt, str(runs)], capture_output=True, text=True, timeout=3600
+            )
         finally:
             os.unlink(f.name)
         if r.returncode == 0:
@@ -322,6 +335,7 @@ def run_peer(venv: Path, cur: str, tgt: str, runs: int, choice: str = "auto") ->
 
 
 # --------------------------------------------------------------------------- the run
+
 
 async def create_db(admin_dsn: str, name: str) -> None:
     conn = await asyncpg.connect(admin_dsn)
@@ -356,6 +370,7 @@ async def main(args: argparse.Namespace) -> int:
     url = await reachable_server(args.database_url)
     if url is None:
         from dataflow.embedded import embedded_dsn
+
         url = embedded_dsn()
     base = build_schema(args.tables)
     desired, kinds = modify_schema(base, min(MODIFIED_TABLES, args.tables))
@@ -383,8 +398,10 @@ async def main(args: argparse.Namespace) -> int:
             server_version = await conn.fetchval("SHOW server_version")
             baseline, _ = await plan(conn, base, OWNER, POLICY)
             if baseline.operations:
-                notes.append(f"WARNING: re-planning the applied schema is not empty ({len(baseline.operations)} "
-                             f"operations: {baseline.description[:300]})")
+                notes.append(
+                    f"WARNING: re-planning the applied schema is not empty ({len(baseline.operations)} "
+                    f"operations: {baseline.description[:300]})"
+                )
             migration, conflicts = await plan(conn, desired, OWNER, POLICY)  # warm-up
             statements = len(migration.sql_up)
 
@@ -401,31 +418,82 @@ async def main(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-        rows.append(Row("DataFlow", "plan(): ledger check + introspect + diff + safety probes + SQL",
-                        statistics.median(plan_ms), p95(plan_ms), str(plan_rt), str(statements)))
-        rows.append(Row("DataFlow", "introspect() of the whole schema alone",
-                        statistics.median(intro_ms), p95(intro_ms), str(intro_rt), "-"))
+        rows.append(
+            Row(
+                "DataFlow",
+                "plan(): ledger check + introspect + diff + safety probes + SQL",
+                statistics.median(plan_ms),
+                p95(plan_ms),
+                str(plan_rt),
+                str(statements),
+            )
+        )
+        rows.append(
+            Row(
+                "DataFlow",
+                "introspect() of the whole schema alone",
+                statistics.median(intro_ms),
+                p95(intro_ms),
+                str(intro_rt),
+                "-",
+            )
+        )
 
-        peer = None if args.no_peer else run_peer(Path(args.peer_venv), cur_dsn, tgt_dsn, args.runs, args.peer)
+        peer = (
+            None if args.no_peer else run_peer(Path(args.peer_venv), cur_dsn, tgt_dsn, args.runs, args.peer)
+        )
         peer_label = "none"
         if peer is None:
-            notes.append("peer: not run" + (" (--no-peer)" if args.no_peer else " (no peer could be installed or run; see stderr)"))
+            notes.append(
+                "peer: not run"
+                + (" (--no-peer)" if args.no_peer else " (no peer could be installed or run; see stderr)")
+            )
         else:
             name, out = peer
             v = out["versions"]
             peer_label = ", ".join(f"{k} {val}" for k, val in v.items())
             if name == "migra":
-                rows.append(Row(f"migra {v['migra']}", "inspect current + target DB (schemainspect), diff, SQL",
-                                statistics.median(out["full"]), p95(out["full"]), str(out["full_rt"]),
-                                str(out["statements"])))
-                rows.append(Row(f"schemainspect {v['schemainspect']}", "inspect the current DB alone",
-                                statistics.median(out["alone"]), p95(out["alone"]), str(out["alone_rt"]), "-"))
+                rows.append(
+                    Row(
+                        f"migra {v['migra']}",
+                        "inspect current + target DB (schemainspect), diff, SQL",
+                        statistics.median(out["full"]),
+                        p95(out["full"]),
+                        str(out["full_rt"]),
+                        str(out["statements"]),
+                    )
+                )
+                rows.append(
+                    Row(
+                        f"schemainspect {v['schemainspect']}",
+                        "inspect the current DB alone",
+                        statistics.median(out["alone"]),
+                        p95(out["alone"]),
+                        str(out["alone_rt"]),
+                        "-",
+                    )
+                )
             else:
-                rows.append(Row(f"alembic {v['alembic']}", "compare_metadata: reflect current DB, diff vs metadata",
-                                statistics.median(out["full"]), p95(out["full"]), str(out["full_rt"]),
-                                f"{out['statements']} diffs"))
-                rows.append(Row(f"SQLAlchemy {v['SQLAlchemy']}", "MetaData.reflect() of the current DB alone",
-                                statistics.median(out["alone"]), p95(out["alone"]), str(out["alone_rt"]), "-"))
+                rows.append(
+                    Row(
+                        f"alembic {v['alembic']}",
+                        "compare_metadata: reflect current DB, diff vs metadata",
+                        statistics.median(out["full"]),
+                        p95(out["full"]),
+                        str(out["full_rt"]),
+                        f"{out['statements']} diffs",
+                    )
+                )
+                rows.append(
+                    Row(
+                        f"SQLAlchemy {v['SQLAlchemy']}",
+                        "MetaData.reflect() of the current DB alone",
+                        statistics.median(out["alone"]),
+                        p95(out["alone"]),
+                        str(out["alone_rt"]),
+                        "-",
+                    )
+                )
             if args.show_sql:
                 notes.append(f"{name} statements:\n  " + "\n  ".join(out["sql"]))
         if args.show_sql:
@@ -434,25 +502,35 @@ async def main(args: argparse.Namespace) -> int:
         if created:
             await drop_dbs(url, created)
 
-    print(f"# plan_200_tables: {args.tables} tables, {n_cols} columns, {n_idx} indexes, {n_fk} foreign keys, "
-          f"{n_uq} unique constraints, {n_ck} checks; applied once in {t_apply:.1f} s")
+    print(
+        f"# plan_200_tables: {args.tables} tables, {n_cols} columns, {n_idx} indexes, {n_fk} foreign keys, "
+        f"{n_uq} unique constraints, {n_ck} checks; applied once in {t_apply:.1f} s"
+    )
     print(f"# modified {sum(kinds.values())} tables: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
     print(f"# runs: {args.runs} (after one warm-up); p95 = nearest rank; times are wall clock per plan")
-    print(f"# machine: {platform.node()}, nproc {os.cpu_count()}, {platform.machine()}, "
-          f"Python {platform.python_version()}, PostgreSQL {server_version} at {redact(url)}")
+    print(
+        f"# machine: {platform.node()}, nproc {os.cpu_count()}, {platform.machine()}, "
+        f"Python {platform.python_version()}, PostgreSQL {server_version} at {redact(url)}"
+    )
     print(f"# peer: {peer[0] if peer else 'none'} ({peer_label})")
     print()
     header = ("tool", "what it does", "median ms", "p95 ms", "round trips", "statements planned")
     table = [header] + [
-        (r.tool, r.what, f"{r.median_ms:.1f}" if r.median_ms is not None else "-",
-         f"{r.p95_ms:.1f}" if r.p95_ms is not None else "-", r.round_trips, r.statements)
+        (
+            r.tool,
+            r.what,
+            f"{r.median_ms:.1f}" if r.median_ms is not None else "-",
+            f"{r.p95_ms:.1f}" if r.p95_ms is not None else "-",
+            r.round_trips,
+            r.statements,
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     for note in notes:
         print()
         print(note)
@@ -461,15 +539,25 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--database-url", default=os.environ.get("DATAFLOW_BENCH_DATABASE_URL") or DEFAULT_URL,
-                   help="server to create scratch databases on (default: $DATAFLOW_BENCH_DATABASE_URL, else "
-                        f"{DEFAULT_URL}; the embedded server when unreachable)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATAFLOW_BENCH_DATABASE_URL") or DEFAULT_URL,
+        help="server to create scratch databases on (default: $DATAFLOW_BENCH_DATABASE_URL, else "
+        f"{DEFAULT_URL}; the embedded server when unreachable)",
+    )
     p.add_argument("--tables", type=int, default=200)
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--peer-venv", default=str(DEFAULT_PEER_VENV),
-                   help="virtualenv for the peer tool (created and filled with pip when missing)")
-    p.add_argument("--peer", choices=("auto", "migra", "alembic"), default="auto",
-                   help="peer tool: migra when installable, else alembic (default auto)")
+    p.add_argument(
+        "--peer-venv",
+        default=str(DEFAULT_PEER_VENV),
+        help="virtualenv for the peer tool (created and filled with pip when missing)",
+    )
+    p.add_argument(
+        "--peer",
+        choices=("auto", "migra", "alembic"),
+        default="auto",
+        help="peer tool: migra when installable, else alembic (default auto)",
+    )
     p.add_argument("--no-peer", action="store_true", help="measure DataFlow only")
     p.add_argument("--show-sql", action="store_true", help="also print every tool's planned statements")
     args = p.parse_args(argv)

@@ -5,6 +5,7 @@ Supported: text with `{{ }}` actions and `{{-`/`-}}` trim markers, `{{/* comment
 root context), fields `.a.b` and `$.a.b`, string/integer/bool literals, and pipelines through
 `quote`, `default`, `toYaml`, `nindent`, `indent`. Anything else raises TemplateError.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ MISSING = object()
 
 @dataclass
 class Node:
-    kind: str                       # text | expr | if | range
+    kind: str  # text | expr | if | range
     value: str = ""
     body: list = field(default_factory=list)
     orelse: list = field(default_factory=list)
@@ -36,7 +37,7 @@ def _lex(source: str) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     pos, trim_next = 0, False
     for m in ACTION.finditer(source):
-        text = source[pos:m.start()]
+        text = source[pos : m.start()]
         if trim_next:
             text = text.lstrip(" \t\r\n")
         if m.group(1):
@@ -140,8 +141,14 @@ def _nindent(n, text) -> str:
 class Renderer:
     def __init__(self, defines: dict[str, list], root: dict):
         self.defines, self.root = defines, root
-        self.functions = {"quote": _quote, "default": _default, "toYaml": _to_yaml,
-                          "indent": _indent, "nindent": _nindent, "include": self._include}
+        self.functions = {
+            "quote": _quote,
+            "default": _default,
+            "toYaml": _to_yaml,
+            "indent": _indent,
+            "nindent": _nindent,
+            "include": self._include,
+        }
 
     def _include(self, name, dot) -> str:
         if name not in self.defines:
@@ -230,7 +237,7 @@ class Renderer:
             raise TemplateError(f"unsupported term {token!r}")
         value = base
         names = path.split(".")
-        for i, name in enumerate(names):
+        for name in names:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise TemplateError(f"bad field name in {token!r}")
             if not isinstance(value, dict):
@@ -255,8 +262,9 @@ def merge(base: dict, override: dict) -> dict:
     return result
 
 
-def render_chart(chart_dir: Path, values: dict | None = None, release: str = "dataflow",
-                 namespace: str = "dataflow-system") -> dict[str, str]:
+def render_chart(
+    chart_dir: Path, values: dict | None = None, release: str = "dataflow", namespace: str = "dataflow-system"
+) -> dict[str, str]:
     """Render every templates/*.yaml like `helm template`; returns {template path: text}."""
     chart, defaults = load_chart(chart_dir)
     root = {
@@ -271,5 +279,8 @@ def render_chart(chart_dir: Path, values: dict | None = None, release: str = "da
             raise TemplateError(f"unexpected template file {path.name}")
         parsed[path] = parse(path.read_text(), defines)
     renderer = Renderer(defines, root)
-    return {str(path.relative_to(chart_dir)): renderer.render(nodes, root)
-            for path, nodes in parsed.items() if not path.name.startswith("_")}
+    return {
+        str(path.relative_to(chart_dir)): renderer.render(nodes, root)
+        for path, nodes in parsed.items()
+        if not path.name.startswith("_")
+    }

@@ -57,7 +57,9 @@ FROM pg_namespace n WHERE n.nspname !~ '^pg_(toast_)?temp_'
 UNION ALL
 SELECT 'prepared transaction ' || gid FROM pg_prepared_xacts WHERE database = current_database()
 """
-_SYSTEM_SCHEMAS = "nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)'"
+_SYSTEM_SCHEMAS = (
+    "nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)'"
+)
 FIRST_USER_OID = 16384
 
 
@@ -104,7 +106,9 @@ class DatabasePool:
         name = f"{self.prefix}_{len(self.created) + self.replaced}"
         admin = await asyncpg.connect(self.server_dsn)
         try:
-            for attempt in range(20):  # another client of the shared server may be connected to template1 briefly
+            for attempt in range(
+                20
+            ):  # another client of the shared server may be connected to template1 briefly
                 try:
                     await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
                     break
@@ -149,9 +153,13 @@ class DatabasePool:
 async def reset_database(conn: asyncpg.Connection) -> None:
     """End every other session on the database; drop its extensions, large objects and schemas; a new ``public``."""
     await conn.execute("SET lock_timeout = '5s'")
-    await conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-    extensions = [r[0] for r in await conn.fetch("SELECT extname FROM pg_extension WHERE oid >= $1", FIRST_USER_OID)]
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    extensions = [
+        r[0] for r in await conn.fetch("SELECT extname FROM pg_extension WHERE oid >= $1", FIRST_USER_OID)
+    ]
     schemas = [r[0] for r in await conn.fetch(f"SELECT nspname FROM pg_namespace WHERE {_SYSTEM_SCHEMAS}")]
     async with conn.transaction():
         for extension in extensions:
@@ -169,9 +177,13 @@ async def fingerprint(conn: asyncpg.Connection) -> list[str]:
     catalogs = [r[0] for r in await conn.fetch(_USER_CATALOGS)]
     rows = " UNION ALL ".join(
         f"SELECT {quote_literal(c)} AS catalog, oid FROM pg_catalog.{quote_ident(c)} WHERE oid >= {FIRST_USER_OID}"
-        for c in catalogs)
-    objects = await conn.fetch(  # a catalog row's OID, not its description: pg_describe_object misses some classes
-        f"SELECT catalog || ' ' || oid FROM ({rows}) o WHERE NOT (catalog = 'pg_namespace' "
-        "AND (SELECT nspname FROM pg_namespace WHERE oid = o.oid) ~ '^(public$|pg_(toast_)?temp_)')")
+        for c in catalogs
+    )
+    objects = (
+        await conn.fetch(  # a catalog row's OID, not its description: pg_describe_object misses some classes
+            f"SELECT catalog || ' ' || oid FROM ({rows}) o WHERE NOT (catalog = 'pg_namespace' "
+            "AND (SELECT nspname FROM pg_namespace WHERE oid = o.oid) ~ '^(public$|pg_(toast_)?temp_)')"
+        )
+    )
     state = await conn.fetch(_DATABASE_STATE)
     return sorted([r[0] for r in state] + [f"object {r[0]}" for r in objects])

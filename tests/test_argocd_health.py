@@ -1,4 +1,5 @@
 """The Argo CD health check (examples/gitops/argocd-health-dataflowschema.lua), run with lupa as Argo CD runs it."""
+
 from pathlib import Path
 
 import pytest
@@ -18,19 +19,30 @@ def health(obj: dict) -> tuple[str, str]:
 
 
 def dfs(status: dict | None, generation: int = 3) -> dict:
-    obj = {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
-           "metadata": {"name": "shop-production", "generation": generation}, "spec": {}}
+    obj = {
+        "apiVersion": "dataflow.dev/v1alpha1",
+        "kind": "DataFlowSchema",
+        "metadata": {"name": "shop-production", "generation": generation},
+        "spec": {},
+    }
     if status is not None:
         obj["status"] = {"observedGeneration": 3, **status}
     return obj
 
 
-@pytest.mark.parametrize("phase,expected", [
-    ("Applied", "Healthy"), ("InSync", "Healthy"),
-    ("Planning", "Progressing"), ("Applying", "Progressing"),
-    ("AwaitingApproval", "Suspended"), ("WaitingForPromotion", "Suspended"),
-    ("Blocked", "Degraded"), ("Failed", "Degraded"),
-])
+@pytest.mark.parametrize(
+    "phase,expected",
+    [
+        ("Applied", "Healthy"),
+        ("InSync", "Healthy"),
+        ("Planning", "Progressing"),
+        ("Applying", "Progressing"),
+        ("AwaitingApproval", "Suspended"),
+        ("WaitingForPromotion", "Suspended"),
+        ("Blocked", "Degraded"),
+        ("Failed", "Degraded"),
+    ],
+)
 def test_phase_maps_to_health(phase, expected):
     status, message = health(dfs({"phase": phase, "message": f"{phase} message"}))
     assert status == expected
@@ -39,25 +51,34 @@ def test_phase_maps_to_health(phase, expected):
 
 def test_every_crd_phase_is_mapped():
     crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "crds" / "dataflowschema.yaml").read_text())
-    phases = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["phase"]["enum"]
+    phases = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
+        "phase"
+    ]["enum"]
     for phase in phases:
         assert health(dfs({"phase": phase}))[0] != "Unknown", phase
     assert health(dfs({"phase": "Bogus"}))[0] == "Unknown"
 
 
 def test_suspended_message_carries_verdict_and_approve_command():
-    status, message = health(dfs({
-        "phase": "AwaitingApproval",
-        "verdict": "HIGH risk exceeds maxRiskLevel MEDIUM",
-        "approveCommand": "kubectl annotate dfs shop-production dataflow.dev/approve=0123456789ab",
-    }))
+    status, message = health(
+        dfs(
+            {
+                "phase": "AwaitingApproval",
+                "verdict": "HIGH risk exceeds maxRiskLevel MEDIUM",
+                "approveCommand": "kubectl annotate dfs shop-production dataflow.dev/approve=0123456789ab",
+            }
+        )
+    )
     assert status == "Suspended"
     assert "HIGH risk exceeds maxRiskLevel MEDIUM" in message
     assert "kubectl annotate dfs shop-production dataflow.dev/approve=0123456789ab" in message
 
 
 def test_degraded_message_is_the_status_message():
-    assert health(dfs({"phase": "Failed", "message": "connection refused"})) == ("Degraded", "connection refused")
+    assert health(dfs({"phase": "Failed", "message": "connection refused"})) == (
+        "Degraded",
+        "connection refused",
+    )
 
 
 def test_no_status_yet():

@@ -22,8 +22,22 @@ def _load_bench():
 
 async def test_online_ddl_bench_runs_both_strategies(server_dsn: str, capsys) -> None:
     bench = _load_bench()
-    args = bench.parse_args(["--database-url", server_dsn, "--rows", "2000", "--owners", "20",
-                             "--warmup", "0.2", "--tail", "0.2", "--max-seconds", "60"])
+    args = bench.parse_args(
+        [
+            "--database-url",
+            server_dsn,
+            "--rows",
+            "2000",
+            "--owners",
+            "20",
+            "--warmup",
+            "0.2",
+            "--tail",
+            "0.2",
+            "--max-seconds",
+            "60",
+        ]
+    )
     assert await bench.main(args) == 0
     out = capsys.readouterr().out
     assert "| online " in out and "| transactional " in out
@@ -31,8 +45,13 @@ async def test_online_ddl_bench_runs_both_strategies(server_dsn: str, capsys) ->
     assert args.schemas_identical
     conn = await asyncpg.connect(server_dsn)
     try:
-        left = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", bench.DB_PREFIX + "%")
+        left = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", bench.DB_PREFIX + "%"
+        )
     finally:
         await conn.close()
-    assert not [r["datname"] for r in left if r["datname"].endswith(("_online", "_transactional"))
-                and "_" + args.run_id + "_" in r["datname"]]
+    assert not [
+        r["datname"]
+        for r in left
+        if r["datname"].endswith(("_online", "_transactional")) and "_" + args.run_id + "_" in r["datname"]
+    ]

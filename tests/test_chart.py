@@ -1,4 +1,5 @@
 """The Helm chart charts/dataflow-operator, rendered with tests/helm_render.py (and `helm template` if present)."""
+
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,12 @@ def container(docs) -> dict:
 
 def test_every_template_renders_to_expected_kinds():
     rendered = render_chart(CHART)
-    assert set(rendered) == {"templates/deployment.yaml", "templates/serviceaccount.yaml",
-                             "templates/rbac.yaml", "templates/peering.yaml"}
+    assert set(rendered) == {
+        "templates/deployment.yaml",
+        "templates/serviceaccount.yaml",
+        "templates/rbac.yaml",
+        "templates/peering.yaml",
+    }
     kinds = {}
     for name, text in rendered.items():
         kinds[name] = sorted(d["kind"] for d in yaml.safe_load_all(text) if d)
@@ -57,13 +62,26 @@ def test_defaults_watch_all_namespaces_with_a_cluster_role():
     assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
     (role,) = by_kind(docs, "ClusterRole")
     resources = {r for rule in role["rules"] for r in rule["resources"]}
-    assert {"dataflowschemas", "dataflowschemas/status", "secrets", "events", "leases",
-            "clusterkopfpeerings", "namespaces", "customresourcedefinitions"} == resources
+    assert {
+        "dataflowschemas",
+        "dataflowschemas/status",
+        "secrets",
+        "events",
+        "leases",
+        "clusterkopfpeerings",
+        "namespaces",
+        "customresourcedefinitions",
+    } == resources
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     (sa,) = by_kind(docs, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "ops"}]
-    assert by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "ops"}
+    ]
+    assert (
+        by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"]
+        == sa["metadata"]["name"]
+    )
 
 
 def test_watched_namespaces_give_namespace_flags_and_roles():
@@ -81,8 +99,13 @@ def test_watched_namespaces_give_namespace_flags_and_roles():
         assert {"dataflowschemas", "dataflowschemas/status", "secrets", "kopfpeerings"} <= resources
     (cluster_role,) = by_kind(docs, "ClusterRole")
     cluster_resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert cluster_resources == {"namespaces", "customresourcedefinitions"}, "namespaced rights leaked cluster-wide"
-    assert [(p["kind"], p["metadata"]["namespace"]) for p in by_kind(docs, "KopfPeering")] == [("KopfPeering", "a"), ("KopfPeering", "b")]
+    assert cluster_resources == {"namespaces", "customresourcedefinitions"}, (
+        "namespaced rights leaked cluster-wide"
+    )
+    assert [(p["kind"], p["metadata"]["namespace"]) for p in by_kind(docs, "KopfPeering")] == [
+        ("KopfPeering", "a"),
+        ("KopfPeering", "b"),
+    ]
 
 
 @pytest.mark.parametrize("values", [{}, {"watchedNamespaces": ["a", "b"]}])
@@ -90,7 +113,9 @@ def test_rbac_is_least_privilege(values):
     docs = documents(values)
     rules = [rule for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role") for rule in role["rules"]]
     secret_rules = [rule for rule in rules if "secrets" in rule["resources"]]
-    assert secret_rules and all(rule["verbs"] == ["get"] and rule["apiGroups"] == [""] for rule in secret_rules)
+    assert secret_rules and all(
+        rule["verbs"] == ["get"] and rule["apiGroups"] == [""] for rule in secret_rules
+    )
     for rule in rules:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert "delete" not in rule["verbs"] and "deletecollection" not in rule["verbs"]
@@ -107,8 +132,12 @@ def test_deployment_is_non_root_with_probes_on_the_liveness_port():
     assert deployment["spec"]["replicas"] == 2
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     c = container(docs)
-    assert c["securityContext"] == {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert c["securityContext"] == {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
     liveness = next(a for a in c["args"] if a.startswith("--liveness="))
     assert liveness == "--liveness=http://0.0.0.0:8080/healthz"
     (port,) = c["ports"]
@@ -117,13 +146,23 @@ def test_deployment_is_non_root_with_probes_on_the_liveness_port():
         assert c[probe]["httpGet"]["path"] == "/healthz"
         assert c[probe]["httpGet"]["port"] in (8080, port["name"])
     assert {"name": "DATAFLOW_LOG_LEVEL", "value": "INFO"} in c["env"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_values_are_substituted():
-    docs = documents({"image": {"tag": "9.9.9", "repository": "registry.example/df"}, "replicas": 3,
-                      "logLevel": "DEBUG", "nodeSelector": {"pool": "ops"},
-                      "tolerations": [{"key": "ops", "operator": "Exists"}], "peering": {"name": "blue"}})
+    docs = documents(
+        {
+            "image": {"tag": "9.9.9", "repository": "registry.example/df"},
+            "replicas": 3,
+            "logLevel": "DEBUG",
+            "nodeSelector": {"pool": "ops"},
+            "tolerations": [{"key": "ops", "operator": "Exists"}],
+            "peering": {"name": "blue"},
+        }
+    )
     (deployment,) = by_kind(docs, "Deployment")
     c = container(docs)
     assert c["image"] == "registry.example/df:9.9.9"
@@ -131,29 +170,49 @@ def test_values_are_substituted():
     assert {"name": "DATAFLOW_LOG_LEVEL", "value": "DEBUG"} in c["env"]
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "ops"}
     assert deployment["spec"]["template"]["spec"]["tolerations"] == [{"key": "ops", "operator": "Exists"}]
-    assert "--peering=blue" in c["args"] and by_kind(docs, "ClusterKopfPeering")[0]["metadata"]["name"] == "blue"
-    assert container(documents())["image"].endswith(":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+    assert (
+        "--peering=blue" in c["args"] and by_kind(docs, "ClusterKopfPeering")[0]["metadata"]["name"] == "blue"
+    )
+    assert container(documents())["image"].endswith(
+        ":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    )
     assert "nodeSelector" not in by_kind(documents(), "Deployment")[0]["spec"]["template"]["spec"]
 
 
 def test_chart_crd_is_a_copy_of_the_crd():
-    assert (CHART / "crds" / "dataflowschema.yaml").read_bytes() == (ROOT / "crds" / "dataflowschema.yaml").read_bytes()
-    peering = [d["spec"]["names"]["kind"] for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())]
+    assert (CHART / "crds" / "dataflowschema.yaml").read_bytes() == (
+        ROOT / "crds" / "dataflowschema.yaml"
+    ).read_bytes()
+    peering = [
+        d["spec"]["names"]["kind"]
+        for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())
+    ]
     assert peering == ["ClusterKopfPeering", "KopfPeering"]
 
 
-@pytest.mark.parametrize("source", [
-    "{{ with .Values.x }}y{{ end }}", "{{ $x := 1 }}", "{{ printf \"%s\" .Values.x }}", "{{ if .Values.x }}",
-    "{{ end }}", "{{ (include \"x\" .) }}", "{{ template \"x\" . }}", "}} stray",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ with .Values.x }}y{{ end }}",
+        "{{ $x := 1 }}",
+        '{{ printf "%s" .Values.x }}',
+        "{{ if .Values.x }}",
+        "{{ end }}",
+        '{{ (include "x" .) }}',
+        '{{ template "x" . }}',
+        "}} stray",
+    ],
+)
 def test_renderer_rejects_unsupported_constructs(source):
     from helm_render import Renderer
+
     with pytest.raises(TemplateError):
         Renderer({}, {"Values": {"x": "v"}}).render(parse(source, {}), {"Values": {"x": "v"}})
 
 
 def test_renderer_semantics():
     from helm_render import Renderer
+
     root = {"Values": {"a": {"b": "B"}, "l": ["x", "y"], "m": {"k": 1}, "empty": ""}}
 
     def r(source):
@@ -161,8 +220,8 @@ def test_renderer_semantics():
         nodes = parse(source, defines)
         return Renderer(defines, root).render(nodes, root)
 
-    assert r("a\n  {{- .Values.a.b }}\n  {{- \"c\" -}}\n d") == "aBcd"
-    assert r("{{ .Values.empty | default \"D\" | quote }}") == '"D"'
+    assert r('a\n  {{- .Values.a.b }}\n  {{- "c" -}}\n d') == "aBcd"
+    assert r('{{ .Values.empty | default "D" | quote }}') == '"D"'
     assert r("{{- range .Values.l }}[{{ . }}{{ $.Values.a.b }}]{{- end }}") == "[xB][yB]"
     assert r("{{ if .Values.empty }}yes{{ else }}no{{ end }}") == "no"
     assert r("k:{{ toYaml .Values.m | nindent 2 }}") == "k:\n  k: 1"
@@ -180,8 +239,12 @@ def test_renderer_semantics():
 def test_helm_template_agrees(values, tmp_path):
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    out = subprocess.run(["helm", "template", "df", str(CHART), "--namespace", "ops", "-f", str(values_file)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["helm", "template", "df", str(CHART), "--namespace", "ops", "-f", str(values_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     key = lambda d: (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])  # noqa: E731
     helm_docs = sorted((d for d in yaml.safe_load_all(out) if d), key=key)
     assert helm_docs == sorted(documents(values), key=key)

@@ -9,14 +9,13 @@ import textwrap
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from dataflow import DataFlow
+from dataflow.errors import LockTimeout
 from dataflow.ledger import Ledger
 from dataflow.lock import MigrationLease
-from dataflow.errors import LockTimeout
-from dataflow import DataFlow
 from tests.helpers import dataflow
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,13 +51,16 @@ APPLIER = textwrap.dedent(
 )
 
 
-async def test_five_processes_apply_the_same_change(dsn: str, conn: asyncpg.Connection, tmp_path: Path) -> None:
+async def test_five_processes_apply_the_same_change(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
     script = tmp_path / "apply.py"
     script.write_text(APPLIER)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, str(script), dsn, env=env,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(script), dsn, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(5)
     ]
     results = []

@@ -68,13 +68,13 @@ APPLY = MODELS + textwrap.dedent(
 
     async def main(dsn, mode, point, path):
         executor.boundary_hook = record(path) if mode == "record" else kill_at(point, path)
-        db = target(DataFlow(dsn, migration_config={"batch_size": %d}, console=Console(file=io.StringIO())))
+        db = target(DataFlow(dsn, migration_config={"batch_size": BATCH}, console=Console(file=io.StringIO())))
         success, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
         print("DONE", success, flush=True)
 
     asyncio.run(main(*sys.argv[1:]))
-    """ % BATCH
-)
+    """
+).replace("BATCH", str(BATCH))
 
 
 async def seed_template(server_dsn: str) -> str:
@@ -99,8 +99,11 @@ async def seed_template(server_dsn: str) -> str:
     await db.initialize()
     conn = await asyncpg.connect(dsn)
     await conn.execute("INSERT INTO owner (name) SELECT 'o' || g FROM generate_series(1, 50) g")
-    await conn.execute("INSERT INTO account (email, owner_id, balance) SELECT 'a' || g || '@x.io', 1 + g % 50, "
-                       "CASE WHEN g % 2 = 0 THEN NULL ELSE g END FROM generate_series(1, $1) g", ROWS)
+    await conn.execute(
+        "INSERT INTO account (email, owner_id, balance) SELECT 'a' || g || '@x.io', 1 + g % 50, "
+        "CASE WHEN g % 2 = 0 THEN NULL ELSE g END FROM generate_series(1, $1) g",
+        ROWS,
+    )
     await conn.close()
     return name
 
@@ -123,22 +126,37 @@ async def drop(server_dsn: str, *names: str) -> None:
 async def run_apply(dsn: str, script: Path, mode: str, point: str, path: Path) -> tuple[int, str]:
     """Run the applier (``record`` every point into ``path``, or ``kill`` itself at ``point``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), dsn, mode, point, str(path), env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        dsn,
+        mode,
+        point,
+        str(path),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, (out + err).decode()
 
 
 async def data_of(conn: asyncpg.Connection) -> list[tuple]:
-    return [tuple(r) for r in await conn.fetch("SELECT id, email, owner_id, balance FROM account ORDER BY id")]
+    return [
+        tuple(r) for r in await conn.fetch("SELECT id, email, owner_id, balance FROM account ORDER BY id")
+    ]
 
 
-async def record_points(server_dsn: str, template: str, script: Path, tmp_path: Path) -> tuple[list[str], list[tuple]]:
+async def record_points(
+    server_dsn: str, template: str, script: Path, tmp_path: Path
+) -> tuple[list[str], list[tuple]]:
     """Every injection point of an uninterrupted run, in order, and the rows that run ends with."""
     name = await clone(server_dsn, template)
     try:
-        code, output = await run_apply(with_database(server_dsn, name), script, "record", "", tmp_path / "points")
+        code, output = await run_apply(
+            with_database(server_dsn, name), script, "record", "", tmp_path / "points"
+        )
         assert code == 0 and "DONE True" in output, output
         conn = await asyncpg.connect(with_database(server_dsn, name))
         rows = await data_of(conn)
@@ -148,11 +166,17 @@ async def record_points(server_dsn: str, template: str, script: Path, tmp_path: 
     return (tmp_path / "points").read_text().splitlines(), rows
 
 
-async def assert_nothing_half_done(conn: asyncpg.Connection, concurrent: set[str], not_valid: set[str]) -> None:
+async def assert_nothing_half_done(
+    conn: asyncpg.Connection, concurrent: set[str], not_valid: set[str]
+) -> None:
     """Only what the migration builds outside a transaction may be left half-built: a killed concurrent
     build its own INVALID index, a killed VALIDATE its own NOT VALID constraint."""
-    invalid = {r[0] for r in await conn.fetch(
-        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid")}
+    invalid = {
+        r[0]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
+        )
+    }
     assert invalid <= concurrent, invalid
     unvalidated = {r[0] for r in await conn.fetch("SELECT conname FROM pg_constraint WHERE NOT convalidated")}
     assert unvalidated <= not_valid, unvalidated
@@ -162,9 +186,17 @@ async def ledger_statuses(conn: asyncpg.Connection) -> list[str]:
     return [r[0] for r in await conn.fetch("SELECT status FROM dataflow_migrations ORDER BY id")]
 
 
-async def kill_then_resume(server_dsn: str, template: str, script: Path, point: str, marker: Path,
-                           expected_rows: list[tuple], concurrent: set[str], not_valid: set[str],
-                           all_steps_done: set[str]) -> str:
+async def kill_then_resume(
+    server_dsn: str,
+    template: str,
+    script: Path,
+    point: str,
+    marker: Path,
+    expected_rows: list[tuple],
+    concurrent: set[str],
+    not_valid: set[str],
+    all_steps_done: set[str],
+) -> str:
     """Kill an applier at ``point``, check what it left, let the next run finish; returns the point it died at."""
     name = await clone(server_dsn, template)
     dsn = with_database(server_dsn, name)
@@ -176,7 +208,9 @@ async def kill_then_resume(server_dsn: str, template: str, script: Path, point: 
         try:
             await assert_nothing_half_done(conn, concurrent, not_valid)
             killed = await ledger_statuses(conn)
-            assert killed[:-1] == ["applied"] and killed[-1] in ("running", "applied"), f"{point}: ledger {killed}"
+            assert killed[:-1] == ["applied"] and killed[-1] in ("running", "applied"), (
+                f"{point}: ledger {killed}"
+            )
             db = namespace_target()(dataflow(dsn, batch_size=BATCH))
             success, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
             assert success, f"killed at {point}: the next run did not complete"
@@ -193,7 +227,9 @@ async def kill_then_resume(server_dsn: str, template: str, script: Path, point: 
                 assert owned == set(db.schema().table_names), f"killed at {point}: owned {owned}"
             else:
                 resumed = ["applied", "interrupted", "applied"]
-            assert await ledger_statuses(conn) == resumed, f"killed at {point}: ledger {await ledger_statuses(conn)}"
+            assert await ledger_statuses(conn) == resumed, (
+                f"killed at {point}: ledger {await ledger_statuses(conn)}"
+            )
         finally:
             await conn.close()
     finally:
@@ -208,14 +244,16 @@ def namespace_target():  # type: ignore[no-untyped-def]
     return namespace["target"]
 
 
-async def test_sigkill_at_every_step_and_batch_boundary_then_the_next_run_completes(server_dsn: str,
-                                                                                    tmp_path: Path) -> None:
+async def test_sigkill_at_every_step_and_batch_boundary_then_the_next_run_completes(
+    server_dsn: str, tmp_path: Path
+) -> None:
     script = tmp_path / "apply.py"
     script.write_text(APPLY)
     template = await seed_template(server_dsn)
     try:
-        [planned] = await namespace_target()(dataflow(with_database(server_dsn, template), batch_size=BATCH)
-                                             ).get_pending_migrations()
+        [planned] = await namespace_target()(
+            dataflow(with_database(server_dsn, template), batch_size=BATCH)
+        ).get_pending_migrations()
         sql = "\n".join(planned.sql_up)
         concurrent = {m.group(1) for m in re.finditer(r'INDEX CONCURRENTLY "([^"]+)"', sql)}
         not_valid = {m.group(1) for m in re.finditer(r'ADD CONSTRAINT "([^"]+)" .* NOT VALID;', sql)}
@@ -225,7 +263,9 @@ async def test_sigkill_at_every_step_and_batch_boundary_then_the_next_run_comple
         steps = sum(1 for p in points if p.startswith("before step"))
         batches = [p for p in points if " batch " in p]
         assert steps > 3 and len(points) == 2 * steps + 1 + len(batches), points
-        assert len({p.split(" batch ")[0] for p in batches}) == 2, points  # the token and the balance backfills
+        assert len({p.split(" batch ")[0] for p in batches}) == 2, (
+            points
+        )  # the token and the balance backfills
         assert len(batches) == ROWS // BATCH + ROWS // 2 // BATCH, points
         assert len(set(points)) == len(points), points
         all_steps_done = {f"after step {steps}/{steps}", "finish"}
@@ -235,8 +275,17 @@ async def test_sigkill_at_every_step_and_batch_boundary_then_the_next_run_comple
 
         async def one(i: int, point: str) -> str:
             async with gate:
-                return await kill_then_resume(server_dsn, template, script, point, tmp_path / f"hit-{i}",
-                                              expected_rows, concurrent, not_valid, all_steps_done)
+                return await kill_then_resume(
+                    server_dsn,
+                    template,
+                    script,
+                    point,
+                    tmp_path / f"hit-{i}",
+                    expected_rows,
+                    concurrent,
+                    not_valid,
+                    all_steps_done,
+                )
 
         hits = await asyncio.gather(*(one(i, p) for i, p in enumerate(points)))
         assert hits == points, "every injection point must be hit, each by its own run"

@@ -1,19 +1,22 @@
 """The DataFlowSchema CRD (crds/dataflowschema.yaml -> operator/dataflow/resources/crd.yaml)."""
+
 import re
 from pathlib import Path
 
 import jsonschema
-
-from dataflow.manifest import strict_schema
 import pytest
 import yaml
+
+from dataflow.manifest import strict_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_PATH = ROOT / "crds" / "dataflowschema.yaml"
 CRD = yaml.safe_load(CRD_PATH.read_text())
 VERSION = CRD["spec"]["versions"][0]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
-OPERATIONS = re.findall(r"\b[A-Z]+(?:_[A-Z]+)+\b", (ROOT / "docs" / "canonical-schema.md").read_text().split("Operation names")[1])
+OPERATIONS = re.findall(
+    r"\b[A-Z]+(?:_[A-Z]+)+\b", (ROOT / "docs" / "canonical-schema.md").read_text().split("Operation names")[1]
+)
 
 
 VALIDATOR = jsonschema.Draft7Validator(strict_schema(SCHEMA))
@@ -30,39 +33,86 @@ def sample() -> dict:
         "metadata": {"name": "shop", "namespace": "default"},
         "spec": {
             "database": {"secretRef": {"name": "shop-db", "key": "dsn"}, "schema": "public"},
-            "policy": {"maxRiskLevel": "HIGH", "excludeOperations": ["DROP_TABLE"], "dryRun": True,
-                       "lockTimeout": "500ms", "statementTimeout": "10m", "driftCheckInterval": "1h",
-                       "includeTables": ["user"]},
+            "policy": {
+                "maxRiskLevel": "HIGH",
+                "excludeOperations": ["DROP_TABLE"],
+                "dryRun": True,
+                "lockTimeout": "500ms",
+                "statementTimeout": "10m",
+                "driftCheckInterval": "1h",
+                "includeTables": ["user"],
+            },
             "promotion": {"after": "shop-staging"},
-            "tables": [{
-                "name": "user",
-                "renamedFrom": "users",
-                "columns": [
-                    {"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"},
-                    {"name": "email", "type": "VARCHAR(320)", "nullable": False, "renamedFrom": "mail"},
-                    {"name": "balance", "type": "NUMERIC(12,2)", "default": "0"},
-                    {"name": "tags", "type": "TEXT[]", "default": "'{}'"},
-                    {"name": 'we"ird name', "type": "DOUBLE PRECISION"},
-                ],
-                "primaryKey": ["id"],
-                "indexes": [{"name": "user_email_idx", "columns": ["lower(email)"], "unique": True,
-                             "method": "btree", "where": "balance > 0"}],
-                "uniques": [{"name": "user_email_key", "columns": ["email"]}],
-                "foreignKeys": [{"name": "user_self_fkey", "columns": ["id"], "refTable": "user", "refColumns": ["id"],
-                                 "onDelete": "CASCADE", "onUpdate": "NO ACTION"}],
-                "checks": [{"name": "user_balance_check", "expression": "balance >= 0"}],
-            }],
+            "tables": [
+                {
+                    "name": "user",
+                    "renamedFrom": "users",
+                    "columns": [
+                        {"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"},
+                        {"name": "email", "type": "VARCHAR(320)", "nullable": False, "renamedFrom": "mail"},
+                        {"name": "balance", "type": "NUMERIC(12,2)", "default": "0"},
+                        {"name": "tags", "type": "TEXT[]", "default": "'{}'"},
+                        {"name": 'we"ird name', "type": "DOUBLE PRECISION"},
+                    ],
+                    "primaryKey": ["id"],
+                    "indexes": [
+                        {
+                            "name": "user_email_idx",
+                            "columns": ["lower(email)"],
+                            "unique": True,
+                            "method": "btree",
+                            "where": "balance > 0",
+                        }
+                    ],
+                    "uniques": [{"name": "user_email_key", "columns": ["email"]}],
+                    "foreignKeys": [
+                        {
+                            "name": "user_self_fkey",
+                            "columns": ["id"],
+                            "refTable": "user",
+                            "refColumns": ["id"],
+                            "onDelete": "CASCADE",
+                            "onUpdate": "NO ACTION",
+                        }
+                    ],
+                    "checks": [{"name": "user_balance_check", "expression": "balance >= 0"}],
+                }
+            ],
         },
         "status": {
-            "phase": "AwaitingApproval", "observedGeneration": 2, "schemaHash": "ab" * 32, "planHash": "0123456789ab",
-            "maxRisk": "HIGH", "changes": 1,
-            "operations": [{"table": "user", "operation": "DROP_COLUMN", "details": "drop legacy",
-                            "risk": "HIGH", "reason": "data loss"}],
-            "sql": ['ALTER TABLE "user" DROP COLUMN legacy'], "rollback": [], "verdict": "needs approval",
+            "phase": "AwaitingApproval",
+            "observedGeneration": 2,
+            "schemaHash": "ab" * 32,
+            "planHash": "0123456789ab",
+            "maxRisk": "HIGH",
+            "changes": 1,
+            "operations": [
+                {
+                    "table": "user",
+                    "operation": "DROP_COLUMN",
+                    "details": "drop legacy",
+                    "risk": "HIGH",
+                    "reason": "data loss",
+                }
+            ],
+            "sql": ['ALTER TABLE "user" DROP COLUMN legacy'],
+            "rollback": [],
+            "verdict": "needs approval",
             "approveCommand": "kubectl annotate dfs shop dataflow.dev/approve=0123456789ab",
-            "lastAppliedVersion": "1", "appliedSchemaHash": "cd" * 32, "message": "", "lastReconcileTime": "2024-01-01T00:00:00Z",
-            "conditions": [{"type": "Ready", "status": "False", "reason": "AwaitingApproval", "message": "",
-                            "lastTransitionTime": "2024-01-01T00:00:00Z", "observedGeneration": 2}],
+            "lastAppliedVersion": "1",
+            "appliedSchemaHash": "cd" * 32,
+            "message": "",
+            "lastReconcileTime": "2024-01-01T00:00:00Z",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "AwaitingApproval",
+                    "message": "",
+                    "lastTransitionTime": "2024-01-01T00:00:00Z",
+                    "observedGeneration": 2,
+                }
+            ],
             "kopf": {"progress": {"anything": {"goes": 1}}},
         },
     }
@@ -70,20 +120,37 @@ def sample() -> dict:
 
 # --- shape ---------------------------------------------------------------------------------------------
 
+
 def test_apiextensions_shape():
-    assert CRD_PATH.is_symlink() and CRD_PATH.resolve() == ROOT / "operator" / "dataflow" / "resources" / "crd.yaml"
+    assert (
+        CRD_PATH.is_symlink()
+        and CRD_PATH.resolve() == ROOT / "operator" / "dataflow" / "resources" / "crd.yaml"
+    )
     assert CRD["apiVersion"] == "apiextensions.k8s.io/v1" and CRD["kind"] == "CustomResourceDefinition"
     spec = CRD["spec"]
-    assert CRD["metadata"]["name"] == f"{spec['names']['plural']}.{spec['group']}" == "dataflowschemas.dataflow.dev"
+    assert (
+        CRD["metadata"]["name"]
+        == f"{spec['names']['plural']}.{spec['group']}"
+        == "dataflowschemas.dataflow.dev"
+    )
     assert spec["scope"] == "Namespaced"
-    assert spec["names"] == {"kind": "DataFlowSchema", "listKind": "DataFlowSchemaList", "plural": "dataflowschemas",
-                             "singular": "dataflowschema", "shortNames": ["dfs"]}
+    assert spec["names"] == {
+        "kind": "DataFlowSchema",
+        "listKind": "DataFlowSchemaList",
+        "plural": "dataflowschemas",
+        "singular": "dataflowschema",
+        "shortNames": ["dfs"],
+    }
     assert [(v["name"], v["served"], v["storage"]) for v in spec["versions"]] == [("v1alpha1", True, True)]
     assert VERSION["subresources"] == {"status": {}}
     columns = {c["name"].upper(): (c["type"], c["jsonPath"]) for c in VERSION["additionalPrinterColumns"]}
-    assert columns == {"PHASE": ("string", ".status.phase"), "RISK": ("string", ".status.maxRisk"),
-                       "CHANGES": ("integer", ".status.changes"), "PLAN": ("string", ".status.planHash"),
-                       "AGE": ("date", ".metadata.creationTimestamp")}
+    assert columns == {
+        "PHASE": ("string", ".status.phase"),
+        "RISK": ("string", ".status.maxRisk"),
+        "CHANGES": ("integer", ".status.changes"),
+        "PLAN": ("string", ".status.planHash"),
+        "AGE": ("date", ".metadata.creationTimestamp"),
+    }
 
 
 def _nodes(node: dict, path: str = ""):
@@ -95,9 +162,24 @@ def _nodes(node: dict, path: str = ""):
 
 
 def test_structural_schema():
-    allowed = {"type", "description", "properties", "items", "required", "enum", "pattern", "minItems", "minLength",
-               "maxLength", "minimum", "default", "format", "x-kubernetes-preserve-unknown-fields",
-               "x-kubernetes-list-type", "x-kubernetes-list-map-keys"}
+    allowed = {
+        "type",
+        "description",
+        "properties",
+        "items",
+        "required",
+        "enum",
+        "pattern",
+        "minItems",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "default",
+        "format",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+    }
     preserved = []
     for path, node in _nodes(SCHEMA):
         assert node.get("type") in {"object", "array", "string", "integer", "boolean"}, path
@@ -125,24 +207,39 @@ def test_structural_schema():
 def test_enums_and_defaults():
     spec = SCHEMA["properties"]["spec"]["properties"]
     policy = spec["policy"]["properties"]
-    assert policy["maxRiskLevel"]["enum"] == ["SAFE", "MEDIUM", "HIGH"] and policy["maxRiskLevel"]["default"] == "MEDIUM"
+    assert (
+        policy["maxRiskLevel"]["enum"] == ["SAFE", "MEDIUM", "HIGH"]
+        and policy["maxRiskLevel"]["default"] == "MEDIUM"
+    )
     assert len(OPERATIONS) == 15 and policy["excludeOperations"]["items"]["enum"] == OPERATIONS
-    assert (policy["dryRun"]["default"], policy["lockTimeout"]["default"], policy["statementTimeout"]["default"],
-            policy["driftCheckInterval"]["default"]) == (False, "2s", "5m", "5m")
+    assert (
+        policy["dryRun"]["default"],
+        policy["lockTimeout"]["default"],
+        policy["statementTimeout"]["default"],
+        policy["driftCheckInterval"]["default"],
+    ) == (False, "2s", "5m", "5m")
     db = spec["database"]["properties"]
     assert db["secretRef"]["properties"]["key"]["default"] == "dsn" and db["schema"]["default"] == "public"
     conditions = SCHEMA["properties"]["status"]["properties"]["conditions"]
-    assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]
-    assert SCHEMA["properties"]["status"]["properties"]["operations"]["items"]["properties"]["operation"]["enum"] == OPERATIONS
+    assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == [
+        "type"
+    ]
+    assert (
+        SCHEMA["properties"]["status"]["properties"]["operations"]["items"]["properties"]["operation"]["enum"]
+        == OPERATIONS
+    )
 
 
 # --- validation ------------------------------------------------------------------------------------------
+
 
 def test_sample_validates():
     assert errors(sample()) == []
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "examples").rglob("*.yaml")), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_example_manifests_validate(path):
     for doc in yaml.safe_load_all(path.read_text()):
         if doc and doc.get("kind") == "DataFlowSchema":
@@ -167,17 +264,54 @@ def test_bad_max_risk_level_is_rejected():
     assert [p for p, _ in errs] == ["spec.policy.maxRiskLevel"] and "EXTREME" in errs[0][1]
 
 
-@pytest.mark.parametrize("bad", ["varchar(10)", "VARCHAR", "VARCHAR(0)", "NUMERIC(10, 2)", "INT", "TEXT[][]x",
-                                 "TIMESTAMP WITH TIME ZONE", "SERIAL", "", "TEXT; DROP TABLE x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "varchar(10)",
+        "VARCHAR",
+        "VARCHAR(0)",
+        "NUMERIC(10, 2)",
+        "INT",
+        "TEXT[][]x",
+        "TIMESTAMP WITH TIME ZONE",
+        "SERIAL",
+        "",
+        "TEXT; DROP TABLE x",
+    ],
+)
 def test_bad_column_type_is_rejected(bad):
     errs = _broken(lambda m: m["spec"]["tables"][0]["columns"][1].update(type=bad))
     assert [p for p, _ in errs] == ["spec.tables.0.columns.1.type"]
 
 
-@pytest.mark.parametrize("good", ["TEXT", "VARCHAR(255)", "CHAR(2)", "SMALLINT", "INTEGER", "BIGINT", "REAL",
-                                  "DOUBLE PRECISION", "NUMERIC(10,2)", "NUMERIC", "BOOLEAN", "DATE", "TIMESTAMP",
-                                  "TIMESTAMPTZ", "TIME", "INTERVAL", "JSON", "JSONB", "BYTEA", "UUID", "UUID[]",
-                                  "NUMERIC(10,2)[]", "VARCHAR(20)[]"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "TEXT",
+        "VARCHAR(255)",
+        "CHAR(2)",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "REAL",
+        "DOUBLE PRECISION",
+        "NUMERIC(10,2)",
+        "NUMERIC",
+        "BOOLEAN",
+        "DATE",
+        "TIMESTAMP",
+        "TIMESTAMPTZ",
+        "TIME",
+        "INTERVAL",
+        "JSON",
+        "JSONB",
+        "BYTEA",
+        "UUID",
+        "UUID[]",
+        "NUMERIC(10,2)[]",
+        "VARCHAR(20)[]",
+    ],
+)
 def test_canonical_column_types_are_accepted(good):
     assert _broken(lambda m: m["spec"]["tables"][0]["columns"][1].update(type=good)) == []
 
@@ -189,23 +323,28 @@ def test_missing_secret_ref_name_is_rejected():
 
 def test_identifiers_are_quoted_names():
     for name in ["order", "user", 'a "quoted" name', "Ünïcode", "x" * 63]:
-        assert _broken(lambda m: m["spec"]["tables"][0].update(name=name)) == [], name
+        assert _broken(lambda m, name=name: m["spec"]["tables"][0].update(name=name)) == [], name
     for name in ["", "x" * 64, "nul\x00byte"]:
-        assert {p for p, _ in _broken(lambda m: m["spec"]["tables"][0].update(name=name))} == {"spec.tables.0.name"}
+        assert {p for p, _ in _broken(lambda m, name=name: m["spec"]["tables"][0].update(name=name))} == {
+            "spec.tables.0.name"
+        }
 
 
-@pytest.mark.parametrize("path,value", [
-    (("spec", "policy", "lockTimeout"), "2 seconds"),
-    (("spec", "policy", "excludeOperations"), ["TRUNCATE"]),
-    (("spec", "tables", 0, "indexes", 0, "method"), "bitmap"),
-    (("spec", "tables", 0, "foreignKeys", 0, "onDelete"), "DELETE"),
-    (("spec", "tables", 0, "columns", 0, "identity"), "SOMETIMES"),
-    (("spec", "tables", 0, "columns"), []),
-    (("status", "phase"), "Done"),
-    (("status", "planHash"), "not-a-hash"),
-    (("status", "conditions", 0, "status"), "Maybe"),
-    (("status", "unknownField"), 1),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("spec", "policy", "lockTimeout"), "2 seconds"),
+        (("spec", "policy", "excludeOperations"), ["TRUNCATE"]),
+        (("spec", "tables", 0, "indexes", 0, "method"), "bitmap"),
+        (("spec", "tables", 0, "foreignKeys", 0, "onDelete"), "DELETE"),
+        (("spec", "tables", 0, "columns", 0, "identity"), "SOMETIMES"),
+        (("spec", "tables", 0, "columns"), []),
+        (("status", "phase"), "Done"),
+        (("status", "planHash"), "not-a-hash"),
+        (("status", "conditions", 0, "status"), "Maybe"),
+        (("status", "unknownField"), 1),
+    ],
+)
 def test_invalid_values_are_rejected(path, value):
     manifest = sample()
     target = manifest
@@ -221,5 +360,7 @@ def test_invalid_values_are_rejected(path, value):
 def test_missing_tables_and_database_are_rejected():
     manifest = sample()
     del manifest["spec"]["tables"], manifest["spec"]["database"]
-    assert sorted(m for p, m in errors(manifest) if p == "spec") == ["'database' is a required property",
-                                                                      "'tables' is a required property"]
+    assert sorted(m for p, m in errors(manifest) if p == "spec") == [
+        "'database' is a required property",
+        "'tables' is a required property",
+    ]

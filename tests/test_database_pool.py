@@ -25,9 +25,13 @@ DIRT = [
 
 
 async def objects_of(conn: asyncpg.Connection) -> list[str]:
-    return [r[0] for r in await conn.fetch(
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')")]
+    return [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+        )
+    ]
 
 
 async def test_a_used_database_comes_back_as_fresh_as_a_new_one(server_dsn: str) -> None:
@@ -51,8 +55,13 @@ async def test_a_used_database_comes_back_as_fresh_as_a_new_one(server_dsn: str)
         try:
             assert await fingerprint(conn) == pool.pristine
             assert await objects_of(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                                       "WHERE l.locktype = 'advisory' AND d.datname = current_database()") == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+                )
+                == 0
+            )
             for sql in DIRT:  # everything can be made again: nothing of the last test is in the way
                 await conn.execute(sql)
         finally:
@@ -74,11 +83,14 @@ async def _alive(conn: asyncpg.Connection) -> bool:
         return False
 
 
-@pytest.mark.parametrize("change", [
-    "ALTER DATABASE {db} SET work_mem = '1MB'",
-    "CREATE FUNCTION pg_catalog.dataflow_left_behind() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    "CREATE FOREIGN DATA WRAPPER dataflow_fdw",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER DATABASE {db} SET work_mem = '1MB'",
+        "CREATE FUNCTION pg_catalog.dataflow_left_behind() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FOREIGN DATA WRAPPER dataflow_fdw",
+    ],
+)
 async def test_a_database_the_reset_cannot_clean_is_dropped_not_reused(server_dsn: str, change: str) -> None:
     pool = DatabasePool(server_dsn)
     try:
@@ -104,8 +116,9 @@ async def test_a_database_the_reset_cannot_clean_is_dropped_not_reused(server_ds
 
 
 @pytest.mark.parametrize("run", [1, 2, 3])
-async def test_each_test_starts_on_an_empty_database(conn: asyncpg.Connection, database_pool: DatabasePool,
-                                                     run: int) -> None:
+async def test_each_test_starts_on_an_empty_database(
+    conn: asyncpg.Connection, database_pool: DatabasePool, run: int
+) -> None:
     """Three runs on (most likely) the same pooled database: each starts as fresh, whatever the last one left."""
     assert await fingerprint(conn) == database_pool.pristine
     assert await objects_of(conn) == []

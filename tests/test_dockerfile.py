@@ -1,4 +1,5 @@
 """Static checks of the operator image's Dockerfile (no docker engine needed)."""
+
 import json
 import re
 from pathlib import Path
@@ -72,8 +73,11 @@ def test_operator_module_is_in_the_built_package():
 
 
 def test_dockerignore_keeps_local_state_out():
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".venv", ".git", ".dataflow", ".pytest_cache"} <= ignored
     assert "operator" not in ignored and "pyproject.toml" not in ignored
 

@@ -1,4 +1,5 @@
 """One source for the format: the CRD and the docs' field tables are generated from the Python types."""
+
 import os
 import re
 import shutil
@@ -31,7 +32,9 @@ def test_generation_is_deterministic_across_processes():
     """Byte-stable output: the same text in this process and in one with another hash seed."""
     script = "from dataflow import crdgen; import sys; sys.stdout.write(crdgen.crd_yaml() + crdgen.generated_docs())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    other = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert crdgen.crd_yaml() == crdgen.crd_yaml()
     assert other == crdgen.crd_yaml() + crdgen.generated_docs()
 
@@ -41,7 +44,11 @@ def test_committed_crd_chart_copy_and_docs_equal_what_is_generated():
     for path, text in crdgen.expected_files(ROOT).items():
         assert path.read_text() == text, f"{path.relative_to(ROOT)} is stale: run `make generate`"
     crds = ROOT / "crds" / "dataflowschema.yaml"
-    assert crds.read_bytes() == (ROOT / crdgen.CRD_FILES[0]).read_bytes() == (ROOT / crdgen.CRD_FILES[1]).read_bytes()
+    assert (
+        crds.read_bytes()
+        == (ROOT / crdgen.CRD_FILES[0]).read_bytes()
+        == (ROOT / crdgen.CRD_FILES[1]).read_bytes()
+    )
 
 
 def test_generate_check_reports_and_then_repairs_stale_files(tmp_path: Path):
@@ -51,7 +58,9 @@ def test_generate_check_reports_and_then_repairs_stale_files(tmp_path: Path):
     chart = tmp_path / crdgen.CRD_FILES[1]
     chart.write_text(chart.read_text().replace("maxLength: 63", "maxLength: 64", 1))
     docs = tmp_path / crdgen.DOCS_FILE
-    docs.write_text(docs.read_text().replace("| `nullable` | boolean | default `true`", "| `nullable` | bool | yes"))
+    docs.write_text(
+        docs.read_text().replace("| `nullable` | boolean | default `true`", "| `nullable` | bool | yes")
+    )
     assert crdgen.main(["--root", str(tmp_path), "--check"]) == 1
     assert crdgen.main(["--root", str(tmp_path)]) == 0
     assert crdgen.main(["--root", str(tmp_path), "--check"]) == 0
@@ -79,8 +88,11 @@ def test_every_enum_in_the_crd_is_the_python_closed_list():
 def test_published_defaults_are_the_types_defaults_and_from_resource_reads_them():
     policy = committed_schema()["properties"]["spec"]["properties"]["policy"]["properties"]
     defaults = PolicySpec()
-    assert (policy["lockTimeout"]["default"], policy["driftCheckInterval"]["default"], policy["dryRun"]["default"]) \
-        == (defaults.lock_timeout, defaults.drift_check_interval, defaults.dry_run)
+    assert (
+        policy["lockTimeout"]["default"],
+        policy["driftCheckInterval"]["default"],
+        policy["dryRun"]["default"],
+    ) == (defaults.lock_timeout, defaults.drift_check_interval, defaults.dry_run)
     doc = generate(Schema(), name="x", namespace="ns", secret="db")
     del doc["spec"]["policy"]
     manifest = from_resource(doc)
@@ -89,7 +101,9 @@ def test_published_defaults_are_the_types_defaults_and_from_resource_reads_them(
 
 
 def test_shop_manifest_validates_against_the_generated_schema():
-    doc = generate(load_models(SHOP), name="shop", namespace="shop", secret="shop-db", promotion_after="shop-staging")
+    doc = generate(
+        load_models(SHOP), name="shop", namespace="shop", secret="shop-db", promotion_after="shop-staging"
+    )
     generated = jsonschema.Draft7Validator(strict_schema(crdgen.open_api_schema()))
     assert [e.message for e in generated.iter_errors(doc)] == []
     assert validate(doc) == []
@@ -98,10 +112,12 @@ def test_shop_manifest_validates_against_the_generated_schema():
 def test_every_type_a_model_may_use_is_a_type_a_manifest_may_carry(tmp_path: Path):
     """The CRD's type pattern is generated from dataflow.types; it used to omit INET, CIDR, TIMETZ, TSVECTOR."""
     models = tmp_path / "models.py"
-    models.write_text("from dataflow import DataFlow, Field\ndb = DataFlow()\n\n@db.model\nclass Host:\n"
-                      "    addr: str = Field(db_type='inet')\n    net: str = Field(db_type='cidr')\n"
-                      "    seen: str = Field(db_type='time with time zone')\n"
-                      "    doc: str = Field(db_type='tsvector')\n")
+    models.write_text(
+        "from dataflow import DataFlow, Field\ndb = DataFlow()\n\n@db.model\nclass Host:\n"
+        "    addr: str = Field(db_type='inet')\n    net: str = Field(db_type='cidr')\n"
+        "    seen: str = Field(db_type='time with time zone')\n"
+        "    doc: str = Field(db_type='tsvector')\n"
+    )
     doc = generate(load_models(models), name="hosts", namespace="default", secret="db")
     assert validate(doc) == []
     assert {c["type"] for c in doc["spec"]["tables"][0]["columns"]} >= {"INET", "CIDR", "TIMETZ", "TSVECTOR"}
@@ -114,7 +130,9 @@ def test_semantic_problems_leaves_what_the_schema_says_to_the_schema():
     doc = generate(Schema(), name="x", namespace="ns", secret="db")
     doc["spec"]["tables"] = [table]
     problems = validate(doc)
-    assert len(problems) == 1 and problems[0].startswith("spec.tables[0].columns[0].type: 'MONEY' does not match")
+    assert len(problems) == 1 and problems[0].startswith(
+        "spec.tables[0].columns[0].type: 'MONEY' does not match"
+    )
 
 
 def test_docs_example_is_a_valid_canonical_schema():

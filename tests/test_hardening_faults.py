@@ -9,9 +9,8 @@ import shutil
 import signal
 import tempfile
 import warnings
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -39,7 +38,9 @@ def hand_built(*steps: Step, version: str = VERSION, checksum: str = "c") -> Mig
 async def run(conn: asyncpg.Connection, migration: Migration) -> None:
     ledger = Ledger("public")
     await ledger.ensure(conn)
-    await execute_migration(conn, ledger, migration, "test", "tester", MigrationOptions(), claim=[], release=[])
+    await execute_migration(
+        conn, ledger, migration, "test", "tester", MigrationOptions(), claim=[], release=[]
+    )
 
 
 async def status_of(conn: asyncpg.Connection, version: str) -> str:
@@ -50,8 +51,9 @@ async def wait_for_pid(conn: asyncpg.Connection, where: str, *args: object, time
     """The backend of pg_stat_activity matching ``where`` (waits until one does)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        pid = await conn.fetchval(f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND {where}",
-                                  *args)
+        pid = await conn.fetchval(
+            f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND {where}", *args
+        )
         if pid is not None:
             return pid
         await asyncio.sleep(0.05)
@@ -81,8 +83,11 @@ async def test_a_smuggled_second_statement_never_runs(conn: asyncpg.Connection, 
 async def test_a_batch_that_never_shrinks_the_work_stops_with_a_clear_error(conn: asyncpg.Connection) -> None:
     await conn.execute("CREATE TABLE t (id int PRIMARY KEY, c int)")
     await conn.execute("INSERT INTO t SELECT g, NULL FROM generate_series(1, 5000) g")
-    endless = Step("UPDATE t SET c = NULL WHERE id IN (SELECT id FROM t WHERE c IS NULL LIMIT 100)",
-                   transactional=False, repeat=True)
+    endless = Step(
+        "UPDATE t SET c = NULL WHERE id IN (SELECT id FROM t WHERE c IS NULL LIMIT 100)",
+        transactional=False,
+        repeat=True,
+    )
     with pytest.raises(MigrationFailed, match="would never finish"):
         await asyncio.wait_for(run(conn, hand_built(endless)), timeout=10)
     assert await status_of(conn, VERSION) == "failed"
@@ -98,7 +103,9 @@ async def test_concurrent_appliers_of_one_approved_high_plan(dsn: str, conn: asy
         note: str = None
 
     await db.initialize()
-    await conn.execute("INSERT INTO person (name, note) SELECT 'p' || g, 'n' || g FROM generate_series(1, 2000) g")
+    await conn.execute(
+        "INSERT INTO person (name, note) SELECT 'p' || g, 'n' || g FROM generate_series(1, 2000) g"
+    )
     names = await conn.fetch("SELECT id, name FROM person ORDER BY id")
 
     @db.model
@@ -134,7 +141,9 @@ async def test_concurrent_appliers_of_one_approved_high_plan(dsn: str, conn: asy
 
 
 # item 8 --------------------------------------------------------------------------------------------
-async def test_concurrent_refusals_and_starts_in_one_second_never_collide(dsn: str, conn: asyncpg.Connection) -> None:
+async def test_concurrent_refusals_and_starts_in_one_second_never_collide(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     ledger = Ledger("public")
     await ledger.ensure(conn)
     sessions = [await asyncpg.connect(dsn) for _ in range(20)]
@@ -142,10 +151,16 @@ async def test_concurrent_refusals_and_starts_in_one_second_never_collide(dsn: s
         # every migration carries the same second-resolution version
         await asyncio.gather(
             *(ledger.start(c, hand_built(), f"owner-{i}", "tester") for i, c in enumerate(sessions[:8])),
-            *(ledger.record_refusal(c, hand_built(checksum="same"), "refused", "tester", "too risky")
-              for c in sessions[8:16]),
-            *(ledger.record_refusal(c, hand_built(checksum=f"plan-{i}"), f"other-{i}", "tester", "too risky")
-              for i, c in enumerate(sessions[16:])),
+            *(
+                ledger.record_refusal(c, hand_built(checksum="same"), "refused", "tester", "too risky")
+                for c in sessions[8:16]
+            ),
+            *(
+                ledger.record_refusal(
+                    c, hand_built(checksum=f"plan-{i}"), f"other-{i}", "tester", "too risky"
+                )
+                for i, c in enumerate(sessions[16:])
+            ),
         )
     finally:
         for c in sessions:
@@ -157,8 +172,9 @@ async def test_concurrent_refusals_and_starts_in_one_second_never_collide(dsn: s
 
 
 # item 9 --------------------------------------------------------------------------------------------
-async def blocked_apply(dsn: str, conn: asyncpg.Connection, **policy: object) -> tuple[object, asyncio.Task,
-                                                                                         asyncpg.Connection]:
+async def blocked_apply(
+    dsn: str, conn: asyncpg.Connection, **policy: object
+) -> tuple[object, asyncio.Task, asyncpg.Connection]:
     """An ADD COLUMN applier waiting on a lock this test holds on ``ticket``; returns (db, task, blocker)."""
     db = await ticket_gaining_a_column(dsn)
     blocker = await asyncpg.connect(dsn)
@@ -166,30 +182,45 @@ async def blocked_apply(dsn: str, conn: asyncpg.Connection, **policy: object) ->
     await blocker.execute('LOCK TABLE "ticket" IN ACCESS SHARE MODE')
     settings = MigrationOptions(lock_timeout_ms=20_000, **policy)  # type: ignore[arg-type]
     desired = db.schema()
-    task = asyncio.create_task(on_own_connection(dsn, lambda c: reconcile(c, dsn, desired, db.owner, settings)))
+    task = asyncio.create_task(
+        on_own_connection(dsn, lambda c: reconcile(c, dsn, desired, db.owner, settings))
+    )
     return db, task, blocker
 
 
-async def test_a_terminated_applier_ends_interrupted_and_the_next_run_converges(dsn: str,
-                                                                                conn: asyncpg.Connection) -> None:
+async def test_a_terminated_applier_ends_interrupted_and_the_next_run_converges(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     db, task, blocker = await blocked_apply(dsn, conn)
     applier = await wait_for_pid(conn, "wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%'")
     await conn.execute("SELECT pg_terminate_backend($1)", applier)
     result = await asyncio.wait_for(task, timeout=10)
     await blocker.close()
     assert result.outcome is Outcome.FAILED
-    assert "lost the database connection" in result.reason and "marked interrupted" in result.reason, result.reason
+    assert "lost the database connection" in result.reason and "marked interrupted" in result.reason, (
+        result.reason
+    )
     assert "\n" not in result.reason
-    [status] = [r["status"] for r in await conn.fetch("SELECT status FROM dataflow_migrations WHERE error IS NOT NULL")]
+    [status] = [
+        r["status"]
+        for r in await conn.fetch("SELECT status FROM dataflow_migrations WHERE error IS NOT NULL")
+    ]
     assert status == "interrupted"
-    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions()))
+    again = await on_own_connection(
+        dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions())
+    )
     assert again.outcome is Outcome.APPLIED, again.reason
-    assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
-                               " AND attname = 'note'") == 1
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass AND attname = 'note'"
+        )
+        == 1
+    )
 
 
-async def test_losing_the_heartbeat_stops_the_migration_before_the_lease_expires(dsn: str,
-                                                                                 conn: asyncpg.Connection) -> None:
+async def test_losing_the_heartbeat_stops_the_migration_before_the_lease_expires(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     ttl = 1.5
     _, task, blocker = await blocked_apply(dsn, conn, lease_ttl_s=ttl)
     await wait_for_pid(conn, "wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%'")
@@ -202,9 +233,16 @@ async def test_losing_the_heartbeat_stops_the_migration_before_the_lease_expires
     assert stopped_after < ttl
     assert result.outcome is Outcome.FAILED
     assert "heartbeat" in result.reason and "interrupted" in result.reason, result.reason
-    assert await conn.fetchval("SELECT status FROM dataflow_migrations ORDER BY id DESC LIMIT 1") == "interrupted"
-    assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
-                               " AND attname = 'note'") == 0
+    assert (
+        await conn.fetchval("SELECT status FROM dataflow_migrations ORDER BY id DESC LIMIT 1")
+        == "interrupted"
+    )
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass AND attname = 'note'"
+        )
+        == 0
+    )
 
 
 async def stop_immediately(server: object) -> None:
@@ -250,14 +288,24 @@ async def stopped_mid_migration(server: object) -> None:
     assert "lost the database connection" in result.reason and "\n" not in result.reason, result.reason
     server.ensure_postgres_running()  # type: ignore[attr-defined]
     dsn = server.get_uri()  # type: ignore[attr-defined]
-    again = await on_own_connection(dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions()))
+    again = await on_own_connection(
+        dsn, lambda c: reconcile(c, dsn, db.schema(), db.owner, MigrationOptions())
+    )
     assert again.outcome is Outcome.APPLIED, again.reason
     conn = await asyncpg.connect(dsn)
     try:
-        statuses = [r["status"] for r in await conn.fetch("SELECT status FROM dataflow_migrations ORDER BY id")]
-        assert statuses[-2:] == ["interrupted", "applied"], statuses  # the stopped attempt, closed by the next run
-        assert await conn.fetchval("SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass"
-                                   " AND attname = 'note'") == 1
+        statuses = [
+            r["status"] for r in await conn.fetch("SELECT status FROM dataflow_migrations ORDER BY id")
+        ]
+        assert statuses[-2:] == ["interrupted", "applied"], (
+            statuses
+        )  # the stopped attempt, closed by the next run
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ticket'::regclass AND attname = 'note'"
+            )
+            == 1
+        )
     finally:
         await conn.close()
 
@@ -265,7 +313,9 @@ async def stopped_mid_migration(server: object) -> None:
 # item 11 -------------------------------------------------------------------------------------------
 async def catalog(conn: asyncpg.Connection) -> tuple[list[tuple], list[tuple]]:
     namespaces = [tuple(r) for r in await conn.fetch("SELECT oid, nspname FROM pg_namespace ORDER BY oid")]
-    relations = [tuple(r) for r in await conn.fetch("SELECT oid, relnamespace, relname FROM pg_class ORDER BY oid")]
+    relations = [
+        tuple(r) for r in await conn.fetch("SELECT oid, relnamespace, relname FROM pg_class ORDER BY oid")
+    ]
     return namespaces, relations
 
 
@@ -306,7 +356,8 @@ async def test_a_lease_taken_over_fences_its_holder(dsn: str, conn: asyncpg.Conn
 
 
 async def test_an_attempt_that_died_after_its_last_step_is_closed_and_its_tables_claimed(
-        dsn: str, conn: asyncpg.Connection) -> None:
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     """Every step ran, the ledger update did not: the next run must not just say in sync and leave it running."""
     db = dataflow(dsn)
 

@@ -21,18 +21,33 @@ from dataflow.reconcile import Outcome
 from tests.helpers import dataflow
 from tests.test_cli import dataflow_cli
 from tests.test_operator import (  # noqa: F401 - fixtures
-    NS, RESOURCE, api, http, make_secret, operator, phase, resource, send, PATH, user_table,
+    NS,
+    PATH,
+    RESOURCE,
+    api,
+    http,
+    make_secret,
+    operator,
+    phase,
+    resource,
+    send,
+    user_table,
 )
 
 BAD_URL = "postgresql://u:p#ss/x@h:5432/d"
 
 
 def manifest_doc(**spec: object) -> dict:
-    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
-            "metadata": {"name": "shop", "namespace": "prod"},
-            "spec": {"database": {"secretRef": {"name": "shop-db"}},
-                     "tables": [{"name": "item", "primaryKey": ["id"], "columns": [{"name": "id", "type": "BIGINT"}]}],
-                     **spec}}
+    return {
+        "apiVersion": "dataflow.dev/v1alpha1",
+        "kind": "DataFlowSchema",
+        "metadata": {"name": "shop", "namespace": "prod"},
+        "spec": {
+            "database": {"secretRef": {"name": "shop-db"}},
+            "tables": [{"name": "item", "primaryKey": ["id"], "columns": [{"name": "id", "type": "BIGINT"}]}],
+            **spec,
+        },
+    }
 
 
 def write_manifest(tmp_path: Path, doc: object) -> Path:
@@ -57,28 +72,34 @@ def assert_one_line_error(out: str, *expected: str) -> None:
 
 
 # item 6: DSNs ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("dsn", [
-    "postgresql://postgres:@/postgres?host=/tmp/embedded-socket",  # embedded server
-    "postgresql://postgres@127.0.0.1:5432/postgres",  # tests/conftest.py
-    "postgres://app:pa%23ss%2Fw0rd@db.example:5432/shop?sslmode=require",
-    "postgresql://[::1]:5433/db",
-    "postgresql://h1:5432,h2:5433/db?port=5432,5433",
-])
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://postgres:@/postgres?host=/tmp/embedded-socket",  # embedded server
+        "postgresql://postgres@127.0.0.1:5432/postgres",  # tests/conftest.py
+        "postgres://app:pa%23ss%2Fw0rd@db.example:5432/shop?sslmode=require",
+        "postgresql://[::1]:5433/db",
+        "postgresql://h1:5432,h2:5433/db?port=5432,5433",
+    ],
+)
 def test_dsn_shapes_in_use_are_accepted(dsn: str) -> None:
     parsed = parse_dsn(dsn)
     assert "w0rd" not in repr(parsed)
 
 
-@pytest.mark.parametrize("dsn, problem", [
-    ("postgresql://app:pa#ss/w0rd@host:5432/db", "contains '#'"),
-    ("postgresql://app:pa/ss@host:5432/db", "'@' after the host"),
-    ("postgresql://app:pa?ss@host:5432/db", "port is not a number"),
-    ("postgresql://app:pw9x@host:99999/db", "between 1 and 65535"),
-    ("postgresql://app:pw9x@host:5432/db?port=abc", "port is not a number"),
-    ("mysql://app:pw9x@host/db", "unknown scheme"),
-    ("host=h user=app password=pw9x", "must be a URL"),
-    ("", "is empty"),
-])
+@pytest.mark.parametrize(
+    "dsn, problem",
+    [
+        ("postgresql://app:pa#ss/w0rd@host:5432/db", "contains '#'"),
+        ("postgresql://app:pa/ss@host:5432/db", "'@' after the host"),
+        ("postgresql://app:pa?ss@host:5432/db", "port is not a number"),
+        ("postgresql://app:pw9x@host:99999/db", "between 1 and 65535"),
+        ("postgresql://app:pw9x@host:5432/db?port=abc", "port is not a number"),
+        ("mysql://app:pw9x@host/db", "unknown scheme"),
+        ("host=h user=app password=pw9x", "must be a URL"),
+        ("", "is empty"),
+    ],
+)
 def test_malformed_dsn_is_a_clear_error_without_the_secret(dsn: str, problem: str) -> None:
     with pytest.raises(InvalidDatabaseURL) as info:
         parse_dsn(dsn)
@@ -112,8 +133,12 @@ def test_library_malformed_url_is_refused_at_once() -> None:
     assert "p#ss" not in str(info.value)
 
 
-async def test_operator_malformed_secret_dsn_fails_with_reason(api, operator: None, http,  # noqa: F811
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_operator_malformed_secret_dsn_fails_with_reason(
+    api,  # noqa: F811 - the fixtures imported from test_operator
+    operator: None,  # noqa: F811
+    http,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     make_secret(api, "shop-db", "postgresql://app:pa#ss/w0rd@host:5432/db")
     await send(http, "POST", PATH, resource("shop", "shop-db", [user_table()]))
@@ -127,8 +152,16 @@ async def test_operator_malformed_secret_dsn_fails_with_reason(api, operator: No
 
 
 async def test_operator_secret_that_is_not_utf8_fails_cleanly(api, operator: None, http) -> None:  # noqa: F811
-    api.create("v1/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bin-db"},
-                              "data": {"dsn": base64.b64encode(b"\xff\xfe").decode()}}, namespace=NS)
+    api.create(
+        "v1/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bin-db"},
+            "data": {"dsn": base64.b64encode(b"\xff\xfe").decode()},
+        },
+        namespace=NS,
+    )
     await send(http, "POST", PATH, resource("shop", "bin-db", [user_table()]))
     st = await phase(api, "shop", "Failed")
     assert "is not base64-encoded UTF-8 text" in st["verdict"]
@@ -138,17 +171,23 @@ async def test_operator_secret_that_is_not_utf8_fails_cleanly(api, operator: Non
 MODELS_HEAD = "from dataflow import DataFlow, Field\n\ndb = DataFlow()\n\n"
 
 
-@pytest.mark.parametrize("body, expected", [
-    ("@db.model\nclass User:\n    name: str =\n", ["models.py:7", "syntax error"]),
-    ("import no_such_module_here\n", ["models.py:5", "ModuleNotFoundError", "no_such_module_here"]),
-    ("x = 1\nraise RuntimeError('boom')\n", ["models.py:6", "RuntimeError: boom"]),
-])
-def test_broken_models_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str,
-                                        expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("@db.model\nclass User:\n    name: str =\n", ["models.py:7", "syntax error"]),
+        ("import no_such_module_here\n", ["models.py:5", "ModuleNotFoundError", "no_such_module_here"]),
+        ("x = 1\nraise RuntimeError('boom')\n", ["models.py:6", "RuntimeError: boom"]),
+    ],
+)
+def test_broken_models_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, expected: list[str]
+) -> None:
     path = tmp_path / "models.py"
     path.write_text(MODELS_HEAD + body)
-    for argv in (["plan", str(path), "--database-url", "postgresql://u@127.0.0.1:1/d"],
-                 ["manifest", "generate", str(path), "--name", "n", "--namespace", "ns", "--secret", "s"]):
+    for argv in (
+        ["plan", str(path), "--database-url", "postgresql://u@127.0.0.1:1/d"],
+        ["manifest", "generate", str(path), "--name", "n", "--namespace", "ns", "--secret", "s"],
+    ):
         code, out = run_cli(capsys, *argv)
         assert code == 2
         assert_one_line_error(out, *expected)
@@ -178,9 +217,15 @@ def test_invalid_models_fail_at_plan_time() -> None:
 
 
 def test_semantic_problems_stays_importable_from_manifest() -> None:
-    assert semantic_problems([{"name": "t", "columns": [{"name": "a", "type": "TEXT"}],
-                               "checks": [{"name": "t_check", "expression": "b > 0"}]}]) == \
-        ["spec.tables[0].checks[0].expression: unknown column 'b'"]
+    assert semantic_problems(
+        [
+            {
+                "name": "t",
+                "columns": [{"name": "a", "type": "TEXT"}],
+                "checks": [{"name": "t_check", "expression": "b > 0"}],
+            }
+        ]
+    ) == ["spec.tables[0].checks[0].expression: unknown column 'b'"]
 
 
 # item 10: manifests ---------------------------------------------------------------------------
@@ -194,7 +239,9 @@ def test_manifest_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("just a string\n", "scalar")])
-def test_manifest_list_or_scalar(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, kind: str) -> None:
+def test_manifest_list_or_scalar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, kind: str
+) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(text)
     code, out = run_cli(capsys, "plan", "-f", str(path), "--database-url", "postgresql://u@127.0.0.1:1/d")
@@ -228,7 +275,9 @@ def test_recursive_alias_and_huge_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert_one_line_error(out, "loop.yaml", "larger than")
 
 
-def test_missing_metadata_name_is_caught_by_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_metadata_name_is_caught_by_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = manifest_doc()
     del doc["metadata"]["name"]
     assert any(p.startswith("metadata.name: required") for p in validate(doc))
@@ -256,7 +305,9 @@ def test_missing_manifest_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 # item 10: CLI flags ---------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [["history", "--schema", ""], ["rollback", "20240101000000", "--schema", ""]])
+@pytest.mark.parametrize(
+    "argv", [["history", "--schema", ""], ["rollback", "20240101000000", "--schema", ""]]
+)
 def test_empty_schema_flag(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, out = run_cli(capsys, *argv, "--database-url", "postgresql://u@127.0.0.1:1/d")
     assert code == 2
@@ -264,26 +315,31 @@ def test_empty_schema_flag(capsys: pytest.CaptureFixture[str], argv: list[str]) 
 
 
 def test_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run_cli(capsys, "history", "--database-url", "postgresql://someone:S3cret-pw@127.0.0.1:1/nowhere")
+    code, out = run_cli(
+        capsys, "history", "--database-url", "postgresql://someone:S3cret-pw@127.0.0.1:1/nowhere"
+    )
     assert code == 2 and "S3cret-pw" not in out
     assert_one_line_error(out, "cannot connect")
 
 
 # item 10: configuration -----------------------------------------------------------------------
-@pytest.mark.parametrize("config, field", [
-    ({"lock_timeout_ms": "abc"}, "migration_config.lock_timeout_ms"),
-    ({"statement_timeout_ms": -1}, "migration_config.statement_timeout_ms"),
-    ({"max_attempts": 0}, "migration_config.max_attempts"),
-    ({"migration_timeout": "5m"}, "migration_config.migration_timeout"),
-    ({"rollback_on_error": "false"}, "migration_config.rollback_on_error"),
-    ({"backup_before_migration": 1}, "migration_config.backup_before_migration"),
-    ({"max_risk_level": "EXTREME"}, "migration_config.max_risk_level"),
-    ({"strategy": "fast"}, "migration_config.strategy"),
-    ({"schema": ""}, "migration_config.schema"),
-    ({"schema": "s" * 64}, "migration_config.schema"),
-    ({"batch_size": 1.5}, "migration_config.batch_size"),
-    ({"allowed_functions": "dblink"}, "migration_config.allowed_functions"),
-])
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ({"lock_timeout_ms": "abc"}, "migration_config.lock_timeout_ms"),
+        ({"statement_timeout_ms": -1}, "migration_config.statement_timeout_ms"),
+        ({"max_attempts": 0}, "migration_config.max_attempts"),
+        ({"migration_timeout": "5m"}, "migration_config.migration_timeout"),
+        ({"rollback_on_error": "false"}, "migration_config.rollback_on_error"),
+        ({"backup_before_migration": 1}, "migration_config.backup_before_migration"),
+        ({"max_risk_level": "EXTREME"}, "migration_config.max_risk_level"),
+        ({"strategy": "fast"}, "migration_config.strategy"),
+        ({"schema": ""}, "migration_config.schema"),
+        ({"schema": "s" * 64}, "migration_config.schema"),
+        ({"batch_size": 1.5}, "migration_config.batch_size"),
+        ({"allowed_functions": "dblink"}, "migration_config.allowed_functions"),
+    ],
+)
 def test_config_values_of_the_wrong_type(config: dict, field: str) -> None:
     with pytest.raises(SchemaError) as info:
         DataFlow("postgresql://u@127.0.0.1:1/d", migration_config=config)
@@ -294,14 +350,18 @@ def test_unknown_config_key_is_still_allowed() -> None:
     DataFlow("postgresql://u@127.0.0.1:1/d", migration_config={"some_future_key": object()})
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"include_tables": "item"}, "include_tables"),
-    ({"exclude_operations": "DROP_TABLE"}, "exclude_operations"),
-    ({"exclude_operations": ["DROP_EVERYTHING"]}, "exclude_operations"),
-    ({"timeout": "soon"}, "timeout"),
-])
-async def test_auto_migrate_arguments_of_the_wrong_type(dsn: str, conn: asyncpg.Connection, kwargs: dict,
-                                                        field: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"include_tables": "item"}, "include_tables"),
+        ({"exclude_operations": "DROP_TABLE"}, "exclude_operations"),
+        ({"exclude_operations": ["DROP_EVERYTHING"]}, "exclude_operations"),
+        ({"timeout": "soon"}, "timeout"),
+    ],
+)
+async def test_auto_migrate_arguments_of_the_wrong_type(
+    dsn: str, conn: asyncpg.Connection, kwargs: dict, field: str
+) -> None:
     db = dataflow(dsn)
 
     @db.model
@@ -324,11 +384,14 @@ def test_allowed_functions_reach_the_planner() -> None:
 def test_allowed_functions_is_part_of_the_crd() -> None:
     assert validate(manifest_doc(policy={"allowedFunctions": ["dblink"]})) == []
     assert validate(manifest_doc(policy={"allowedFunctions": ["x; DROP TABLE y"]}))[0].startswith(
-        "spec.policy.allowedFunctions[0]:")
+        "spec.policy.allowedFunctions[0]:"
+    )
 
 
 # item 10: exit codes --------------------------------------------------------------------------
-async def test_failed_apply_exits_2_and_refusal_exits_1(dsn: str, conn: asyncpg.Connection, tmp_path: Path) -> None:
+async def test_failed_apply_exits_2_and_refusal_exits_1(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
     models = tmp_path / "models.py"
     models.write_text(MODELS_HEAD + "@db.model\nclass Item:\n    price: int\n")
     code, out = await dataflow_cli("apply", str(models), "--auto-confirm", "--database-url", dsn)
@@ -338,7 +401,9 @@ async def test_failed_apply_exits_2_and_refusal_exits_1(dsn: str, conn: asyncpg.
     code, out = await dataflow_cli("apply", str(models), "--auto-confirm", "--database-url", dsn)
     assert code == 2 and Outcome.FAILED.value in out and "Traceback" not in out, out  # was 1, as if refused
     models.write_text(MODELS_HEAD + "@db.model\nclass Item:\n    cost: int = Field(renamed_from='price')\n")
-    code, out = await dataflow_cli("apply", str(models), "--auto-confirm", "--max-risk", "SAFE", "--database-url", dsn)
+    code, out = await dataflow_cli(
+        "apply", str(models), "--auto-confirm", "--max-risk", "SAFE", "--database-url", dsn
+    )
     assert code == 1 and Outcome.REFUSED.value in out, out
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dataflow.errors import DataFlowError, SchemaError
 from dataflow.manifest import dump, from_resource, validate
@@ -26,39 +27,85 @@ EXAMPLES = int(os.environ.get("DATAFLOW_FUZZ_EXAMPLES", "2000"))
 FIELD = re.compile(r"^(\(document\)|apiVersion/kind|apiVersion|kind|metadata|spec)[^:]*: ")
 
 VALID: dict[str, Any] = {
-    "apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
+    "apiVersion": "dataflow.dev/v1alpha1",
+    "kind": "DataFlowSchema",
     "metadata": {"name": "shop", "namespace": "prod"},
     "spec": {
         "database": {"secretRef": {"name": "shop-db", "key": "dsn"}, "schema": "public"},
         "policy": {"maxRiskLevel": "MEDIUM", "lockTimeout": "2s", "excludeOperations": ["DROP_TABLE"]},
         "tables": [
-            {"name": "order", "primaryKey": ["id"],
-             "columns": [{"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"},
-                         {"name": "user_id", "type": "BIGINT"},
-                         {"name": "total", "type": "NUMERIC(12,2)", "default": "0"}],
-             "indexes": [{"name": "order_total_idx", "columns": ["total"], "where": "total > 0"}],
-             "foreignKeys": [{"name": "order_user_fkey", "columns": ["user_id"], "refTable": "user",
-                              "refColumns": ["id"], "onDelete": "CASCADE"}],
-             "checks": [{"name": "order_total_check", "expression": "total >= 0"}]},
-            {"name": "user", "primaryKey": ["id"],
-             "columns": [{"name": "id", "type": "BIGINT", "nullable": False},
-                         {"name": "email", "type": "VARCHAR(320)"}],
-             "uniques": [{"name": "user_email_key", "columns": ["email"]}]},
+            {
+                "name": "order",
+                "primaryKey": ["id"],
+                "columns": [
+                    {"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"},
+                    {"name": "user_id", "type": "BIGINT"},
+                    {"name": "total", "type": "NUMERIC(12,2)", "default": "0"},
+                ],
+                "indexes": [{"name": "order_total_idx", "columns": ["total"], "where": "total > 0"}],
+                "foreignKeys": [
+                    {
+                        "name": "order_user_fkey",
+                        "columns": ["user_id"],
+                        "refTable": "user",
+                        "refColumns": ["id"],
+                        "onDelete": "CASCADE",
+                    }
+                ],
+                "checks": [{"name": "order_total_check", "expression": "total >= 0"}],
+            },
+            {
+                "name": "user",
+                "primaryKey": ["id"],
+                "columns": [
+                    {"name": "id", "type": "BIGINT", "nullable": False},
+                    {"name": "email", "type": "VARCHAR(320)"},
+                ],
+                "uniques": [{"name": "user_email_key", "columns": ["email"]}],
+            },
         ],
     },
 }
 
 NASTY_TEXT = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["", "\x00", "a\x00b", "x" * 70, "é" * 40, "1; DROP TABLE user", "total > 0; SELECT 1",
-                     "pg_sleep(10)", "(SELECT 1)", "BIGNUM", "VARCHAR(-5)", "EXPLODE", "SAFEST", "5 minutes",
-                     "'unterminated", "id", "total", "user", "order", "\ud800"[:0] + "\u202e", "NaN"]),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "a\x00b",
+            "x" * 70,
+            "é" * 40,
+            "1; DROP TABLE user",
+            "total > 0; SELECT 1",
+            "pg_sleep(10)",
+            "(SELECT 1)",
+            "BIGNUM",
+            "VARCHAR(-5)",
+            "EXPLODE",
+            "SAFEST",
+            "5 minutes",
+            "'unterminated",
+            "id",
+            "total",
+            "user",
+            "order",
+            "\ud800"[:0] + "\u202e",
+            "NaN",
+        ]
+    ),
     st.just("y" * 100_000),
 )
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), NASTY_TEXT)
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(st.one_of(NASTY_TEXT, st.integers()), inner,
-                                                                        max_size=3)), max_leaves=6)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), NASTY_TEXT
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.one_of(NASTY_TEXT, st.integers()), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -115,8 +162,12 @@ def _resolve(doc: Any, path: tuple) -> tuple[Any, Any]:
     return node, path[-1]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 @given(mutated())
 def test_every_manifest_is_a_schema_or_a_field_error(doc: Any) -> None:
     problems = validate(doc)
@@ -145,7 +196,12 @@ def _as_read(doc: Any) -> Any:
     meta = doc.get("metadata")
     if isinstance(meta, dict):
         meta = {k: meta[k] for k in ("name", "namespace", "annotations", "labels") if k in meta}
-    return {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"), "metadata": meta, "spec": doc.get("spec")}
+    return {
+        "apiVersion": doc.get("apiVersion"),
+        "kind": doc.get("kind"),
+        "metadata": meta,
+        "spec": doc.get("spec"),
+    }
 
 
 def test_the_valid_manifest_is_valid() -> None:
@@ -181,8 +237,12 @@ def test_a_sample_planned_against_the_database_changes_nothing(dsn: str, tmp_pat
 async def _catalog(dsn: str) -> list:
     conn = await asyncpg.connect(dsn)
     try:
-        return [tuple(r) for r in await conn.fetch(
-            "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2")]
+        return [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2"
+            )
+        ]
     finally:
         await conn.close()

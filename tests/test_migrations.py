@@ -49,7 +49,9 @@ async def test_ecommerce_three_phases(dsn: str, conn) -> None:
     success, [m2] = await db.auto_migrate(auto_confirm=True)
     assert success and m2.safety_level == "SAFE"
     assert 'ALTER TABLE "public"."order" ADD COLUMN "status" TEXT NOT NULL DEFAULT \'pending\';' in m2.sql_up
-    assert 'ALTER TABLE "public"."product" ADD COLUMN "inventory_count" BIGINT NOT NULL DEFAULT 0;' in m2.sql_up
+    assert (
+        'ALTER TABLE "public"."product" ADD COLUMN "inventory_count" BIGINT NOT NULL DEFAULT 0;' in m2.sql_up
+    )
     assert await conn.fetchval('SELECT status FROM "order"') == "pending"
 
     @db.model
@@ -78,7 +80,11 @@ async def test_ecommerce_three_phases(dsn: str, conn) -> None:
     success, [m3] = await db.auto_migrate(auto_confirm=True)
     assert success and m3.safety_level == "SAFE" and len(m3.operations) == 6
     types = {c.name: c.type for c in (await introspect(conn)).schema.table("product").columns}
-    assert types["specifications"] == "JSONB" and types["images"] == "JSONB" and types["is_featured"] == "BOOLEAN"
+    assert (
+        types["specifications"] == "JSONB"
+        and types["images"] == "JSONB"
+        and types["is_featured"] == "BOOLEAN"
+    )
     await conn.execute('UPDATE "product" SET images = $1::jsonb', '["a.png"]')
     assert await conn.fetchval('SELECT images->>0 FROM "product"') == "a.png"
     assert (await db.auto_migrate(auto_confirm=True)) == (True, [])
@@ -151,8 +157,10 @@ async def test_not_null_column_on_a_populated_table(dsn: str, conn) -> None:
     assert success
     [op] = m.operations
     assert op.risk is Risk.MEDIUM and "2 rows" in op.assessment.reason
-    assert m.sql_up == ['ALTER TABLE "public"."user" ADD COLUMN "age" BIGINT NOT NULL DEFAULT 0;',
-                        'ALTER TABLE "public"."user" ALTER COLUMN "age" DROP DEFAULT;']
+    assert m.sql_up == [
+        'ALTER TABLE "public"."user" ADD COLUMN "age" BIGINT NOT NULL DEFAULT 0;',
+        'ALTER TABLE "public"."user" ALTER COLUMN "age" DROP DEFAULT;',
+    ]
     assert await conn.fetchval('SELECT count(*) FROM "user" WHERE age = 0') == 2
     column = (await introspect(conn)).schema.table("user").column("age")
     assert not column.nullable and column.default is None
@@ -198,7 +206,9 @@ async def test_text_to_integer(dsn: str, conn, values: list, castable: bool) -> 
     [op] = m.operations
     assert op.kind == "ALTER_COLUMN_TYPE"
     assert m.sql_up[-1] == 'ALTER TABLE "public"."item" ALTER COLUMN "code" TYPE BIGINT USING "code"::BIGINT;'
-    assert op.backup and m.sql_up[-2] == f'CREATE TABLE {op.backup} AS SELECT "id", "code" FROM "public"."item";'
+    assert (
+        op.backup and m.sql_up[-2] == f'CREATE TABLE {op.backup} AS SELECT "id", "code" FROM "public"."item";'
+    )
     if castable:
         assert "all 3 rows convert today" in op.assessment.reason
     else:
@@ -207,7 +217,10 @@ async def test_text_to_integer(dsn: str, conn, values: list, castable: bool) -> 
     success, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
     assert success is castable
     if castable:
-        assert sorted(r[0] for r in await conn.fetch('SELECT code FROM "item"') if r[0] is not None) == [1, 22]
+        assert sorted(r[0] for r in await conn.fetch('SELECT code FROM "item"') if r[0] is not None) == [
+            1,
+            22,
+        ]
     else:
         assert await snapshot(conn) == before
         [record] = [r for r in await db.get_migration_history(5) if r.status == "failed"]
@@ -262,8 +275,10 @@ async def test_rename_keeps_the_data(dsn: str, conn) -> None:
     del db.models["Customer"]
     success, [m] = await db.auto_migrate(auto_confirm=True)
     assert success and [op.kind for op in m.operations] == ["RENAME_TABLE", "RENAME_COLUMN"]
-    assert m.sql_up == ['ALTER TABLE "public"."customer" RENAME TO "client";',
-                        'ALTER TABLE "public"."client" RENAME COLUMN "email" TO "email_address";']
+    assert m.sql_up == [
+        'ALTER TABLE "public"."customer" RENAME TO "client";',
+        'ALTER TABLE "public"."client" RENAME COLUMN "email" TO "email_address";',
+    ]
     assert await conn.fetchval('SELECT email_address FROM "client"') == "a@example.com"
     assert (await db.auto_migrate(auto_confirm=True)) == (True, [])
 
@@ -277,7 +292,9 @@ async def test_failure_half_way_leaves_everything_as_before(dsn: str, conn) -> N
         nickname: str = None
 
     await db.initialize()
-    await conn.executemany('INSERT INTO "account" (name, nickname) VALUES ($1, $2)', [("a", None), ("b", "bee")])
+    await conn.executemany(
+        'INSERT INTO "account" (name, nickname) VALUES ($1, $2)', [("a", None), ("b", "bee")]
+    )
     before = await snapshot(conn)
 
     @db.model
@@ -340,9 +357,13 @@ async def test_indexes_gin_text_search_partial_and_checks_round_trip(dsn: str, c
     assert "to_tsvector('english', COALESCE(name, ''))" in sql
     assert 'CONSTRAINT "product_price_check" CHECK (price >= 0)' in sql
     table = (await introspect(conn)).schema.table("product")
-    assert {i.name for i in table.indexes} == {"product_name_price_idx", "product_specs_gin_idx",
-                                               "product_tags_gin_idx", "product_name_fts_idx",
-                                               "product_price_partial_idx"}
+    assert {i.name for i in table.indexes} == {
+        "product_name_price_idx",
+        "product_specs_gin_idx",
+        "product_tags_gin_idx",
+        "product_name_fts_idx",
+        "product_price_partial_idx",
+    }
     assert (await db.auto_migrate(auto_confirm=True)) == (True, [])
 
 
@@ -351,10 +372,13 @@ def test_partial_index_condition_must_be_one_expression() -> None:
 
     db = DataFlow("postgresql://unused")
     with pytest.raises(SchemaError, match=r"partial_indexes\[0\]\.condition: must be a single expression"):
+
         @db.model
         class Bad:
             price: float
-            __dataflow__ = {"postgresql": {"partial_indexes": [{"fields": ["price"], "condition": "1; DROP TABLE x"}]}}
+            __dataflow__ = {
+                "postgresql": {"partial_indexes": [{"fields": ["price"], "condition": "1; DROP TABLE x"}]}
+            }
 
 
 async def test_rollback_migration_restores_the_schema(dsn: str, conn) -> None:

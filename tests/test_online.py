@@ -33,7 +33,9 @@ async def seeded(dsn: str, conn: asyncpg.Connection, **config: object):
     await conn.execute(
         "INSERT INTO account (email, owner_id, balance, note) "
         "SELECT 'a' || g || '@x.io', 1 + g % 10, g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END "
-        "FROM generate_series(1, $1) g", ROWS)
+        "FROM generate_series(1, $1) g",
+        ROWS,
+    )
     return db
 
 
@@ -42,11 +44,11 @@ async def test_each_online_strategy_reaches_the_intended_schema(dsn: str, conn: 
 
     @db.model
     class Account:  # noqa: F811
-        email: str = Field(max_length=200, unique=True)       # widening in place + unique USING INDEX
-        owner_id: int = Field(references="owner.id")           # FK NOT VALID, then VALIDATE
-        balance: int = Field(default=0, index=True)            # NOT NULL via CHECK, backfill NULLs; index CONCURRENTLY
+        email: str = Field(max_length=200, unique=True)  # widening in place + unique USING INDEX
+        owner_id: int = Field(references="owner.id")  # FK NOT VALID, then VALIDATE
+        balance: int = Field(default=0, index=True)  # NOT NULL via CHECK, backfill NULLs; index CONCURRENTLY
         note: str = None
-        status: str = "active"                                 # constant default: metadata only
+        status: str = "active"  # constant default: metadata only
         token: str = Field(sql_default="md5(random()::text)")  # volatile: add nullable, backfill, NOT NULL
 
     desired = db.schema()
@@ -55,14 +57,28 @@ async def test_each_online_strategy_reaches_the_intended_schema(dsn: str, conn: 
     by_kind = {(op.kind, op.change.subject): op for op in m.operations}
     sql = "\n".join(m.sql_up)
     assert 'CREATE INDEX CONCURRENTLY "account_balance_idx" ON "public"."account" ("balance");' in sql
-    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_owner_id_fkey" FOREIGN KEY ("owner_id") REFERENCES "public"."owner" ("id") NOT VALID;' in sql
+    assert (
+        'ALTER TABLE "public"."account" ADD CONSTRAINT "account_owner_id_fkey" FOREIGN KEY ("owner_id")'
+        ' REFERENCES "public"."owner" ("id") NOT VALID;' in sql
+    )
     assert 'ALTER TABLE "public"."account" VALIDATE CONSTRAINT "account_owner_id_fkey";' in sql
     assert 'CREATE UNIQUE INDEX CONCURRENTLY "account_email_key" ON "public"."account" ("email");' in sql
-    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_email_key" UNIQUE USING INDEX "account_email_key";' in sql
-    assert 'ALTER TABLE "public"."account" ADD CONSTRAINT "account_balance_not_null" CHECK ("balance" IS NOT NULL) NOT VALID;' in sql
-    assert 'ALTER TABLE "public"."account" ALTER COLUMN "email" TYPE VARCHAR(200);' in sql  # no USING: no rewrite
+    assert (
+        'ALTER TABLE "public"."account" ADD CONSTRAINT "account_email_key" UNIQUE USING INDEX "account_email_key";'
+        in sql
+    )
+    assert (
+        'ALTER TABLE "public"."account" ADD CONSTRAINT "account_balance_not_null"'
+        ' CHECK ("balance" IS NOT NULL) NOT VALID;' in sql
+    )
+    assert (
+        'ALTER TABLE "public"."account" ALTER COLUMN "email" TYPE VARCHAR(200);' in sql
+    )  # no USING: no rewrite
     assert by_kind[("ALTER_COLUMN_TYPE", "email")].strategy == "in place, no rewrite"
-    assert 'UPDATE "public"."account" SET "token" = DEFAULT WHERE ("id") IN (SELECT "id" FROM "public"."account" WHERE "token" IS NULL LIMIT 500);' in sql
+    assert (
+        'UPDATE "public"."account" SET "token" = DEFAULT WHERE ("id") IN'
+        ' (SELECT "id" FROM "public"."account" WHERE "token" IS NULL LIMIT 500);' in sql
+    )
     assert "outside a transaction" in output(db) and "repeated in batches" in output(db)
 
     schema = (await introspect(conn)).schema
@@ -73,7 +89,9 @@ async def test_each_online_strategy_reaches_the_intended_schema(dsn: str, conn: 
     assert (await db.auto_migrate(auto_confirm=True)) == (True, [])
 
 
-async def test_online_step_retries_a_lock_timeout_until_the_lock_is_released(dsn: str, conn: asyncpg.Connection) -> None:
+async def test_online_step_retries_a_lock_timeout_until_the_lock_is_released(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     db = await seeded(dsn, conn, lock_timeout_ms=100)
 
     @db.model
@@ -105,7 +123,9 @@ async def test_an_invalid_index_is_dropped_and_built_again(dsn: str, conn: async
         await conn.execute('CREATE UNIQUE INDEX CONCURRENTLY "account_note_idx" ON account (note)')
     except asyncpg.UniqueViolationError:
         pass
-    assert await conn.fetchval("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'account_note_idx'::regclass")
+    assert await conn.fetchval(
+        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'account_note_idx'::regclass"
+    )
 
     @db.model
     class Account:  # noqa: F811
@@ -116,8 +136,12 @@ async def test_an_invalid_index_is_dropped_and_built_again(dsn: str, conn: async
 
     success, [m] = await db.auto_migrate(auto_confirm=True)
     assert success and [(op.kind, op.change.subject) for op in m.operations] == [
-        ("DROP_INDEX", "account_note_idx"), ("CREATE_INDEX", "account_note_idx")]
-    assert await conn.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = 'account_note_idx'::regclass")
+        ("DROP_INDEX", "account_note_idx"),
+        ("CREATE_INDEX", "account_note_idx"),
+    ]
+    assert await conn.fetchval(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'account_note_idx'::regclass"
+    )
 
 
 async def test_drop_column_then_rollback_restores_every_value(dsn: str, conn: asyncpg.Connection) -> None:

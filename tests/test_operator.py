@@ -8,8 +8,9 @@ import base64
 import json
 import logging
 import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -50,14 +51,17 @@ async def operator(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     monkeypatch.setenv("DATAFLOW_RETRY_BASE", "0.3")
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level  # `kopf run` configures the root logger; restore it after
-    runner = KopfRunner(["run", "--standalone", "--verbose", "--namespace", NS, "-m", "dataflow.k8s.operator"],
-                        timeout=30)
+    runner = KopfRunner(
+        ["run", "--standalone", "--verbose", "--namespace", NS, "-m", "dataflow.k8s.operator"], timeout=30
+    )
     await asyncio.to_thread(runner.__enter__)
     try:
         yield runner
     finally:
         leaving = asyncio.create_task(asyncio.to_thread(runner.__exit__, None, None, None))
-        await asyncio.sleep(0.1)  # the stop flag is set; now end the long-polling watches so Kopf stops promptly
+        await asyncio.sleep(
+            0.1
+        )  # the stop flag is set; now end the long-polling watches so Kopf stops promptly
         api.close_watches()
         await leaving
         root.handlers[:] = handlers
@@ -83,8 +87,16 @@ async def http(api: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
 
 # helpers --------------------------------------------------------------------------------------
 def make_secret(api: ApiServer, name: str, dsn: str) -> None:
-    api.create("v1/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-                              "data": {"dsn": base64.b64encode(dsn.encode()).decode()}}, namespace=NS)
+    api.create(
+        "v1/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "data": {"dsn": base64.b64encode(dsn.encode()).decode()},
+        },
+        namespace=NS,
+    )
 
 
 def column(name: str, type_: str, **extra: Any) -> dict[str, Any]:
@@ -92,19 +104,34 @@ def column(name: str, type_: str, **extra: Any) -> dict[str, Any]:
 
 
 def user_table(*extra_columns: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "user", "primaryKey": ["id"],
-            "columns": [column("id", "BIGINT", nullable=False, identity="BY DEFAULT"),
-                        column("email", "TEXT", nullable=False), *extra_columns]}
+    return {
+        "name": "user",
+        "primaryKey": ["id"],
+        "columns": [
+            column("id", "BIGINT", nullable=False, identity="BY DEFAULT"),
+            column("email", "TEXT", nullable=False),
+            *extra_columns,
+        ],
+    }
 
 
 def resource(name: str, secret: str, tables: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"database": {"secretRef": {"name": secret, "key": "dsn"}},
-                     "policy": {"maxRiskLevel": "MEDIUM", "driftCheckInterval": "1h"}, "tables": tables, **spec}}
+    return {
+        "apiVersion": "dataflow.dev/v1alpha1",
+        "kind": "DataFlowSchema",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "database": {"secretRef": {"name": secret, "key": "dsn"}},
+            "policy": {"maxRiskLevel": "MEDIUM", "driftCheckInterval": "1h"},
+            "tables": tables,
+            **spec,
+        },
+    }
 
 
-async def send(http: aiohttp.ClientSession, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
+async def send(
+    http: aiohttp.ClientSession, method: str, path: str, body: Any = None, **kw: Any
+) -> dict[str, Any]:
     async with http.request(method, path, json=body, **kw) as resp:
         payload = await resp.json()
         assert resp.status < 400, payload
@@ -123,15 +150,23 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str
 
 
 async def phase(api: ApiServer, name: str, expected: str, timeout: float = 20.0) -> dict[str, Any]:
-    await eventually(lambda: status_of(api, name).get("phase") == expected, timeout,
-                     f"{name} reaching {expected} (last: {api.get(RESOURCE, NS, name)})")
+    await eventually(
+        lambda: status_of(api, name).get("phase") == expected,
+        timeout,
+        f"{name} reaching {expected} (last: {api.get(RESOURCE, NS, name)})",
+    )
     return status_of(api, name)
 
 
 async def kubectl(api: ApiServer, *args: str, stdin: bytes | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "kubectl", *args, env={**os.environ, "KUBECONFIG": str(api.kubeconfig)},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "kubectl",
+        *args,
+        env={**os.environ, "KUBECONFIG": str(api.kubeconfig)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate(stdin)
     assert proc.returncode == 0, out.decode()
     return out.decode()
@@ -142,23 +177,31 @@ async def columns_of(dsn: str, table: str) -> list[str]:
 
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
-                                "ORDER BY ordinal_position", table)
+        rows = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+            "ORDER BY ordinal_position",
+            table,
+        )
         return [r["column_name"] for r in rows]
     finally:
         await conn.close()
 
 
 # tests ----------------------------------------------------------------------------------------
-async def test_create_applies_then_safe_change_applies(api: ApiServer, operator: None, http, dsn: str,
-                                                       secret_dsn: str, tmp_path: Path) -> None:
+async def test_create_applies_then_safe_change_applies(
+    api: ApiServer, operator: None, http, dsn: str, secret_dsn: str, tmp_path: Path
+) -> None:
     make_secret(api, "shop-db", secret_dsn)
     manifest = tmp_path / "shop.yaml"
     manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table()])))
     await kubectl(api, "apply", "--validate=false", "-f", str(manifest))
     st = await phase(api, "shop", "Applied")
     assert st["changes"] == 1 and st["maxRisk"] == "SAFE" and st["appliedSchemaHash"] == st["schemaHash"]
-    assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Approved": "True", "Synced": "True"}
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "Ready": "True",
+        "Approved": "True",
+        "Synced": "True",
+    }
     assert await columns_of(dsn, "user") == ["id", "email"]
 
     table = await kubectl(api, "get", "dataflowschemas", "-n", NS)
@@ -169,15 +212,21 @@ async def test_create_applies_then_safe_change_applies(api: ApiServer, operator:
     # a SAFE change is applied without anyone
     manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])))
     await kubectl(api, "apply", "--validate=false", "-f", str(manifest))
-    await eventually(lambda: status_of(api, "shop").get("lastAppliedVersion") != st["lastAppliedVersion"]
-                     and status_of(api, "shop").get("phase") == "Applied", what="second apply")
+    await eventually(
+        lambda: (
+            status_of(api, "shop").get("lastAppliedVersion") != st["lastAppliedVersion"]
+            and status_of(api, "shop").get("phase") == "Applied"
+        ),
+        what="second apply",
+    )
     assert await columns_of(dsn, "user") == ["id", "email", "phone"]
     events = [e for e in api.list_objects("v1/events", NS) if e.get("reason") == "Applied"]
     assert len(events) >= 2
 
 
-async def test_high_change_waits_for_approval_of_that_exact_plan(api: ApiServer, operator: None, http, dsn: str,
-                                                                 secret_dsn: str) -> None:
+async def test_high_change_waits_for_approval_of_that_exact_plan(
+    api: ApiServer, operator: None, http, dsn: str, secret_dsn: str
+) -> None:
     make_secret(api, "shop-db", secret_dsn)
     await send(http, "POST", PATH, resource("shop", "shop-db", [user_table(column("legacy", "TEXT"))]))
     await phase(api, "shop", "Applied")
@@ -187,14 +236,30 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(api: ApiServer,
     st = await phase(api, "shop", "AwaitingApproval")
     plan = st["planHash"]
     assert st["maxRisk"] == "HIGH" and len(plan) == 12
-    assert st["approveCommand"] == f"kubectl annotate dataflowschema shop -n {NS} {APPROVAL_ANNOTATION}={plan} --overwrite"
+    assert (
+        st["approveCommand"]
+        == f"kubectl annotate dataflowschema shop -n {NS} {APPROVAL_ANNOTATION}={plan} --overwrite"
+    )
     assert st["operations"][0]["operation"] == "DROP_COLUMN" and "HIGH" in st["verdict"]
-    assert any(e.get("reason") == "ApprovalRequired" and e.get("type") == "Warning"
-               for e in api.list_objects("v1/events", NS))
+    assert any(
+        e.get("reason") == "ApprovalRequired" and e.get("type") == "Warning"
+        for e in api.list_objects("v1/events", NS)
+    )
 
     # an approval of another plan applies nothing
-    await kubectl(api, "annotate", "dataflowschema", "shop", "-n", NS, f"{APPROVAL_ANNOTATION}=0123456789ab", "--overwrite")
-    await eventually(lambda: "does not match" in status_of(api, "shop").get("verdict", ""), what="stale approval seen")
+    await kubectl(
+        api,
+        "annotate",
+        "dataflowschema",
+        "shop",
+        "-n",
+        NS,
+        f"{APPROVAL_ANNOTATION}=0123456789ab",
+        "--overwrite",
+    )
+    await eventually(
+        lambda: "does not match" in status_of(api, "shop").get("verdict", ""), what="stale approval seen"
+    )
     assert status_of(api, "shop")["phase"] == "AwaitingApproval"
     assert "legacy" in await columns_of(dsn, "user")
 
@@ -204,15 +269,18 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(api: ApiServer,
     assert "legacy" not in await columns_of(dsn, "user")
 
     # a new HIGH change after the approval is blocked again: the old approval is for the old plan
-    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table(column("x", "TEXT"))]}}, headers=MERGE)
+    await send(
+        http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table(column("x", "TEXT"))]}}, headers=MERGE
+    )
     await phase(api, "shop", "Applied")  # adding a nullable column is SAFE
     await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table()]}}, headers=MERGE)
     st2 = await phase(api, "shop", "AwaitingApproval")
     assert st2["planHash"] != plan and "x" in await columns_of(dsn, "user")
 
 
-async def test_promotion_applies_production_only_after_staging(api: ApiServer, operator: None, http, dsn: str,
-                                                               server_dsn: str) -> None:
+async def test_promotion_applies_production_only_after_staging(
+    api: ApiServer, operator: None, http, dsn: str, server_dsn: str
+) -> None:
     import asyncpg
 
     prod_db = with_database(server_dsn, urlsplit(dsn).path.strip("/") + "_prod")
@@ -222,8 +290,12 @@ async def test_promotion_applies_production_only_after_staging(api: ApiServer, o
         make_secret(api, "staging-db", dsn)
         make_secret(api, "production-db", prod_db)
         tables = [user_table(column("phone", "TEXT"))]
-        await send(http, "POST", PATH, resource("shop-production", "production-db", tables,
-                                                promotion={"after": "shop-staging"}))
+        await send(
+            http,
+            "POST",
+            PATH,
+            resource("shop-production", "production-db", tables, promotion={"after": "shop-staging"}),
+        )
         st = await phase(api, "shop-production", "WaitingForPromotion")
         assert "shop-staging" in st["verdict"]
         assert await columns_of(prod_db, "user") == []
@@ -234,8 +306,13 @@ async def test_promotion_applies_production_only_after_staging(api: ApiServer, o
         assert await columns_of(prod_db, "user") == ["id", "email", "phone"]
 
         # a new schema: production waits again until staging has it
-        await send(http, "PATCH", f"{PATH}/shop-production",
-                   {"spec": {"tables": [user_table(column("phone", "TEXT"), column("age", "BIGINT"))]}}, headers=MERGE)
+        await send(
+            http,
+            "PATCH",
+            f"{PATH}/shop-production",
+            {"spec": {"tables": [user_table(column("phone", "TEXT"), column("age", "BIGINT"))]}},
+            headers=MERGE,
+        )
         await phase(api, "shop-production", "WaitingForPromotion")
         assert "age" not in await columns_of(prod_db, "user")
     finally:
@@ -243,7 +320,9 @@ async def test_promotion_applies_production_only_after_staging(api: ApiServer, o
         await admin.close()
 
 
-async def test_two_resources_claiming_one_table_conflict(api: ApiServer, operator: None, http, dsn: str) -> None:
+async def test_two_resources_claiming_one_table_conflict(
+    api: ApiServer, operator: None, http, dsn: str
+) -> None:
     make_secret(api, "shop-db", dsn)
     await send(http, "POST", PATH, resource("first", "shop-db", [user_table()]))
     await phase(api, "first", "Applied")
@@ -322,19 +401,26 @@ async def test_database_down_then_back(api: ApiServer, operator: None, http, dsn
     await proxy.stop()
 
 
-async def test_no_secret_value_in_status_events_or_logs(api: ApiServer, operator: None, http, dsn: str,
-                                                        secret_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_value_in_status_events_or_logs(
+    api: ApiServer, operator: None, http, dsn: str, secret_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     make_secret(api, "shop-db", secret_dsn)
     await send(http, "POST", PATH, resource("shop", "shop-db", [user_table(column("legacy", "TEXT"))]))
     await phase(api, "shop", "Applied")
     await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table()]}}, headers=MERGE)
     await phase(api, "shop", "AwaitingApproval")
-    make_secret_broken = {"data": {"dsn": base64.b64encode(b"postgresql://u:" + PASSWORD.encode()
-                                                           + b"@127.0.0.1:1/x").decode()}}
+    make_secret_broken = {
+        "data": {"dsn": base64.b64encode(b"postgresql://u:" + PASSWORD.encode() + b"@127.0.0.1:1/x").decode()}
+    }
     await send(http, "PATCH", f"/api/v1/namespaces/{NS}/secrets/shop-db", make_secret_broken, headers=MERGE)
-    await send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [user_table(column("legacy", "TEXT"))]}},
-               headers=MERGE)
+    await send(
+        http,
+        "PATCH",
+        f"{PATH}/shop",
+        {"spec": {"tables": [user_table(column("legacy", "TEXT"))]}},
+        headers=MERGE,
+    )
     await phase(api, "shop", "Failed")
     everything = json.dumps([api.list_objects(RESOURCE, NS), api.list_objects("v1/events", NS)])
     assert "Database unreachable" in everything

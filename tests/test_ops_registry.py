@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import asyncpg
 import pytest
@@ -96,20 +96,29 @@ class Exclude:
 EXCLUDE = Exclude("no_overlap", ("a",))
 
 
-@pytest.mark.parametrize("change, options", [
-    (Change(ADD_CONSTRAINT, "t", "no_overlap", new=EXCLUDE), Options()),
-    (Change(ADD_CONSTRAINT, "t", "no_overlap", new=EXCLUDE), Options(populated=True, online=True)),
-    (Change(DROP_CONSTRAINT, "t", "no_overlap", old=EXCLUDE), Options()),
-])
-def test_an_unknown_constraint_class_is_refused_not_rendered_as_unique(change: Change, options: Options) -> None:
+@pytest.mark.parametrize(
+    "change, options",
+    [
+        (Change(ADD_CONSTRAINT, "t", "no_overlap", new=EXCLUDE), Options()),
+        (Change(ADD_CONSTRAINT, "t", "no_overlap", new=EXCLUDE), Options(populated=True, online=True)),
+        (Change(DROP_CONSTRAINT, "t", "no_overlap", old=EXCLUDE), Options()),
+    ],
+)
+def test_an_unknown_constraint_class_is_refused_not_rendered_as_unique(
+    change: Change, options: Options
+) -> None:
     with pytest.raises(SchemaError, match="no_overlap: no SQL for constraint class Exclude"):
         render(change, options)
 
 
 def test_known_constraint_classes_keep_their_own_sql() -> None:
-    online = render(Change(ADD_CONSTRAINT, "t", "u", new=Unique("u", ("a",))), Options(populated=True, online=True))
-    assert online.up == ('CREATE UNIQUE INDEX CONCURRENTLY "u" ON "public"."t" ("a");',
-                         'ALTER TABLE "public"."t" ADD CONSTRAINT "u" UNIQUE USING INDEX "u";')
+    online = render(
+        Change(ADD_CONSTRAINT, "t", "u", new=Unique("u", ("a",))), Options(populated=True, online=True)
+    )
+    assert online.up == (
+        'CREATE UNIQUE INDEX CONCURRENTLY "u" ON "public"."t" ("a");',
+        'ALTER TABLE "public"."t" ADD CONSTRAINT "u" UNIQUE USING INDEX "u";',
+    )
 
 
 # a toy kind, registered for one test and forgotten after --------------------------------------
@@ -123,13 +132,17 @@ class CommentTable(Kind):
     order = 55
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
-        return Assessment(Risk.SAFE, f"comment only, {facts.rows} rows untouched", "SHARE UPDATE EXCLUSIVE",
-                          METADATA_MS)
+        return Assessment(
+            Risk.SAFE, f"comment only, {facts.rows} rows untouched", "SHARE UPDATE EXCLUSIVE", METADATA_MS
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         name = qualified(options.schema, change.table)
-        return Rendered(tx(f"COMMENT ON TABLE {name} IS {quote_literal(change.new)};"),
-                        (f"COMMENT ON TABLE {name} IS NULL;",), change.new)
+        return Rendered(
+            tx(f"COMMENT ON TABLE {name} IS {quote_literal(change.new)};"),
+            (f"COMMENT ON TABLE {name} IS NULL;",),
+            change.new,
+        )
 
 
 def compare_comment(old: Table, new: Table) -> Iterator[Change]:
@@ -140,7 +153,9 @@ def compare_comment(old: Table, new: Table) -> Iterator[Change]:
 def toy_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The toy kind registered, and emitted by the diff for every existing table."""
     register(CommentTable)
-    monkeypatch.setattr(dataflow.diff, "TABLE_COMPARATORS", (*dataflow.diff.TABLE_COMPARATORS, compare_comment))
+    monkeypatch.setattr(
+        dataflow.diff, "TABLE_COMPARATORS", (*dataflow.diff.TABLE_COMPARATORS, compare_comment)
+    )
     yield
     unregister(COMMENT_TABLE)
 
@@ -149,8 +164,9 @@ def test_the_toy_kind_is_gone_after_its_fixture() -> None:
     assert COMMENT_TABLE not in kind_names()
 
 
-async def test_a_new_kind_takes_part_in_ordering_grading_rendering_and_applying(toy_kind, dsn: str,
-                                                                               conn: asyncpg.Connection) -> None:
+async def test_a_new_kind_takes_part_in_ordering_grading_rendering_and_applying(
+    toy_kind, dsn: str, conn: asyncpg.Connection
+) -> None:
     from dataflow.operations import OPERATION_KINDS
 
     assert OPERATION_KINDS.index(COMMENT_TABLE) == OPERATION_KINDS.index(ADD_COLUMN) - 1
@@ -160,23 +176,38 @@ async def test_a_new_kind_takes_part_in_ordering_grading_rendering_and_applying(
 
     await conn.execute("CREATE TABLE item (id bigint PRIMARY KEY, a text)")
     await conn.execute("INSERT INTO item SELECT g, 'v' FROM generate_series(1, 3) g")
-    desired = Schema((Table("item", (Column("id", "BIGINT", nullable=False), Column("a", "TEXT"),
-                                     Column("b", "TEXT")), primary_key=("id",)),))
+    desired = Schema(
+        (
+            Table(
+                "item",
+                (Column("id", "BIGINT", nullable=False), Column("a", "TEXT"), Column("b", "TEXT")),
+                primary_key=("id",),
+            ),
+        )
+    )
     result = await reconcile(conn, dsn, desired, "toy-owner", MigrationOptions())
     assert result.outcome is Outcome.APPLIED, result.reason
     ops = result.migration.operations
     assert [op.kind for op in ops] == [COMMENT_TABLE, ADD_COLUMN]
     assert ops[0].assessment.reason == "comment only, 3 rows untouched"
     assert ops[0].sql_down == ('COMMENT ON TABLE "public"."item" IS NULL;',)
-    assert await conn.fetchval("SELECT obj_description('public.item'::regclass, 'pg_class')") == "managed by dataflow"
-    assert await conn.fetchval("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'") == 3
+    assert (
+        await conn.fetchval("SELECT obj_description('public.item'::regclass, 'pg_class')")
+        == "managed by dataflow"
+    )
+    assert (
+        await conn.fetchval("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'") == 3
+    )
 
 
 async def test_a_new_kind_can_be_excluded_by_name(toy_kind, dsn: str, conn: asyncpg.Connection) -> None:
     await conn.execute("CREATE TABLE item (id bigint PRIMARY KEY)")
-    desired = Schema((Table("item", (Column("id", "BIGINT", nullable=False), Column("b", "TEXT")),
-                            primary_key=("id",)),))
-    result = await reconcile(conn, dsn, desired, "toy-owner", MigrationOptions(exclude_operations=(COMMENT_TABLE,)))
+    desired = Schema(
+        (Table("item", (Column("id", "BIGINT", nullable=False), Column("b", "TEXT")), primary_key=("id",)),)
+    )
+    result = await reconcile(
+        conn, dsn, desired, "toy-owner", MigrationOptions(exclude_operations=(COMMENT_TABLE,))
+    )
     assert result.outcome is Outcome.APPLIED, result.reason
     assert [op.kind for op in result.migration.operations] == [ADD_COLUMN]
     assert await conn.fetchval("SELECT obj_description('public.item'::regclass, 'pg_class')") is None

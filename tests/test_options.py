@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from dataflow import DataFlow
 from dataflow.dataflow import IDENTITY_CHECKS
 from dataflow.errors import SchemaError
@@ -20,7 +21,6 @@ from dataflow.manifest import from_resource
 from dataflow.operations import Assessment, Change, Operation, Risk, Step
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration
-
 from tests.helpers import dataflow
 from tests.test_concurrency import ticket_gaining_a_column
 
@@ -39,10 +39,16 @@ def for_auto_migrate(config: dict[str, Any] | None = None, **given: Any) -> Migr
 
 
 def manifest_options(policy: dict[str, Any], annotations: dict[str, str] | None = None) -> MigrationOptions:
-    doc = {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
-           "metadata": {"name": "shop", "namespace": "prod", "annotations": annotations or {}},
-           "spec": {"database": {"secretRef": {"name": "shop-db"}}, "policy": policy,
-                    "tables": [{"name": "item", "primaryKey": ["id"], "columns": [{"name": "id", "type": "BIGINT"}]}]}}
+    doc = {
+        "apiVersion": "dataflow.dev/v1alpha1",
+        "kind": "DataFlowSchema",
+        "metadata": {"name": "shop", "namespace": "prod", "annotations": annotations or {}},
+        "spec": {
+            "database": {"secretRef": {"name": "shop-db"}},
+            "policy": policy,
+            "tables": [{"name": "item", "primaryKey": ["id"], "columns": [{"name": "id", "type": "BIGINT"}]}],
+        },
+    }
     return from_resource(doc).options
 
 
@@ -62,11 +68,13 @@ def test_auto_migrate_arguments_are_exactly_those_for_auto_migrate_maps() -> Non
 
 
 def test_the_same_intent_gives_the_same_options_from_every_source() -> None:
-    config = MigrationOptions.from_config({"max_risk_level": "high", "lock_timeout_ms": 2000,
-                                           "allowed_functions": ["dblink"]})
+    config = MigrationOptions.from_config(
+        {"max_risk_level": "high", "lock_timeout_ms": 2000, "allowed_functions": ["dblink"]}
+    )
     manifest = manifest_options({"maxRiskLevel": "HIGH", "lockTimeout": "2s", "allowedFunctions": ["dblink"]})
-    library = for_auto_migrate({"lock_timeout_ms": 2000, "allowed_functions": ["dblink"]}, interactive=False,
-                               max_risk_level="HIGH")
+    library = for_auto_migrate(
+        {"lock_timeout_ms": 2000, "allowed_functions": ["dblink"]}, interactive=False, max_risk_level="HIGH"
+    )
     assert config == manifest == library
     assert config.max_risk_level is Risk.HIGH and config.allowed_functions == frozenset({"dblink"})
 
@@ -78,15 +86,18 @@ def test_migration_timeout_bounds_both_the_retries_and_the_lease_wait() -> None:
     assert for_auto_migrate({"migration_timeout": 7}, timeout=0).lease_timeout_s == 0.0  # 0 means do not wait
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ({"create_backup": False}, {"backup": False}),
-    ({"backup_before_migration": False}, {"backup": False}),
-    ({"create_backup": True, "backup_before_migration": True}, {"backup": True}),
-    ({"rollback_on_error": False}, {"rollback_on_error": False}),
-    ({"rollback_on_failure": False}, {"rollback_on_error": False}),
-    ({"safety_analysis": False}, {"show_safety_analysis": False}),
-    ({"safety_check": False}, {"show_safety_analysis": False}),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"create_backup": False}, {"backup": False}),
+        ({"backup_before_migration": False}, {"backup": False}),
+        ({"create_backup": True, "backup_before_migration": True}, {"backup": True}),
+        ({"rollback_on_error": False}, {"rollback_on_error": False}),
+        ({"rollback_on_failure": False}, {"rollback_on_error": False}),
+        ({"safety_analysis": False}, {"show_safety_analysis": False}),
+        ({"safety_check": False}, {"show_safety_analysis": False}),
+    ],
+)
 def test_aliases_name_one_option(given: dict[str, Any], expected: dict[str, Any]) -> None:
     options = for_auto_migrate(interactive=False, **given)
     assert {k: getattr(options, k) for k in expected} == expected
@@ -100,15 +111,18 @@ def test_config_values_hold_unless_an_argument_overrides_them() -> None:
     assert for_auto_migrate(config, create_backup=True, rollback_on_failure=True).rollback_on_error is True
 
 
-@pytest.mark.parametrize(("given", "confirm", "risk"), [
-    ({}, True, Risk.HIGH),                                   # a person confirms: they decide
-    ({"auto_confirm": True}, False, Risk.SAFE),              # unattended: the config's level
-    ({"interactive": False}, False, Risk.SAFE),
-    ({"require_confirmation": False}, False, Risk.SAFE),
-    ({"dry_run": True}, False, Risk.SAFE),
-    ({"max_risk_level": "medium"}, True, Risk.MEDIUM),       # an explicit level always wins
-    ({"auto_confirm": True, "max_risk_level": "HIGH"}, False, Risk.HIGH),
-])
+@pytest.mark.parametrize(
+    ("given", "confirm", "risk"),
+    [
+        ({}, True, Risk.HIGH),  # a person confirms: they decide
+        ({"auto_confirm": True}, False, Risk.SAFE),  # unattended: the config's level
+        ({"interactive": False}, False, Risk.SAFE),
+        ({"require_confirmation": False}, False, Risk.SAFE),
+        ({"dry_run": True}, False, Risk.SAFE),
+        ({"max_risk_level": "medium"}, True, Risk.MEDIUM),  # an explicit level always wins
+        ({"auto_confirm": True, "max_risk_level": "HIGH"}, False, Risk.HIGH),
+    ],
+)
 def test_who_confirms_sets_the_default_risk(given: dict[str, Any], confirm: bool, risk: Risk) -> None:
     options = for_auto_migrate({"max_risk_level": "SAFE"}, **given)
     assert (options.confirm, options.max_risk_level) == (confirm, risk)
@@ -119,12 +133,25 @@ def test_without_config_an_unattended_run_allows_medium() -> None:
 
 
 def test_manifest_policy_and_cli_overrides() -> None:
-    options = manifest_options({"maxRiskLevel": "SAFE", "includeTables": ["item"], "excludeOperations": ["DROP_TABLE"],
-                                "dryRun": True, "statementTimeout": "1m"},
-                               {"dataflow.dev/approved-plan": "abc123def456"})
-    assert options == MigrationOptions(max_risk_level=Risk.SAFE, include_tables=("item",),
-                                       exclude_operations=("DROP_TABLE",), dry_run=True, approved_plan="abc123def456",
-                                       lock_timeout_ms=2000, statement_timeout_ms=60_000)
+    options = manifest_options(
+        {
+            "maxRiskLevel": "SAFE",
+            "includeTables": ["item"],
+            "excludeOperations": ["DROP_TABLE"],
+            "dryRun": True,
+            "statementTimeout": "1m",
+        },
+        {"dataflow.dev/approved-plan": "abc123def456"},
+    )
+    assert options == MigrationOptions(
+        max_risk_level=Risk.SAFE,
+        include_tables=("item",),
+        exclude_operations=("DROP_TABLE",),
+        dry_run=True,
+        approved_plan="abc123def456",
+        lock_timeout_ms=2000,
+        statement_timeout_ms=60_000,
+    )
     overridden = options.with_cli_overrides("HIGH", "0123456789ab")
     assert (overridden.max_risk_level, overridden.approved_plan) == (Risk.HIGH, "0123456789ab")
     assert options.with_cli_overrides(None, None) == options
@@ -132,29 +159,44 @@ def test_manifest_policy_and_cli_overrides() -> None:
 
 
 # invalid values name the field as their source spells it ----------------------------------------
-@pytest.mark.parametrize(("build", "field"), [
-    (lambda: MigrationOptions.from_config({"lock_timeout_ms": "500"}), "migration_config.lock_timeout_ms"),
-    (lambda: MigrationOptions.from_config({"migration_timeout": -1}), "migration_config.migration_timeout"),
-    (lambda: MigrationOptions.from_config({"allowed_functions": "dblink"}), "migration_config.allowed_functions"),
-    (lambda: for_auto_migrate(timeout=-5), "timeout"),
-    (lambda: for_auto_migrate(create_backup="yes"), "create_backup"),
-    (lambda: for_auto_migrate(rollback_on_failure=0), "rollback_on_failure"),
-    (lambda: for_auto_migrate(max_risk_level="EXTREME"), "max_risk_level"),
-    (lambda: for_auto_migrate(auto_confirm="yes"), "auto_confirm"),
-    (lambda: for_auto_migrate(safety_check=None), "safety_check"),
-    (lambda: for_auto_migrate(show_sql="no"), "show_sql"),
-    (lambda: for_auto_migrate(include_tables="item"), "include_tables"),
-    (lambda: for_auto_migrate(exclude_operations=["DROP_EVERYTHING"]), "exclude_operations"),
-    (lambda: for_auto_migrate(create_backup=True, backup_before_migration=False), "backup_before_migration"),
-    (lambda: for_auto_migrate(rollback_on_error=True, rollback_on_failure=False), "rollback_on_failure"),
-    (lambda: MigrationOptions().with_cli_overrides("EXTREME", None), "--max-risk"),
-    (lambda: MigrationOptions(lock_timeout_ms=-1), "lock_timeout_ms"),
-    (lambda: MigrationOptions(batch_size=0), "batch_size"),
-    (lambda: MigrationOptions(backoff_base_s=0), "backoff_base_s"),
-    (lambda: MigrationOptions(lease_ttl_s=0.0), "lease_ttl_s"),
-    (lambda: MigrationOptions(strategy="fast"), "strategy"),
-    (lambda: MigrationOptions(allowed_functions=frozenset({""})), "allowed_functions"),
-])
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (
+            lambda: MigrationOptions.from_config({"lock_timeout_ms": "500"}),
+            "migration_config.lock_timeout_ms",
+        ),
+        (
+            lambda: MigrationOptions.from_config({"migration_timeout": -1}),
+            "migration_config.migration_timeout",
+        ),
+        (
+            lambda: MigrationOptions.from_config({"allowed_functions": "dblink"}),
+            "migration_config.allowed_functions",
+        ),
+        (lambda: for_auto_migrate(timeout=-5), "timeout"),
+        (lambda: for_auto_migrate(create_backup="yes"), "create_backup"),
+        (lambda: for_auto_migrate(rollback_on_failure=0), "rollback_on_failure"),
+        (lambda: for_auto_migrate(max_risk_level="EXTREME"), "max_risk_level"),
+        (lambda: for_auto_migrate(auto_confirm="yes"), "auto_confirm"),
+        (lambda: for_auto_migrate(safety_check=None), "safety_check"),
+        (lambda: for_auto_migrate(show_sql="no"), "show_sql"),
+        (lambda: for_auto_migrate(include_tables="item"), "include_tables"),
+        (lambda: for_auto_migrate(exclude_operations=["DROP_EVERYTHING"]), "exclude_operations"),
+        (
+            lambda: for_auto_migrate(create_backup=True, backup_before_migration=False),
+            "backup_before_migration",
+        ),
+        (lambda: for_auto_migrate(rollback_on_error=True, rollback_on_failure=False), "rollback_on_failure"),
+        (lambda: MigrationOptions().with_cli_overrides("EXTREME", None), "--max-risk"),
+        (lambda: MigrationOptions(lock_timeout_ms=-1), "lock_timeout_ms"),
+        (lambda: MigrationOptions(batch_size=0), "batch_size"),
+        (lambda: MigrationOptions(backoff_base_s=0), "backoff_base_s"),
+        (lambda: MigrationOptions(lease_ttl_s=0.0), "lease_ttl_s"),
+        (lambda: MigrationOptions(strategy="fast"), "strategy"),
+        (lambda: MigrationOptions(allowed_functions=frozenset({""})), "allowed_functions"),
+    ],
+)
 def test_invalid_values_name_the_field(build: Any, field: str) -> None:
     with pytest.raises(SchemaError) as info:
         build()
@@ -162,8 +204,9 @@ def test_invalid_values_name_the_field(build: Any, field: str) -> None:
     assert "\n" not in str(info.value)
 
 
-async def test_contradicting_aliases_stop_auto_migrate_before_anything_runs(dsn: str,
-                                                                         conn: asyncpg.Connection) -> None:
+async def test_contradicting_aliases_stop_auto_migrate_before_anything_runs(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     db = dataflow(dsn)
 
     @db.model
@@ -180,8 +223,14 @@ async def test_contradicting_aliases_stop_auto_migrate_before_anything_runs(dsn:
 def settings_seen(*transactional: bool) -> Migration:
     """A hand-built migration whose steps record the session's timeouts as the executor set them."""
     steps = [Step("CREATE TABLE seen (step int, lock_timeout text, statement_timeout text)")]
-    steps += [Step(f"INSERT INTO seen VALUES ({i}, current_setting('lock_timeout'), "
-                   f"current_setting('statement_timeout'))", transactional=t) for i, t in enumerate(transactional)]
+    steps += [
+        Step(
+            f"INSERT INTO seen VALUES ({i}, current_setting('lock_timeout'), "
+            f"current_setting('statement_timeout'))",
+            transactional=t,
+        )
+        for i, t in enumerate(transactional)
+    ]
     op = Operation(Change("ADD_COLUMN", "seen"), Assessment(Risk.SAFE, "test", "none", 0), steps, ())
     return Migration("migration_20250101_000000", "hand-built", [op], "schema-hash", "c")
 
@@ -190,15 +239,17 @@ async def test_config_timeouts_are_the_ones_the_executor_sets(conn: asyncpg.Conn
     db = DataFlow(URL, migration_config={"lock_timeout_ms": 1234, "statement_timeout_ms": 45_678})
     ledger = Ledger("public")
     await ledger.ensure(conn)
-    await execute_migration(conn, ledger, settings_seen(True, False), "test", "tester", db.options, claim=[],
-                            release=[])
+    await execute_migration(
+        conn, ledger, settings_seen(True, False), "test", "tester", db.options, claim=[], release=[]
+    )
     rows = await conn.fetch("SELECT lock_timeout, statement_timeout FROM seen ORDER BY step")
     assert [tuple(r) for r in rows] == [("1234ms", "45678ms")] * 2  # in a transaction and on its own
     assert await conn.fetchval("SHOW lock_timeout") == "0"  # and the session is reset afterwards
 
 
-async def test_config_attempts_and_lock_timeout_bound_a_blocked_auto_migrate(dsn: str,
-                                                                             conn: asyncpg.Connection) -> None:
+async def test_config_attempts_and_lock_timeout_bound_a_blocked_auto_migrate(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     db = await ticket_gaining_a_column(dsn, lock_timeout_ms=50, max_attempts=2)
     blocker = await asyncpg.connect(dsn)
     try:

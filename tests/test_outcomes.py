@@ -27,12 +27,21 @@ K8S = ROOT / "operator" / "dataflow" / "k8s"
 
 
 def body(*columns: dict[str, Any], **policy: Any) -> dict[str, Any]:
-    table = {"name": "person", "primaryKey": ["id"],
-             "columns": [{"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"}, *columns]}
-    return {"apiVersion": "dataflow.dev/v1alpha1", "kind": "DataFlowSchema",
-            "metadata": {"name": "shop", "namespace": "prod", "generation": 1},
-            "spec": {"database": {"secretRef": {"name": "shop-db", "key": "dsn"}},
-                     "policy": {"maxRiskLevel": "MEDIUM", **policy}, "tables": [table]}}
+    table = {
+        "name": "person",
+        "primaryKey": ["id"],
+        "columns": [{"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"}, *columns],
+    }
+    return {
+        "apiVersion": "dataflow.dev/v1alpha1",
+        "kind": "DataFlowSchema",
+        "metadata": {"name": "shop", "namespace": "prod", "generation": 1},
+        "spec": {
+            "database": {"secretRef": {"name": "shop-db", "key": "dsn"}},
+            "policy": {"maxRiskLevel": "MEDIUM", **policy},
+            "tables": [table],
+        },
+    }
 
 
 NOTE = {"name": "note", "type": "TEXT"}
@@ -51,21 +60,43 @@ async def with_note(conn: asyncpg.Connection, dsn: str) -> None:
 
 
 # the engine's typed results --------------------------------------------------------------------
-async def test_risk_refusal_is_typed_and_names_the_plan(conn: asyncpg.Connection, dsn: str, with_note: None) -> None:
+async def test_risk_refusal_is_typed_and_names_the_plan(
+    conn: asyncpg.Connection, dsn: str, with_note: None
+) -> None:
     result = await apply(conn, dsn, from_resource(body()))
     assert result.outcome is Outcome.REFUSED and result.refusal is Refusal.RISK_ABOVE_POLICY
-    assert result.needs_approval and result.plan_hash == result.migration.plan_hash and result.approved_plan is None
+    assert (
+        result.needs_approval
+        and result.plan_hash == result.migration.plan_hash
+        and result.approved_plan is None
+    )
 
 
-async def test_approval_for_another_plan_is_a_mismatch(conn: asyncpg.Connection, dsn: str, with_note: None) -> None:
-    manifest = from_resource({**body(), "metadata": {"name": "shop", "namespace": "prod", "annotations": {
-        APPROVAL_ANNOTATION: "0123456789ab"}}})
+async def test_approval_for_another_plan_is_a_mismatch(
+    conn: asyncpg.Connection, dsn: str, with_note: None
+) -> None:
+    manifest = from_resource(
+        {
+            **body(),
+            "metadata": {
+                "name": "shop",
+                "namespace": "prod",
+                "annotations": {APPROVAL_ANNOTATION: "0123456789ab"},
+            },
+        }
+    )
     result = await apply(conn, dsn, manifest)
     assert result.refusal is Refusal.APPROVAL_MISMATCH and result.approved_plan == "0123456789ab"
-    assert result.needs_approval and "does not match" in result.reason and "exceeds max_risk_level" in result.reason
+    assert (
+        result.needs_approval
+        and "does not match" in result.reason
+        and "exceeds max_risk_level" in result.reason
+    )
 
 
-async def test_data_loss_protection_is_its_own_kind(conn: asyncpg.Connection, dsn: str, with_note: None) -> None:
+async def test_data_loss_protection_is_its_own_kind(
+    conn: asyncpg.Connection, dsn: str, with_note: None
+) -> None:
     manifest = from_resource(body(maxRiskLevel="HIGH"))
     manifest = replace(manifest, options=replace(manifest.options, data_loss_protection=True))
     result = await apply(conn, dsn, manifest)
@@ -106,7 +137,11 @@ def test_every_outcome_and_refusal_has_a_phase_and_reason() -> None:
     with pytest.raises(ValueError):
         classify(Outcome.REFUSED)
     needing_approval = [k for k in Refusal if classify(Outcome.REFUSED, k).phase is Phase.AWAITING_APPROVAL]
-    assert needing_approval == [Refusal.RISK_ABOVE_POLICY, Refusal.DATA_LOSS_PROTECTION, Refusal.APPROVAL_MISMATCH]
+    assert needing_approval == [
+        Refusal.RISK_ABOVE_POLICY,
+        Refusal.DATA_LOSS_PROTECTION,
+        Refusal.APPROVAL_MISMATCH,
+    ]
 
 
 def test_phases_are_the_crds_phases() -> None:
@@ -121,7 +156,7 @@ def _reason_text_matches(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Compare):
             continue
-        for op, right in zip(node.ops, node.comparators):
+        for op, right in zip(node.ops, node.comparators, strict=True):
             sides = (node.left, right)
             textual = any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in sides)
             about_reason = any("reason" in ast.unparse(s).lower() for s in sides)
@@ -131,7 +166,9 @@ def _reason_text_matches(source: str) -> list[str]:
 
 
 def test_the_kubernetes_layer_never_decides_by_reason_text() -> None:
-    assert _reason_text_matches('if result.outcome is X and "changed since this plan" not in result.reason: pass')
+    assert _reason_text_matches(
+        'if result.outcome is X and "changed since this plan" not in result.reason: pass'
+    )
     for path in sorted(K8S.glob("*.py")):
         source = path.read_text()
         assert _reason_text_matches(source) == [], path.name
@@ -157,9 +194,11 @@ async def test_reaction_uses_the_typed_constants(conn: asyncpg.Connection, dsn: 
 def test_backoff_doubles_up_to_its_ceiling_with_jitter_in_bounds() -> None:
     policy = Backoff(base_s=0.1, max_s=1.0)
     assert [policy.ceiling(n) for n in range(1, 7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
-    assert policy.delay(3, rand=lambda: 0.0) == pytest.approx(0.2)   # lowest: half the ceiling
+    assert policy.delay(3, rand=lambda: 0.0) == pytest.approx(0.2)  # lowest: half the ceiling
     assert policy.delay(3, rand=lambda: 0.999) == pytest.approx(0.6, rel=1e-2)  # highest: 1.5 times
-    assert policy.delay(10_000, rand=lambda: 0.5) == pytest.approx(1.0)  # huge attempt numbers do not overflow
+    assert policy.delay(10_000, rand=lambda: 0.5) == pytest.approx(
+        1.0
+    )  # huge attempt numbers do not overflow
     rolls = iter([0.1, 0.9, 0.5])
     delays = [policy.delay(2, rand=lambda: next(rolls)) for _ in range(3)]
     assert len(set(delays)) == 3 and all(0.1 <= d < 0.3 for d in delays)  # jitter spreads colliding appliers
@@ -202,12 +241,18 @@ async def test_other_errors_clean_up_once_and_are_not_retried() -> None:
 # the operator's settings -----------------------------------------------------------------------
 def test_operator_settings_are_read_from_the_environment_given() -> None:
     assert OperatorConfig.from_env({}) == OperatorConfig()
-    config = OperatorConfig.from_env({"DATAFLOW_DRIFT_TICK": "0.5", "DATAFLOW_RETRY_BASE": "0.3",
-                                      "DATAFLOW_LOG_LEVEL": "debug"})
+    config = OperatorConfig.from_env(
+        {"DATAFLOW_DRIFT_TICK": "0.5", "DATAFLOW_RETRY_BASE": "0.3", "DATAFLOW_LOG_LEVEL": "debug"}
+    )
     assert config.drift_tick_s == 0.5 and config.retry.base_s == 0.3 and config.log_level == "DEBUG"
     assert config.retry.ceiling(1) == 0.3 and config.retry.ceiling(20) == 300.0
-    for name, value in [("DATAFLOW_DRIFT_TICK", "soon"), ("DATAFLOW_RETRY_BASE", "0"), ("DATAFLOW_RETRY_BASE", "nan"),
-                        ("DATAFLOW_DRIFT_TICK", "-1"), ("DATAFLOW_LOG_LEVEL", "LOUD")]:
+    for name, value in [
+        ("DATAFLOW_DRIFT_TICK", "soon"),
+        ("DATAFLOW_RETRY_BASE", "0"),
+        ("DATAFLOW_RETRY_BASE", "nan"),
+        ("DATAFLOW_DRIFT_TICK", "-1"),
+        ("DATAFLOW_LOG_LEVEL", "LOUD"),
+    ]:
         with pytest.raises(SchemaError) as error:
             OperatorConfig.from_env({name: value})
         assert error.value.field == name
@@ -215,14 +260,16 @@ def test_operator_settings_are_read_from_the_environment_given() -> None:
 
 def test_drift_tick_is_kept_per_resource_memo() -> None:
     memo: dict[str, float] = {}
-    assert drift_tick_due(memo, 30.0, now=100.0)       # the first tick acts
-    assert not drift_tick_due(memo, 30.0, now=120.0)   # too soon
+    assert drift_tick_due(memo, 30.0, now=100.0)  # the first tick acts
+    assert not drift_tick_due(memo, 30.0, now=120.0)  # too soon
     assert drift_tick_due(memo, 30.0, now=130.0)
     assert drift_tick_due(memo, 0.0, now=130.0)  # a zero tick acts on every timer wake-up
 
 
 def test_operator_module_reads_no_environment_at_import() -> None:
     tree = ast.parse((K8S / "operator.py").read_text())
-    top_level = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    top_level = [
+        n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    ]
     assert not any("os.environ" in ast.unparse(n) for n in top_level)
     assert asyncio.iscoroutinefunction(reconcile_resource)

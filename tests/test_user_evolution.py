@@ -45,9 +45,16 @@ async def test_user_evolution_exact_sql_and_levels(dsn: str) -> None:
     assert migration.version.startswith("migration_")
 
     text = output(db)
-    for expected in ("DataFlow Auto-Migration Preview", "Schema Changes Detected", "Generated SQL:",
-                     "Migration Safety Assessment", "All operations are backward compatible",
-                     "No data loss risk detected", "Rollback plan: Available (3 steps)", "phone (TEXT)"):
+    for expected in (
+        "DataFlow Auto-Migration Preview",
+        "Schema Changes Detected",
+        "Generated SQL:",
+        "Migration Safety Assessment",
+        "All operations are backward compatible",
+        "No data loss risk detected",
+        "Rollback plan: Available (3 steps)",
+        "phone (TEXT)",
+    ):
         assert expected in text
 
     # a second run right after the apply finds nothing to do

@@ -23,7 +23,9 @@ class User:
 
 async def fresh_database() -> None:
     conn = await asyncpg.connect(db.dsn)
-    await conn.execute('DROP TABLE IF EXISTS "user", dataflow_migrations, dataflow_owned_tables, dataflow_migration_lock')
+    await conn.execute(
+        'DROP TABLE IF EXISTS "user", dataflow_migrations, dataflow_owned_tables, dataflow_migration_lock'
+    )
     await conn.close()
 
 
@@ -53,7 +55,9 @@ async def main() -> None:
 
     print("\n== 4. history")
     for record in await db.get_migration_history(limit=10):
-        print(f"  {record.name}  {record.status}  {len(record.operations)} operation(s)  {record.applied_at:%H:%M:%S}")
+        print(
+            f"  {record.name}  {record.status}  {len(record.operations)} operation(s)  {record.applied_at:%H:%M:%S}"
+        )
     async with db.connection() as conn:
         row = await conn.fetchrow('SELECT name, phone, is_active FROM "user"')
     print(f"\nexisting row kept: {dict(row)}")

@@ -6,6 +6,13 @@ from dataflow.models import Field
 from dataflow.operations import Risk
 
 __all__ = [
-    "DataFlow", "DataFlowError", "Field", "MigrationConflictError", "MigrationFailed", "MigrationMetrics",
-    "Risk", "RollbackAnalysis", "SchemaError",
+    "DataFlow",
+    "DataFlowError",
+    "Field",
+    "MigrationConflictError",
+    "MigrationFailed",
+    "MigrationMetrics",
+    "Risk",
+    "RollbackAnalysis",
+    "SchemaError",
 ]

@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.text import Text
@@ -20,7 +20,15 @@ from dataflow.connect import connect
 from dataflow.dataflow import DataFlow, schema_name_problem
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, SchemaError
-from dataflow.manifest import dump, from_resource, generate, load_dataflow, load_models, read_documents, validate
+from dataflow.manifest import (
+    dump,
+    from_resource,
+    generate,
+    load_dataflow,
+    load_models,
+    read_documents,
+    validate,
+)
 from dataflow.preview import render_console, render_json, render_markdown, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.redact import Redactor
@@ -29,14 +37,22 @@ EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dataflow", description="Declarative PostgreSQL schemas from Python models.")
+    p = argparse.ArgumentParser(
+        prog="dataflow", description="Declarative PostgreSQL schemas from Python models."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def target(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes")
+        sp.add_argument(
+            "models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes"
+        )
         sp.add_argument("-f", "--file", help="a DataFlowSchema manifest instead of a models file")
-        sp.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)")
-        sp.add_argument("--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level")
+        sp.add_argument(
+            "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)"
+        )
+        sp.add_argument(
+            "--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level"
+        )
 
     sp = sub.add_parser("plan", help="show what apply would do")
     target(sp)
@@ -45,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("apply", help="apply the schema (asks unless --auto-confirm)")
     target(sp)
     sp.add_argument("--auto-confirm", action="store_true", help="apply without asking (policy still applies)")
-    sp.add_argument("--approve", metavar="HASH", help="approve this exact plan (manifest mode), whatever its risk")
+    sp.add_argument(
+        "--approve", metavar="HASH", help="approve this exact plan (manifest mode), whatever its risk"
+    )
 
     sp = sub.add_parser("history", help="show the migration ledger")
     sp.add_argument("--database-url")
@@ -57,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--database-url")
     sp.add_argument("--schema", default="public")
 
-    man = sub.add_parser("manifest", help="DataFlowSchema manifests").add_subparsers(dest="manifest_command", required=True)
+    man = sub.add_parser("manifest", help="DataFlowSchema manifests").add_subparsers(
+        dest="manifest_command", required=True
+    )
     sp = man.add_parser("generate", help="write the DataFlowSchema for a models file")
     sp.add_argument("models")
     sp.add_argument("--name", required=True)
@@ -111,8 +131,15 @@ def _positive(text: str) -> int:
 
 def _manifest(args: argparse.Namespace, console: Console) -> int:
     if args.manifest_command == "generate":
-        doc = generate(load_models(args.models), name=args.name, namespace=args.namespace, secret=args.secret,
-                       secret_key=args.secret_key, max_risk=args.max_risk, promotion_after=args.promotion_after)
+        doc = generate(
+            load_models(args.models),
+            name=args.name,
+            namespace=args.namespace,
+            secret=args.secret,
+            secret_key=args.secret_key,
+            max_risk=args.max_risk,
+            promotion_after=args.promotion_after,
+        )
         problems = validate(doc)
         if problems:
             raise DataFlowError("generated manifest is invalid: " + "; ".join(problems))
@@ -142,8 +169,12 @@ async def _database_command(args: argparse.Namespace, console: Console) -> int:
         db = DataFlow(args.database_url, migration_config={"schema": args.schema}, console=console)
         if args.command == "history":
             for r in await db.get_migration_history(limit=args.limit):
-                console.print(f"{r.version}  {r.status:<11} {r.safety_level:<6} {r.owner}  {r.description}"
-                              + (f"  ({r.error})" if r.error else ""), markup=False, highlight=False)
+                console.print(
+                    f"{r.version}  {r.status:<11} {r.safety_level:<6} {r.owner}  {r.description}"
+                    + (f"  ({r.error})" if r.error else ""),
+                    markup=False,
+                    highlight=False,
+                )
             return EXIT_OK
         return EXIT_OK if await db.rollback_migration(args.version) else EXIT_ERROR
     if bool(args.models) == bool(args.file):
@@ -158,8 +189,11 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
     if args.database_url:
         db.database_url = args.database_url
     db.console = console
-    await db.auto_migrate(dry_run=args.command == "plan", auto_confirm=getattr(args, "auto_confirm", False),
-                          max_risk_level=args.max_risk)
+    await db.auto_migrate(
+        dry_run=args.command == "plan",
+        auto_confirm=getattr(args, "auto_confirm", False),
+        max_risk_level=args.max_risk,
+    )
     return _exit_code(db.last_result)
 
 
@@ -184,7 +218,10 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
             migration, conflicts = await plan(conn, manifest.schema, manifest.owner, options)
             fmt = args.format
             if fmt == "markdown":
-                sys.stdout.write(render_markdown(migration, f"DataFlow plan for {manifest.namespace}/{manifest.name}") + "\n")
+                sys.stdout.write(
+                    render_markdown(migration, f"DataFlow plan for {manifest.namespace}/{manifest.name}")
+                    + "\n"
+                )
             elif fmt == "json":
                 sys.stdout.write(render_json(migration) + "\n")
             elif migration.operations:
@@ -192,7 +229,9 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
             else:
                 console.print("No changes: the database matches the schema.")
             if conflicts:
-                console.print(f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False)
+                console.print(
+                    f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False
+                )
             return EXIT_OK if not conflicts else EXIT_REFUSED
         result = await reconcile(conn, dsn, manifest.schema, manifest.owner, options)
     finally:
@@ -201,8 +240,11 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
         render_console(result.migration, console)
     console.print(f"{result.outcome.value}: {result.reason}", markup=False, highlight=False)
     if result.needs_approval and result.plan_hash:
-        console.print(f"approve this exact plan with: dataflow apply -f {source} --approve {result.plan_hash}",
-                      markup=False, highlight=False)
+        console.print(
+            f"approve this exact plan with: dataflow apply -f {source} --approve {result.plan_hash}",
+            markup=False,
+            highlight=False,
+        )
     return _exit_code(result)
 
 

@@ -49,7 +49,7 @@ def parse_dsn(dsn: object) -> DatabaseURL:
         raise InvalidDatabaseURL("must be a URL starting with postgresql:// or postgres://")
     if m.group(1).lower() not in SCHEMES:
         raise InvalidDatabaseURL("unknown scheme: use postgresql:// or postgres://")
-    rest = dsn[m.end():]
+    rest = dsn[m.end() :]
     if "#" in rest:
         raise InvalidDatabaseURL(f"contains '#': {ENCODE_HINT}")
     end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
@@ -60,7 +60,9 @@ def parse_dsn(dsn: object) -> DatabaseURL:
     userinfo, _, hostspec = authority.rpartition("@")
     hosts = tuple(_host(part) for part in hostspec.split(",")) if hostspec else ()
     params = _params(query)
-    return DatabaseURL(hosts, unquote(path.lstrip("/")), unquote(userinfo.partition(":")[0]), tuple(sorted(params)))
+    return DatabaseURL(
+        hosts, unquote(path.lstrip("/")), unquote(userinfo.partition(":")[0]), tuple(sorted(params))
+    )
 
 
 def validate_dsn(dsn: object) -> str:
@@ -103,7 +105,9 @@ def _params(query: str) -> dict[str, str]:
     return params
 
 
-async def connect(dsn: str, schema: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S) -> asyncpg.Connection:
+async def connect(
+    dsn: str, schema: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S
+) -> asyncpg.Connection:
     """Open a session on ``dsn``; with ``schema``, its ``search_path`` is that schema alone.
 
     Raises InvalidDatabaseURL before the driver sees a malformed DSN, and DatabaseUnavailable

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from rich.console import Console
@@ -16,7 +17,14 @@ from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
 from dataflow.introspect import introspect
-from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK, Ledger, MigrationRecord
+from dataflow.ledger import (
+    STATUS_APPLIED,
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_ROLLED_BACK,
+    Ledger,
+    MigrationRecord,
+)
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
 from dataflow.operations import Risk
@@ -35,7 +43,9 @@ def schema_name_problem(value: Any) -> str | None:
     """Why ``value`` is not a PostgreSQL schema name, or None."""
     if problem := text(value):
         return problem
-    return None if len(value.encode()) <= MAX_IDENTIFIER_BYTES else f"longer than {MAX_IDENTIFIER_BYTES} bytes"
+    return (
+        None if len(value.encode()) <= MAX_IDENTIFIER_BYTES else f"longer than {MAX_IDENTIFIER_BYTES} bytes"
+    )
 
 
 # migration_config keys that say where and as whom (not how; that is MigrationOptions.config_keys())
@@ -76,8 +86,13 @@ class DataFlow:
     ``last_result`` is the outcome of the last ``auto_migrate``.
     """
 
-    def __init__(self, database_url: str | None = None, *, migration_config: dict[str, Any] | None = None,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        migration_config: dict[str, Any] | None = None,
+        console: Console | None = None,
+    ) -> None:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
         self.config = dict(migration_config or {})
@@ -99,15 +114,19 @@ class DataFlow:
 
     def schema(self) -> Schema:
         """The desired schema of every registered model."""
-        tables = tuple(model_to_table(cls, vars(sys.modules.get(cls.__module__, sys))) for cls in self.models.values())
+        tables = tuple(
+            model_to_table(cls, vars(sys.modules.get(cls.__module__, sys))) for cls in self.models.values()
+        )
         names = [t.name for t in tables]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise DataFlowError(f"two models map to the same table: {', '.join(sorted(duplicates))}")
         for t in tables:
             if t.renamed_from in names:
-                raise DataFlowError(f"table {t.name!r} is renamed from {t.renamed_from!r}, "
-                                    f"which another model still defines; remove that model")
+                raise DataFlowError(
+                    f"table {t.name!r} is renamed from {t.renamed_from!r}, "
+                    f"which another model still defines; remove that model"
+                )
         schema = Schema(tables, self.schema_name).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
@@ -193,15 +212,30 @@ class DataFlow:
         aliases given different values are refused.
         """
         options = self.options.for_auto_migrate(
-            interactive=interactive, dry_run=dry_run, auto_confirm=auto_confirm, max_risk_level=max_risk_level,
-            include_tables=include_tables, exclude_operations=exclude_operations, show_sql=show_sql,
-            show_rollback_plan=show_rollback_plan, safety_analysis=safety_analysis,
-            data_loss_protection=data_loss_protection, safety_check=safety_check,
-            require_confirmation=require_confirmation, validate_after_migration=validate_after_migration,
-            timeout=timeout, create_backup=create_backup, backup_before_migration=backup_before_migration,
-            rollback_on_error=rollback_on_error, rollback_on_failure=rollback_on_failure)
-        show = dict(show_sql=options.show_sql, show_rollback_plan=options.show_rollback_plan,
-                    safety_analysis=options.show_safety_analysis)
+            interactive=interactive,
+            dry_run=dry_run,
+            auto_confirm=auto_confirm,
+            max_risk_level=max_risk_level,
+            include_tables=include_tables,
+            exclude_operations=exclude_operations,
+            show_sql=show_sql,
+            show_rollback_plan=show_rollback_plan,
+            safety_analysis=safety_analysis,
+            data_loss_protection=data_loss_protection,
+            safety_check=safety_check,
+            require_confirmation=require_confirmation,
+            validate_after_migration=validate_after_migration,
+            timeout=timeout,
+            create_backup=create_backup,
+            backup_before_migration=backup_before_migration,
+            rollback_on_error=rollback_on_error,
+            rollback_on_failure=rollback_on_failure,
+        )
+        show = dict(
+            show_sql=options.show_sql,
+            show_rollback_plan=options.show_rollback_plan,
+            safety_analysis=options.show_safety_analysis,
+        )
 
         preview_shown = False
 
@@ -222,14 +256,18 @@ class DataFlow:
             if applied is not None and options.validate_after_migration:
                 again, _ = await plan(conn, desired, self.owner, options)
                 if again.operations:
-                    raise MigrationFailed(f"after {applied.version} the database still differs: {again.description}")
+                    raise MigrationFailed(
+                        f"after {applied.version} the database still differs: {again.description}"
+                    )
         migrations = [result.migration] if result.migration and result.migration.operations else []
         return result.success, migrations
 
     def _ask(self) -> bool:
         if not sys.stdin or not sys.stdin.isatty():
-            self.console.print("Apply these changes? [y/N]: stdin is not a terminal, answering no "
-                               "(use auto_confirm=True to apply without asking)")
+            self.console.print(
+                "Apply these changes? [y/N]: stdin is not a terminal, answering no "
+                "(use auto_confirm=True to apply without asking)"
+            )
             return False
         answer = self.console.input("Apply these changes? [y/N]: ")
         return answer.strip().lower() in ("y", "yes")
@@ -249,13 +287,20 @@ class DataFlow:
 
     async def get_migration_metrics(self) -> MigrationMetrics:
         records = await self.get_migration_history(limit=10_000)
-        done = [r for r in records if r.status in (STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK)]
+        done = [
+            r
+            for r in records
+            if r.status in (STATUS_APPLIED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ROLLED_BACK)
+        ]
         applied = [r for r in done if r.status in (STATUS_APPLIED, STATUS_ROLLED_BACK)]
         failed = sum(r.status in (STATUS_FAILED, STATUS_INTERRUPTED) for r in done)
         rolled = sum(r.status == STATUS_ROLLED_BACK for r in done)
         durations = [r.duration_ms for r in applied if r.duration_ms is not None]
         return MigrationMetrics(
-            total=len(done), applied=len(applied), failed=failed, rolled_back=rolled,
+            total=len(done),
+            applied=len(applied),
+            failed=failed,
+            rolled_back=rolled,
             avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
             success_rate=100.0 * len(applied) / len(done) if done else 100.0,
             rollback_rate=100.0 * rolled / len(applied) if applied else 0.0,
@@ -265,9 +310,16 @@ class DataFlow:
     async def analyze_rollback(self, version: str) -> RollbackAnalysis:
         async with self.connection() as conn:
             record = await self._record(conn, version)
-        irreversible = [f"{op['operation']} {op['table']}.{op['details']}" for op in record.operations if op.get("irreversible")]
-        warning = ("rolling back recreates the structure but not the data removed by: " + "; ".join(irreversible)
-                   if irreversible else None)
+        irreversible = [
+            f"{op['operation']} {op['table']}.{op['details']}"
+            for op in record.operations
+            if op.get("irreversible")
+        ]
+        warning = (
+            "rolling back recreates the structure but not the data removed by: " + "; ".join(irreversible)
+            if irreversible
+            else None
+        )
         return RollbackAnalysis(version, not irreversible, warning, irreversible)
 
     async def rollback_migration(self, version: str) -> bool:
@@ -282,8 +334,11 @@ class DataFlow:
                 try:
                     async with conn.transaction():
                         await run_in_transaction(conn, self.schema_name, record.sql_down, self.options)
-                        await conn.execute(f"UPDATE {ledger.table} SET status = $2 WHERE version = $1",
-                                           version, STATUS_ROLLED_BACK)
+                        await conn.execute(
+                            f"UPDATE {ledger.table} SET status = $2 WHERE version = $1",
+                            version,
+                            STATUS_ROLLED_BACK,
+                        )
                 except asyncpg.PostgresError as exc:
                     self.console.print(f"[red]rollback of {version} failed, nothing changed:[/red] {exc}")
                     return False
@@ -316,7 +371,9 @@ class DataFlow:
         return record
 
     @asynccontextmanager
-    async def migration_lock(self, name: str = "default", timeout: float = 300.0) -> AsyncIterator[MigrationLease]:
+    async def migration_lock(
+        self, name: str = "default", timeout: float = 300.0
+    ) -> AsyncIterator[MigrationLease]:
         """Hold a named lease (not the schema's apply lease) across processes while the block runs."""
         async with self.connection() as conn:
             ledger = Ledger(self.schema_name)

@@ -6,7 +6,8 @@ considered: other tables in the database are left alone.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from dataflow.operations import Change
 from dataflow.ops import sort_changes
@@ -28,7 +29,13 @@ from dataflow.ops.set_not_null import SET_NOT_NULL
 from dataflow.schema import Column, PrimaryKey, Schema, Table
 from dataflow.sqlgen import primary_key_name
 
-T = TypeVar("T")
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)  # indexes and constraints, compared by name
 
 
 def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ()) -> list[Change]:
@@ -40,7 +47,9 @@ def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ())
         if existing is None and table.renamed_from and current.table(table.renamed_from):
             existing = current.table(table.renamed_from)
             renamed_sources.add(table.renamed_from)
-            changes.append(Change(RENAME_TABLE, table.name, table.name, old=table.renamed_from, new=table.name))
+            changes.append(
+                Change(RENAME_TABLE, table.name, table.name, old=table.renamed_from, new=table.name)
+            )
         if existing is None:
             changes.append(Change(CREATE_TABLE, table.name, new=table))
             changes.extend(Change(ADD_CONSTRAINT, table.name, fk.name, new=fk) for fk in table.foreign_keys)
@@ -60,7 +69,12 @@ def compare_columns(old: Table, new: Table) -> Iterator[Change]:
     matched: set[str] = set()
     for col in new.columns:
         existing = old.column(col.name)
-        if existing is None and col.renamed_from and old.column(col.renamed_from) and not new.column(col.renamed_from):
+        if (
+            existing is None
+            and col.renamed_from
+            and old.column(col.renamed_from)
+            and not new.column(col.renamed_from)
+        ):
             existing = old.column(col.renamed_from)
             yield Change(RENAME_COLUMN, new.name, col.name, old=col.renamed_from, new=col.name)
         if existing is None:
@@ -88,10 +102,16 @@ def compare_column(table: str, old: Column, new: Column) -> Iterator[Change]:
         yield Change(DROP_NOT_NULL, table, new.name, old=old, new=new)
 
 
-def _compare_named(kind_add: str, kind_drop: str, old_items: Sequence[T], new_items: Sequence[T],
-                   table: str, same: Callable[[T, T], bool] = lambda a, b: a == b) -> Iterator[Change]:
-    olds = {getattr(i, "name"): i for i in old_items}
-    news = {getattr(i, "name"): i for i in new_items}
+def _compare_named(
+    kind_add: str,
+    kind_drop: str,
+    old_items: Sequence[T],
+    new_items: Sequence[T],
+    table: str,
+    same: Callable[[T, T], bool] = lambda a, b: a == b,
+) -> Iterator[Change]:
+    olds = {i.name: i for i in old_items}
+    news = {i.name: i for i in new_items}
     for name, item in olds.items():
         if name not in news or not same(item, news[name]):
             yield Change(kind_drop, table, name, old=item)

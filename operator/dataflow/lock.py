@@ -18,8 +18,8 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import asyncpg
 import tenacity
@@ -52,16 +52,20 @@ class MigrationLease:
 
     async def try_acquire(self, conn: asyncpg.Connection) -> bool:
         row = await conn.fetchrow(
-            f"INSERT INTO {self.ledger.locks} AS l (lock_key, holder, holder_pid, acquired_at, heartbeat_at, expires_at)"
+            f"INSERT INTO {self.ledger.locks} AS l"
+            " (lock_key, holder, holder_pid, acquired_at, heartbeat_at, expires_at)"
             " VALUES ($1, $2, pg_backend_pid(), clock_timestamp(), clock_timestamp(),"
             " clock_timestamp() + make_interval(secs => $3))"
             " ON CONFLICT (lock_key) DO UPDATE SET holder = EXCLUDED.holder, holder_pid = EXCLUDED.holder_pid,"
-            " acquired_at = EXCLUDED.acquired_at, heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at"
+            " acquired_at = EXCLUDED.acquired_at, heartbeat_at = EXCLUDED.heartbeat_at,"
+            " expires_at = EXCLUDED.expires_at"
             " WHERE l.expires_at < clock_timestamp() OR l.holder = EXCLUDED.holder"
             # a holder whose database session has ended (the process died) loses the lease at once
             " OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid)"
             " RETURNING holder",
-            self.key, self.holder, self.ttl,
+            self.key,
+            self.holder,
+            self.ttl,
         )
         return row is not None
 
@@ -70,20 +74,28 @@ class MigrationLease:
         result = await conn.execute(
             f"UPDATE {self.ledger.locks} SET heartbeat_at = clock_timestamp(),"
             " expires_at = clock_timestamp() + make_interval(secs => $3) WHERE lock_key = $1 AND holder = $2",
-            self.key, self.holder, self.ttl, timeout=timeout,
+            self.key,
+            self.holder,
+            self.ttl,
+            timeout=timeout,
         )
         return result.endswith(" 1")
 
     async def release(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(f"DELETE FROM {self.ledger.locks} WHERE lock_key = $1 AND holder = $2", self.key, self.holder)
+        await conn.execute(
+            f"DELETE FROM {self.ledger.locks} WHERE lock_key = $1 AND holder = $2", self.key, self.holder
+        )
 
     async def current_holder(self, conn: asyncpg.Connection) -> str | None:
         return await conn.fetchval(
-            f"SELECT holder FROM {self.ledger.locks} WHERE lock_key = $1 AND expires_at >= clock_timestamp()", self.key)
+            f"SELECT holder FROM {self.ledger.locks} WHERE lock_key = $1 AND expires_at >= clock_timestamp()",
+            self.key,
+        )
 
     @asynccontextmanager
-    async def hold(self, conn: asyncpg.Connection, timeout: float = 300.0,
-                   heartbeat_dsn: str | None = None) -> AsyncIterator["MigrationLease"]:
+    async def hold(
+        self, conn: asyncpg.Connection, timeout: float = 300.0, heartbeat_dsn: str | None = None
+    ) -> AsyncIterator[MigrationLease]:
         """Wait up to ``timeout`` seconds for the lease, keep it alive while the block runs."""
         await self._acquire(conn, timeout)
         self.lost = None
@@ -105,14 +117,19 @@ class MigrationLease:
 
     async def _acquire(self, conn: asyncpg.Connection, timeout: float) -> None:
         """Try until the lease is ours, backing off with :data:`LEASE_WAIT`; LockTimeout after ``timeout`` seconds."""
-        waiting = tenacity.AsyncRetrying(retry=tenacity.retry_if_result(lambda acquired: not acquired),
-                                         stop=tenacity.stop_after_delay(timeout), wait=LEASE_WAIT)
+        waiting = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda acquired: not acquired),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=LEASE_WAIT,
+        )
         try:
             await waiting(self.try_acquire, conn)
         except tenacity.RetryError:
             holder = await self.current_holder(conn)
-            raise LockTimeout(f"migration lease {self.key!r} is held by {holder or 'another process'}; "
-                              f"gave up after {timeout:.0f}s") from None
+            raise LockTimeout(
+                f"migration lease {self.key!r} is held by {holder or 'another process'}; "
+                f"gave up after {timeout:.0f}s"
+            ) from None
 
     async def _release_quietly(self, conn: asyncpg.Connection) -> None:
         """Release unless the session is gone (then so is the lease: its holder pid no longer exists)."""
@@ -121,8 +138,12 @@ class MigrationLease:
         try:
             await self.release(conn)
         except CONNECTION_ERRORS as exc:
-            log.warning("could not release lease %r (it expires after %.0fs): %s", self.key, self.ttl,
-                        type(exc).__name__)
+            log.warning(
+                "could not release lease %r (it expires after %.0fs): %s",
+                self.key,
+                self.ttl,
+                type(exc).__name__,
+            )
 
     def _fence(self, why: str) -> None:
         """The lease is lost: stop the block it guards (once)."""

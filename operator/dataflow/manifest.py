@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
 from dataflow.crd import crd, strict_schema, validator
-from dataflow.documents import MAX_MANIFEST_BYTES, MAX_YAML_NODES, load_yaml, read_documents, read_text, shorten
+from dataflow.documents import (
+    MAX_MANIFEST_BYTES,
+    MAX_YAML_NODES,
+    load_yaml,
+    read_documents,
+    read_text,
+    shorten,
+)
 from dataflow.durations import duration_ms
 from dataflow.errors import SchemaError
 from dataflow.jsonfields import from_json
@@ -21,9 +29,27 @@ from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 
 # Names other modules import from here (cli.py, k8s/*, tests) since the split by job.
-__all__ = ["APPROVAL_ANNOTATION", "MAX_MANIFEST_BYTES", "MAX_YAML_NODES", "Manifest", "crd", "dump", "duration_ms",
-           "field_path", "from_resource", "generate", "load_dataflow", "load_models", "load_yaml", "read_documents",
-           "read_text", "semantic_problems", "shorten", "strict_schema", "validate"]
+__all__ = [
+    "APPROVAL_ANNOTATION",
+    "MAX_MANIFEST_BYTES",
+    "MAX_YAML_NODES",
+    "Manifest",
+    "crd",
+    "dump",
+    "duration_ms",
+    "field_path",
+    "from_resource",
+    "generate",
+    "load_dataflow",
+    "load_models",
+    "load_yaml",
+    "read_documents",
+    "read_text",
+    "semantic_problems",
+    "shorten",
+    "strict_schema",
+    "validate",
+]
 
 API_VERSION = "dataflow.dev/v1alpha1"
 KIND = "DataFlowSchema"
@@ -33,8 +59,16 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 # generate --------------------------------------------------------------------------------------
-def generate(schema: Schema, *, name: str, namespace: str, secret: str, secret_key: str = DEFAULT_SECRET_KEY,
-             max_risk: str = "MEDIUM", promotion_after: str | None = None) -> dict[str, Any]:
+def generate(
+    schema: Schema,
+    *,
+    name: str,
+    namespace: str,
+    secret: str,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    max_risk: str = "MEDIUM",
+    promotion_after: str | None = None,
+) -> dict[str, Any]:
     """A DataFlowSchema resource for ``schema`` (keys in a fixed order, so Git diffs stay small)."""
     spec: dict[str, Any] = {
         "database": {"secretRef": {"name": secret, "key": secret_key}, "schema": schema.name},
@@ -43,7 +77,12 @@ def generate(schema: Schema, *, name: str, namespace: str, secret: str, secret_k
     if promotion_after:
         spec["promotion"] = {"after": promotion_after}
     spec["tables"] = schema.to_dict()["tables"]
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def dump(doc: Mapping[str, Any]) -> str:
@@ -86,9 +125,13 @@ def _metadata_problems(meta: Any) -> list[str]:
     problems = []
     name, namespace = meta.get("name"), meta.get("namespace")
     if not isinstance(name, str) or not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
-        problems.append("metadata.name: required: a lower-case DNS name (a-z, 0-9, '-', '.') of at most 253 characters")
+        problems.append(
+            "metadata.name: required: a lower-case DNS name (a-z, 0-9, '-', '.') of at most 253 characters"
+        )
     if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.match(namespace)):
-        problems.append("metadata.namespace: must be a lower-case DNS label (a-z, 0-9, '-') of at most 63 characters")
+        problems.append(
+            "metadata.namespace: must be a lower-case DNS label (a-z, 0-9, '-') of at most 63 characters"
+        )
     return problems
 
 
@@ -123,7 +166,12 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
     meta = doc.get("metadata")
     if isinstance(meta, Mapping):
         meta = {k: meta[k] for k in ("name", "namespace", "annotations", "labels") if k in meta}
-    doc = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"), "metadata": meta, "spec": doc.get("spec")}
+    doc = {
+        "apiVersion": doc.get("apiVersion"),
+        "kind": doc.get("kind"),
+        "metadata": meta,
+        "spec": doc.get("spec"),
+    }
     problems = validate(doc)
     if problems:
         field, _, first = problems[0].partition(": ")

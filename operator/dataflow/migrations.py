@@ -1,6 +1,6 @@
 """Names the product documentation imports from ``dataflow.migrations``."""
 
-from dataflow.plan import Migration
 from dataflow.operations import Operation, RollbackStep
+from dataflow.plan import Migration
 
 __all__ = ["Migration", "Operation", "RollbackStep"]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from dataflow.dataflow import DataFlow
 
 
-def load_dataflow(path: str | Path) -> "DataFlow":
+def load_dataflow(path: str | Path) -> DataFlow:
     """Import a models file and return its ``DataFlow`` instance (the one holding the models).
 
     Whatever goes wrong while importing (a syntax error, a failed import, an exception in the
@@ -43,8 +43,10 @@ def load_dataflow(path: str | Path) -> "DataFlow":
         raise SchemaError(_where_raised(path, exc), _one_line(exc)) from None
     instances = [v for v in vars(module).values() if isinstance(v, DataFlow)]
     if len(instances) != 1:
-        raise SchemaError(str(path), "must define exactly one DataFlow instance with @db.model classes, "
-                                     f"found {len(instances)}")
+        raise SchemaError(
+            str(path),
+            f"must define exactly one DataFlow instance with @db.model classes, found {len(instances)}",
+        )
     return instances[0]
 
 

@@ -16,14 +16,21 @@ import re
 import types
 import typing
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from dataflow.errors import SchemaError
 from dataflow.schema import FK_ACTIONS, Check, Column, ForeignKey, Index, Table, Unique, keyword_choice
-from dataflow.sqltext import (check_identifier, constraint_name, normalise_default, normalise_expression, quote_ident,
-                              quote_literal)
+from dataflow.sqltext import (
+    check_identifier,
+    constraint_name,
+    normalise_default,
+    normalise_expression,
+    quote_ident,
+    quote_literal,
+)
 from dataflow.types import canonical_type, is_known_type
 
 _MISSING = object()
@@ -94,8 +101,11 @@ _MAX_PRECISION = 1000
 
 def _check_modifiers(opts: Field, path: str) -> None:
     """``max_length``, ``precision`` and ``scale`` must be integers in PostgreSQL's ranges."""
-    for name, low, high in (("max_length", 1, _MAX_LENGTH), ("precision", 1, _MAX_PRECISION),
-                            ("scale", 0, _MAX_PRECISION)):
+    for name, low, high in (
+        ("max_length", 1, _MAX_LENGTH),
+        ("precision", 1, _MAX_PRECISION),
+        ("scale", 0, _MAX_PRECISION),
+    ):
         value = getattr(opts, name)
         if value is None:
             continue
@@ -117,8 +127,11 @@ def _sql_type(tp: Any, opts: Field, path: str) -> str:
     if base is typing.Annotated:
         base = typing.get_args(tp)[0]
     if base not in PYTHON_TYPES:
-        raise SchemaError(path, f"unsupported field type {tp!r}; use Field(db_type=...) or one of "
-                          + ", ".join(t.__name__ for t in PYTHON_TYPES))
+        raise SchemaError(
+            path,
+            f"unsupported field type {tp!r}; use Field(db_type=...) or one of "
+            + ", ".join(t.__name__ for t in PYTHON_TYPES),
+        )
     if base is str and opts.max_length:
         return f"VARCHAR({opts.max_length})"
     if base is Decimal and (opts.precision or opts.scale is not None):
@@ -139,7 +152,9 @@ def _default_sql(value: Any, sql_type: str, path: str) -> str | None:
             return normalise_default(quote_literal(value), sql_type)
     except ValueError as exc:
         raise SchemaError(f"{path}.default", str(exc)) from None
-    raise SchemaError(f"{path}.default", f"cannot store a default of type {type(value).__name__} in {sql_type}")
+    raise SchemaError(
+        f"{path}.default", f"cannot store a default of type {type(value).__name__} in {sql_type}"
+    )
 
 
 def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Table:
@@ -150,8 +165,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
     if options.get("renamed_from") is not None:
         check_identifier(options["renamed_from"], f"{cls.__name__}.__dataflow__.renamed_from")
     try:
-        hints = typing.get_type_hints(cls, globalns=dict(namespace) if namespace is not None else None,
-                                       include_extras=True)
+        hints = typing.get_type_hints(
+            cls, globalns=dict(namespace) if namespace is not None else None, include_extras=True
+        )
     except NameError as exc:
         raise SchemaError(cls.__name__, f"cannot resolve a field annotation: {exc}") from None
     hints = {k: v for k, v in hints.items() if not k.startswith("_")}
@@ -190,8 +206,15 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
             default_sql = "CURRENT_TIMESTAMP"
         if not nullable and default is None and default_sql is None:
             raise SchemaError(path, "a NOT NULL field cannot default to None")
-        columns.append(Column(name=name, type=sql_type, nullable=nullable, default=default_sql,
-                              renamed_from=opts.renamed_from))
+        columns.append(
+            Column(
+                name=name,
+                type=sql_type,
+                nullable=nullable,
+                default=default_sql,
+                renamed_from=opts.renamed_from,
+            )
+        )
         if opts.unique:
             uniques.append(Unique(constraint_name(table, [name], "key"), (name,)))
         if opts.index:
@@ -199,7 +222,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         if opts.references:
             fks.append(_foreign_key(table, name, opts, path))
         if opts.check:
-            checks.append(Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check")))
+            checks.append(
+                Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check"))
+            )
 
     if not primary_key:
         columns.insert(0, Column("id", "BIGINT", nullable=False, identity="BY DEFAULT"))
@@ -221,13 +246,18 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
 def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:
     """``references="table.column"`` (or ``"table"`` for its ``id``) with checked names and actions."""
     if not isinstance(opts.references, str):
-        raise SchemaError(f"{path}.references", "must be \"table\" or \"table.column\"")
+        raise SchemaError(f"{path}.references", 'must be "table" or "table.column"')
     ref_table, _, ref_col = opts.references.partition(".")
     check_identifier(ref_table, f"{path}.references")
     check_identifier(ref_col or "id", f"{path}.references")
-    return ForeignKey(constraint_name(table, [column], "fkey"), (column,), ref_table, (ref_col or "id",),
-                      on_delete=keyword_choice(opts.on_delete, f"{path}.on_delete", FK_ACTIONS),
-                      on_update=keyword_choice(opts.on_update, f"{path}.on_update", FK_ACTIONS))
+    return ForeignKey(
+        constraint_name(table, [column], "fkey"),
+        (column,),
+        ref_table,
+        (ref_col or "id",),
+        on_delete=keyword_choice(opts.on_delete, f"{path}.on_delete", FK_ACTIONS),
+        on_update=keyword_choice(opts.on_update, f"{path}.on_update", FK_ACTIONS),
+    )
 
 
 def _expression(text: str, path: str) -> str:
@@ -265,8 +295,13 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
         unique = bool(spec.get("unique", False))
         if spec.get("name") is not None:
             check_identifier(spec["name"], f"{path}.name")
-        out.append(Index(spec.get("name") or constraint_name(table, fields, "key" if unique else "idx"),
-                         fields, unique=unique))
+        out.append(
+            Index(
+                spec.get("name") or constraint_name(table, fields, "key" if unique else "idx"),
+                fields,
+                unique=unique,
+            )
+        )
     pg = options.get("postgresql") or {}
     for col in pg.get("jsonb_gin_indexes") or ():
         _field_list(col, f"{model}.__dataflow__.postgresql.jsonb_gin_indexes", known)
@@ -283,7 +318,12 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
         where = _expression(spec["condition"], f"{path}.condition")
         if spec.get("name") is not None:
             check_identifier(spec["name"], f"{path}.name")
-        out.append(Index(spec.get("name") or constraint_name(table, fields, "partial_idx"), fields,
-                         unique=bool(spec.get("unique", False)), where=where))
+        out.append(
+            Index(
+                spec.get("name") or constraint_name(table, fields, "partial_idx"),
+                fields,
+                unique=bool(spec.get("unique", False)),
+                where=where,
+            )
+        )
     return out
-

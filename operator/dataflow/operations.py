@@ -15,7 +15,7 @@ class Risk(IntEnum):
     HIGH = 2
 
     @classmethod
-    def parse(cls, value: "str | Risk", field_name: str = "max_risk_level") -> "Risk":
+    def parse(cls, value: str | Risk, field_name: str = "max_risk_level") -> Risk:
         if isinstance(value, Risk):
             return value
         try:
@@ -147,7 +147,9 @@ class Operation:
             "dataLoss": self.assessment.data_loss,
             "strategy": self.strategy,
             "backup": self.backup,
-            "steps": [{"sql": s.sql, "transactional": s.transactional, "repeat": s.repeat} for s in self.steps],
+            "steps": [
+                {"sql": s.sql, "transactional": s.transactional, "repeat": s.repeat} for s in self.steps
+            ],
         }
 
 

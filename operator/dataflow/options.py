@@ -33,6 +33,7 @@ def whole_number(minimum: int) -> Check:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, not {type(value).__name__} {value!r}"
         return None if value >= minimum else f"must be at least {minimum}, not {value}"
+
     return check
 
 
@@ -71,7 +72,11 @@ def risk(value: Any) -> str | None:
 
 
 def strategy_name(value: Any) -> str | None:
-    return None if value in ("online", "transactional") else f"must be 'online' or 'transactional', not {value!r}"
+    return (
+        None
+        if value in ("online", "transactional")
+        else f"must be 'online' or 'transactional', not {value!r}"
+    )
 
 
 def names(value: Any) -> str | None:
@@ -102,7 +107,9 @@ def _optional_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
-def _option(default: Any, check: Check, convert: Callable[[Any], Any] = _same, config: str | None = None) -> Any:
+def _option(
+    default: Any, check: Check, convert: Callable[[Any], Any] = _same, config: str | None = None
+) -> Any:
     """A field: its default, its check, how a checked value becomes the field's type, its migration_config key."""
     return dataclasses.field(default=default, metadata={"check": check, "convert": convert, "config": config})
 
@@ -113,33 +120,55 @@ class MigrationOptions:
 
     # policy: what may be applied without a person
     max_risk_level: Risk = _option(Risk.MEDIUM, risk, Risk.parse, "max_risk_level")  # noqa: RUF009  # highest unasked
-    include_tables: tuple[str, ...] | None = _option(None, optional_names, _optional_tuple)  # None: all tables
+    include_tables: tuple[str, ...] | None = _option(
+        None, optional_names, _optional_tuple
+    )  # None: all tables
     exclude_operations: tuple[str, ...] = _option((), operation_kinds, tuple)  # operation kinds never planned
     dry_run: bool = _option(False, flag)  # plan and report only
     approved_plan: str | None = _option(None, optional_text)  # plan hash applied whatever its risk
     data_loss_protection: bool = _option(False, flag)  # refuse any change that loses data
     # planning
-    strategy: str = _option("online", strategy_name, config="strategy")  # "online": lock-friendly where rows are
-    backup: bool | None = _option(None, optional_flag, config="backup_before_migration")  # None/True: keep lost data
+    strategy: str = _option(
+        "online", strategy_name, config="strategy"
+    )  # "online": lock-friendly where rows are
+    backup: bool | None = _option(
+        None, optional_flag, config="backup_before_migration"
+    )  # None/True: keep lost data
     batch_size: int = _option(1000, whole_number(1), config="batch_size")  # rows per backfill batch
-    allowed_functions: frozenset[str] = _option(frozenset(), names, frozenset, "allowed_functions")  # not denied
+    allowed_functions: frozenset[str] = _option(
+        frozenset(), names, frozenset, "allowed_functions"
+    )  # not denied
     # execution
     lock_timeout_ms: int = _option(500, whole_number(0), config="lock_timeout_ms")  # PostgreSQL lock_timeout
-    statement_timeout_ms: int = _option(300_000, whole_number(0), config="statement_timeout_ms")  # statement_timeout
-    max_attempts: int = _option(50, whole_number(1), config="max_attempts")  # lock-timeout attempts per migration
-    migration_timeout_s: float = _option(300.0, seconds, float, "migration_timeout")  # deadline for those retries
+    statement_timeout_ms: int = _option(
+        300_000, whole_number(0), config="statement_timeout_ms"
+    )  # statement_timeout
+    max_attempts: int = _option(
+        50, whole_number(1), config="max_attempts"
+    )  # lock-timeout attempts per migration
+    migration_timeout_s: float = _option(
+        300.0, seconds, float, "migration_timeout"
+    )  # deadline for those retries
     backoff_base_s: float = _option(0.1, positive_seconds, float)  # first wait after a lock timeout
     backoff_max_s: float = _option(10.0, positive_seconds, float)  # longest wait between attempts
-    rollback_on_error: bool = _option(True, flag, config="rollback_on_error")  # undo done steps when a later fails
+    rollback_on_error: bool = _option(
+        True, flag, config="rollback_on_error"
+    )  # undo done steps when a later fails
     # the apply lease
-    lease_timeout_s: float = _option(300.0, seconds, float, "migration_timeout")  # how long to wait for the lease
-    lease_ttl_s: float = _option(30.0, positive_seconds, float)  # a holder that stops heart-beating loses it after
+    lease_timeout_s: float = _option(
+        300.0, seconds, float, "migration_timeout"
+    )  # how long to wait for the lease
+    lease_ttl_s: float = _option(
+        30.0, positive_seconds, float
+    )  # a holder that stops heart-beating loses it after
     # presentation (the library's auto_migrate)
     confirm: bool = _option(False, flag)  # a person confirms the preview before anything applies
     show_sql: bool = _option(True, flag)  # the preview shows the SQL
     show_rollback_plan: bool = _option(False, flag)  # the preview shows the rollback SQL
     show_safety_analysis: bool = _option(True, flag)  # the preview shows each change's risk and reason
-    validate_after_migration: bool = _option(False, flag)  # plan again after applying; a difference is an error
+    validate_after_migration: bool = _option(
+        False, flag
+    )  # plan again after applying; a difference is an error
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -148,13 +177,20 @@ class MigrationOptions:
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
         """The ``migration_config`` keys that set options (``schema`` and ``owner`` name where, not how)."""
-        return tuple(dict.fromkeys(f.metadata["config"] for f in dataclasses.fields(cls) if f.metadata["config"]))
+        return tuple(
+            dict.fromkeys(f.metadata["config"] for f in dataclasses.fields(cls) if f.metadata["config"])
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MigrationOptions:
         """The options a library ``migration_config`` sets; unknown keys are left alone."""
-        return cls(**{f.name: _checked(f.name, config[key], f"migration_config.{key}")
-                      for f in dataclasses.fields(cls) if (key := f.metadata["config"]) and key in config})
+        return cls(
+            **{
+                f.name: _checked(f.name, config[key], f"migration_config.{key}")
+                for f in dataclasses.fields(cls)
+                if (key := f.metadata["config"]) and key in config
+            }
+        )
 
     @classmethod
     def from_policy_spec(cls, policy: PolicySpec, approved_plan: str | None = None) -> MigrationOptions:
@@ -180,11 +216,25 @@ class MigrationOptions:
         return dataclasses.replace(self, **changes)
 
     def for_auto_migrate(
-        self, *, interactive: bool, dry_run: bool, auto_confirm: bool, max_risk_level: str | None,
-        include_tables: Iterable[str] | None, exclude_operations: Iterable[str] | None, show_sql: bool,
-        show_rollback_plan: bool, safety_analysis: bool, data_loss_protection: bool, safety_check: bool,
-        require_confirmation: bool, validate_after_migration: bool, timeout: float | None,
-        create_backup: bool | None, backup_before_migration: bool | None, rollback_on_error: bool | None,
+        self,
+        *,
+        interactive: bool,
+        dry_run: bool,
+        auto_confirm: bool,
+        max_risk_level: str | None,
+        include_tables: Iterable[str] | None,
+        exclude_operations: Iterable[str] | None,
+        show_sql: bool,
+        show_rollback_plan: bool,
+        safety_analysis: bool,
+        data_loss_protection: bool,
+        safety_check: bool,
+        require_confirmation: bool,
+        validate_after_migration: bool,
+        timeout: float | None,
+        create_backup: bool | None,
+        backup_before_migration: bool | None,
+        rollback_on_error: bool | None,
         rollback_on_failure: bool | None,
     ) -> MigrationOptions:
         """``DataFlow.auto_migrate``'s keyword arguments over these (the ``migration_config``) options.
@@ -194,29 +244,50 @@ class MigrationOptions:
         confirms unless ``interactive=False``, ``auto_confirm``, ``require_confirmation=False`` or a dry
         run, and ``max_risk_level`` then defaults to HIGH (the person decides), otherwise to this one's.
         """
-        asks = all([_flag("interactive", interactive), not _flag("auto_confirm", auto_confirm),
-                    _flag("require_confirmation", require_confirmation), not _flag("dry_run", dry_run)])
+        asks = all(
+            [
+                _flag("interactive", interactive),
+                not _flag("auto_confirm", auto_confirm),
+                _flag("require_confirmation", require_confirmation),
+                not _flag("dry_run", dry_run),
+            ]
+        )
         return dataclasses.replace(
             self,
-            max_risk_level=(Risk.HIGH if asks else self.max_risk_level) if max_risk_level is None
+            max_risk_level=(Risk.HIGH if asks else self.max_risk_level)
+            if max_risk_level is None
             else _checked("max_risk_level", max_risk_level, "max_risk_level"),
             include_tables=_checked("include_tables", include_tables, "include_tables"),
-            exclude_operations=() if exclude_operations is None
+            exclude_operations=()
+            if exclude_operations is None
             else _checked("exclude_operations", exclude_operations, "exclude_operations"),
             dry_run=dry_run,
-            data_loss_protection=_checked("data_loss_protection", data_loss_protection, "data_loss_protection"),
-            backup=_either("backup", self.backup, create_backup=create_backup,
-                           backup_before_migration=backup_before_migration),
-            rollback_on_error=_either("rollback_on_error", self.rollback_on_error,
-                                      rollback_on_error=rollback_on_error, rollback_on_failure=rollback_on_failure),
-            lease_timeout_s=self.lease_timeout_s if timeout is None
+            data_loss_protection=_checked(
+                "data_loss_protection", data_loss_protection, "data_loss_protection"
+            ),
+            backup=_either(
+                "backup",
+                self.backup,
+                create_backup=create_backup,
+                backup_before_migration=backup_before_migration,
+            ),
+            rollback_on_error=_either(
+                "rollback_on_error",
+                self.rollback_on_error,
+                rollback_on_error=rollback_on_error,
+                rollback_on_failure=rollback_on_failure,
+            ),
+            lease_timeout_s=self.lease_timeout_s
+            if timeout is None
             else _checked("lease_timeout_s", timeout, "timeout"),
             confirm=asks,
             show_sql=_checked("show_sql", show_sql, "show_sql"),
             show_rollback_plan=_checked("show_rollback_plan", show_rollback_plan, "show_rollback_plan"),
-            show_safety_analysis=_flag("safety_analysis", safety_analysis) and _flag("safety_check", safety_check),
-            validate_after_migration=_checked("validate_after_migration", validate_after_migration,
-                                              "validate_after_migration"),
+            show_safety_analysis=_flag("safety_analysis", safety_analysis)
+            and _flag("safety_check", safety_check),
+            validate_after_migration=_checked(
+                "validate_after_migration", validate_after_migration, "validate_after_migration"
+            ),
         )
 
 

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from dataflow.diff import compare_schemas
+from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
 from dataflow.operations import Change, Operation, Risk, RollbackStep
 from dataflow.ops import Context, kind_of
-from dataflow.safety import (Facts, FunctionCatalog, count_rows, read_function_catalog, refuse_denied,
-                             refuse_extension_functions)
-from dataflow.schema import Schema, Table
-from dataflow.errors import SchemaError
 from dataflow.options import MigrationOptions
+from dataflow.safety import (
+    Facts,
+    FunctionCatalog,
+    count_rows,
+    read_function_catalog,
+    refuse_denied,
+    refuse_extension_functions,
+)
+from dataflow.schema import Schema, Table
 from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
 
@@ -39,7 +46,7 @@ class Migration:
     operations: list[Operation]
     schema_hash: str
     checksum: str
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def risk(self) -> Risk:
@@ -103,11 +110,12 @@ class Migration:
 
 
 def new_version(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).strftime("migration_%Y%m%d_%H%M%S")
+    return (now or datetime.now(UTC)).strftime("migration_%Y%m%d_%H%M%S")
 
 
-def filter_changes(changes: list[Change], include_tables: Iterable[str] | None,
-                   exclude_operations: Iterable[str] | None) -> list[Change]:
+def filter_changes(
+    changes: list[Change], include_tables: Iterable[str] | None, exclude_operations: Iterable[str] | None
+) -> list[Change]:
     include = set(include_tables) if include_tables is not None else None
     exclude = set(exclude_operations or ())
     return [c for c in changes if (include is None or c.table in include) and c.kind not in exclude]
@@ -147,7 +155,9 @@ def function_calls(desired: Schema) -> dict[str, frozenset[str]]:
     return calls
 
 
-async def check_functions(conn: asyncpg.Connection, desired: Schema, allowed: frozenset[str]) -> FunctionCatalog:
+async def check_functions(
+    conn: asyncpg.Connection, desired: Schema, allowed: frozenset[str]
+) -> FunctionCatalog:
     """Refuse expressions that reach outside the table; the catalog facts (volatility) of every function called.
 
     Runs before any probe: a refused schema costs one catalog query and reads no table.
@@ -185,8 +195,9 @@ async def build_migration(
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
-    changes = filter_changes(compare_schemas(state.schema, desired, owned), options.include_tables,
-                             options.exclude_operations)
+    changes = filter_changes(
+        compare_schemas(state.schema, desired, owned), options.include_tables, options.exclude_operations
+    )
     renamed = {c.table: old for c in changes if (old := kind_of(c.kind).renamed_from(c))}
     schema_hash = desired.hash()
     foreign_keys = tuple(state.foreign_keys)
@@ -201,20 +212,34 @@ async def build_migration(
         backup = None
         if options.backup is not False and kind.needs_backup(change, facts):
             backup = backup_name(change, schema_hash)
-        render_options = Options(populated=facts.rows > 0, nulls=facts.nulls, online=online,
-                                 batch_size=options.batch_size, backup=backup, schema=desired.name,
-                                 primary_key=existing.primary_key if existing else (),
-                                 volatile_default=facts.volatile_default)
+        render_options = Options(
+            populated=facts.rows > 0,
+            nulls=facts.nulls,
+            online=online,
+            batch_size=options.batch_size,
+            backup=backup,
+            schema=desired.name,
+            primary_key=existing.primary_key if existing else (),
+            volatile_default=facts.volatile_default,
+        )
         assessment = kind.assess(change, facts, Context(foreign_keys, online))
         r = kind.render(change, render_options, desired.table(change.table))
-        operations.append(Operation(change, assessment, r.steps, r.down, r.irreversible, r.details,
-                                    r.strategy, r.backup))
+        operations.append(
+            Operation(change, assessment, r.steps, r.down, r.irreversible, r.details, r.strategy, r.backup)
+        )
     checksum = plan_checksum(schema_hash, operations)
     return Migration(new_version(), describe(operations), operations, schema_hash, checksum)
 
 
-async def _facts(conn: asyncpg.Connection, state: DatabaseState, schema: str, change: Change, db_table: str,
-                 catalog: FunctionCatalog, row_counts: dict[str, int]) -> Facts:
+async def _facts(
+    conn: asyncpg.Connection,
+    state: DatabaseState,
+    schema: str,
+    change: Change,
+    db_table: str,
+    catalog: FunctionCatalog,
+    row_counts: dict[str, int],
+) -> Facts:
     """What the database says about the change's table, completed by the kind's own probe.
 
     The planner's estimate is 0 for a table never analysed: then, or when the grade depends on
@@ -235,8 +260,14 @@ async def _facts(conn: asyncpg.Connection, state: DatabaseState, schema: str, ch
 
 
 def plan_checksum(schema_hash: str, operations: list[Operation]) -> str:
-    payload = json.dumps({"schema": schema_hash, "sql": [[(s.sql, s.transactional) for s in op.steps] for op in operations],
-                          "risk": [op.risk.name for op in operations]}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "schema": schema_hash,
+            "sql": [[(s.sql, s.transactional) for s in op.steps] for op in operations],
+            "risk": [op.risk.name for op in operations],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -36,16 +36,24 @@ def assessment_lines(m: Migration) -> list[str]:
     lossy = [op for op in m.operations if op.assessment.data_loss or kind_of(op.kind).loses_data]
     irreversible = [op for op in m.operations if op.irreversible]
     steps = len(m.rollback_steps)
-    strategies = [f"{op.table}.{op.change.subject or op.table}: {op.strategy}" for op in m.operations
-                  if op.strategy != "transactional"]
+    strategies = [
+        f"{op.table}.{op.change.subject or op.table}: {op.strategy}"
+        for op in m.operations
+        if op.strategy != "transactional"
+    ]
     extra = [f"Strategies: {'; '.join(strategies)}"] if strategies else []
     return extra + [
-        "All operations are backward compatible" if not breaking
-        else f"{len(breaking)} operation(s) need attention: " + "; ".join(f"{op.kind} {op.details} ({op.risk.name}: {op.assessment.reason})" for op in breaking),
-        "No data loss risk detected" if not lossy
-        else "Data-loss risk: " + "; ".join(f"{op.kind} {op.table}.{op.details}: {op.assessment.reason}" for op in lossy),
+        "All operations are backward compatible"
+        if not breaking
+        else f"{len(breaking)} operation(s) need attention: "
+        + "; ".join(f"{op.kind} {op.details} ({op.risk.name}: {op.assessment.reason})" for op in breaking),
+        "No data loss risk detected"
+        if not lossy
+        else "Data-loss risk: "
+        + "; ".join(f"{op.kind} {op.table}.{op.details}: {op.assessment.reason}" for op in lossy),
         f"Estimated execution time: {_duration(m.estimated_duration_ms)}",
-        f"Rollback plan: Available ({steps} steps)" if not irreversible
+        f"Rollback plan: Available ({steps} steps)"
+        if not irreversible
         else f"Rollback plan: {steps} steps, {len(irreversible)} cannot restore data",
     ]
 
@@ -55,14 +63,27 @@ def sql_lines(m: Migration) -> list[str]:
     lines = []
     for op in m.operations:
         for step in op.steps:
-            note = "" if step.transactional else (
-                "  -- repeated in batches until no row changes" if step.repeat else "  -- outside a transaction")
+            note = (
+                ""
+                if step.transactional
+                else (
+                    "  -- repeated in batches until no row changes"
+                    if step.repeat
+                    else "  -- outside a transaction"
+                )
+            )
             lines.append(step.sql + note)
     return lines
 
 
-def render_console(m: Migration, console: Console, *, show_sql: bool = True, show_rollback_plan: bool = False,
-                   safety_analysis: bool = True) -> None:
+def render_console(
+    m: Migration,
+    console: Console,
+    *,
+    show_sql: bool = True,
+    show_rollback_plan: bool = False,
+    safety_analysis: bool = True,
+) -> None:
     """Print the preview the product documentation shows."""
     console.print("🔄 [bold]DataFlow Auto-Migration Preview[/bold]\n")
     console.print("Schema Changes Detected:")
@@ -84,7 +105,9 @@ def render_console(m: Migration, console: Console, *, show_sql: bool = True, sho
             console.print(f"  - {step.operation_type}: {step.sql}{flag}", markup=False, highlight=False)
     if safety_analysis:
         icon, colour = RISK_STYLE[m.risk]
-        console.print(f"\n{icon} [bold]Migration Safety Assessment[/bold] ([{colour}]{m.safety_level}[/{colour}]):")
+        console.print(
+            f"\n{icon} [bold]Migration Safety Assessment[/bold] ([{colour}]{m.safety_level}[/{colour}]):"
+        )
         for line in assessment_lines(m):
             console.print(f"  • {line}", markup=False, highlight=False)
 
@@ -96,7 +119,13 @@ def render_markdown(m: Migration, title: str = "DataFlow plan") -> str:
         return "\n".join(lines + ["No changes: the database matches the schema."])
     lines += ["| Table | Operation | Details | Safety Level | Reason |", "|---|---|---|---|---|"]
     for op in m.operations:
-        cells = (op.table, op.kind, op.details, f"{RISK_STYLE[op.risk][0]} {op.risk.name}", op.assessment.reason)
+        cells = (
+            op.table,
+            op.kind,
+            op.details,
+            f"{RISK_STYLE[op.risk][0]} {op.risk.name}",
+            op.assessment.reason,
+        )
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "```sql", *sql_lines(m), "```", "", "**Safety assessment**", ""]
     lines += [f"- {line}" for line in assessment_lines(m)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import getpass
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Awaitable, Callable
+from enum import StrEnum
 
 import asyncpg
 
@@ -24,23 +24,23 @@ from dataflow.schema import Schema
 log = logging.getLogger("dataflow.reconcile")
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     IN_SYNC = "InSync"
     APPLIED = "Applied"
     DRY_RUN = "DryRun"
-    REFUSED = "Refused"            # above max risk and not approved
-    DECLINED = "Declined"          # a person said no (or nobody could be asked)
-    CONFLICT = "Conflict"          # tables owned by another owner
+    REFUSED = "Refused"  # above max risk and not approved
+    DECLINED = "Declined"  # a person said no (or nobody could be asked)
+    CONFLICT = "Conflict"  # tables owned by another owner
     FAILED = "Failed"
 
 
-class Refusal(str, Enum):
+class Refusal(StrEnum):
     """Why a REFUSED result applied nothing: callers decide on this, never on the reason text."""
 
-    RISK_ABOVE_POLICY = "RiskAbovePolicy"        # a change is riskier than max_risk_level allows
+    RISK_ABOVE_POLICY = "RiskAbovePolicy"  # a change is riskier than max_risk_level allows
     DATA_LOSS_PROTECTION = "DataLossProtection"  # a change loses data and data-loss protection is on
-    APPROVAL_MISMATCH = "ApprovalMismatch"       # needs approval; the one given is for another plan
-    PLAN_CHANGED = "PlanChanged"                 # the database changed since the plan a person confirmed
+    APPROVAL_MISMATCH = "ApprovalMismatch"  # needs approval; the one given is for another plan
+    PLAN_CHANGED = "PlanChanged"  # the database changed since the plan a person confirmed
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Result:
     migration: Migration | None
     reason: str = ""
     conflicts: dict[str, str] = field(default_factory=dict)
-    refusal: Refusal | None = None      # set exactly when outcome is REFUSED
-    approved_plan: str | None = None    # the plan hash approved (policy) or confirmed (a person), if any
+    refusal: Refusal | None = None  # set exactly when outcome is REFUSED
+    approved_plan: str | None = None  # the plan hash approved (policy) or confirmed (a person), if any
 
     @property
     def plan_hash(self) -> str | None:
@@ -70,7 +70,11 @@ class Result:
     @property
     def needs_approval(self) -> bool:
         """Refused by policy: approving this exact plan (``plan_hash``) would let it apply."""
-        return self.refusal in (Refusal.RISK_ABOVE_POLICY, Refusal.DATA_LOSS_PROTECTION, Refusal.APPROVAL_MISMATCH)
+        return self.refusal in (
+            Refusal.RISK_ABOVE_POLICY,
+            Refusal.DATA_LOSS_PROTECTION,
+            Refusal.APPROVAL_MISMATCH,
+        )
 
     @property
     def success(self) -> bool:
@@ -88,8 +92,9 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def plan(conn: asyncpg.Connection, desired: Schema, owner: str,
-               options: MigrationOptions) -> tuple[Migration, dict[str, str]]:
+async def plan(
+    conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
+) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
     Read-only: a missing schema means no tables yet, missing ledger tables mean no owners yet.
@@ -109,8 +114,11 @@ def gate(migration: Migration, options: MigrationOptions) -> Gate | None:
         return None
     refusal = _policy_refusal(migration, options)
     if refusal is not None and options.approved_plan:
-        return Gate(Refusal.APPROVAL_MISMATCH, f"the approval for plan {options.approved_plan} does not match plan "
-                                               f"{migration.plan_hash}; {refusal.reason}")
+        return Gate(
+            Refusal.APPROVAL_MISMATCH,
+            f"the approval for plan {options.approved_plan} does not match plan "
+            f"{migration.plan_hash}; {refusal.reason}",
+        )
     return refusal
 
 
@@ -118,18 +126,29 @@ def _policy_refusal(migration: Migration, options: MigrationOptions) -> Gate | N
     if options.data_loss_protection:
         lossy = [op for op in migration.operations if op.assessment.data_loss or op.irreversible]
         if lossy:
-            return Gate(Refusal.DATA_LOSS_PROTECTION, "data-loss protection: " + "; ".join(
-                f"{op.kind} {op.details}: {op.assessment.reason}" for op in lossy))
+            return Gate(
+                Refusal.DATA_LOSS_PROTECTION,
+                "data-loss protection: "
+                + "; ".join(f"{op.kind} {op.details}: {op.assessment.reason}" for op in lossy),
+            )
     if migration.risk > options.max_risk_level:
         worst = [op for op in migration.operations if op.risk > options.max_risk_level]
         reasons = "; ".join(f"{op.kind} {op.table}.{op.details}: {op.assessment.reason}" for op in worst)
-        return Gate(Refusal.RISK_ABOVE_POLICY,
-                    f"risk {migration.safety_level} exceeds max_risk_level {options.max_risk_level.name}: {reasons}")
+        return Gate(
+            Refusal.RISK_ABOVE_POLICY,
+            f"risk {migration.safety_level} exceeds max_risk_level {options.max_risk_level.name}: {reasons}",
+        )
     return None
 
 
-async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, options: MigrationOptions,
-                    confirm: Confirm | None = None) -> Result:
+async def reconcile(
+    conn: asyncpg.Connection,
+    dsn: str | None,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    confirm: Confirm | None = None,
+) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
     Only the plan made under the lease counts: a concurrent applier may have done the work (then
@@ -144,7 +163,9 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
             raise
         # another applier changed the schema while we read it; without a preview to show, only the
         # unattended path can go on, and it re-plans under the lease anyway
-        reason = f"planning failed, the schema changed while it was read ({type(exc).__name__}: {exc}); plan again"
+        reason = (
+            f"planning failed, the schema changed while it was read ({type(exc).__name__}: {exc}); plan again"
+        )
         if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
@@ -167,8 +188,15 @@ async def reconcile(conn: asyncpg.Connection, dsn: str | None, desired: Schema, 
     return await _apply(conn, dsn, desired, owner, options, preview, shown)
 
 
-async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, options: MigrationOptions,
-                 preview: Migration | None, shown: Migration | None) -> Result:
+async def _apply(
+    conn: asyncpg.Connection,
+    dsn: str | None,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    preview: Migration | None,
+    shown: Migration | None,
+) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
 
     A failed migration, a lost lease or a lost connection becomes a FAILED result with one clear reason.
@@ -184,12 +212,24 @@ async def _apply(conn: asyncpg.Connection, dsn: str | None, desired: Schema, own
     except CONNECTION_ERRORS as exc:
         if not conn.is_closed():
             raise
-        return Result(Outcome.FAILED, preview, f"lost the database connection ({type(exc).__name__}: {exc}) "
-                                               "before the migration started; nothing was applied; run again")
+        return Result(
+            Outcome.FAILED,
+            preview,
+            f"lost the database connection ({type(exc).__name__}: {exc}) "
+            "before the migration started; nothing was applied; run again",
+        )
 
 
-async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: Ledger, lease: MigrationLease,
-                             desired: Schema, owner: str, options: MigrationOptions, shown: Migration | None) -> Result:
+async def _apply_under_lease(
+    conn: asyncpg.Connection,
+    dsn: str | None,
+    ledger: Ledger,
+    lease: MigrationLease,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    shown: Migration | None,
+) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease."""
     interrupted = await ledger.mark_interrupted(conn)
     fresh, conflicts = await plan(conn, desired, owner, options)
@@ -199,19 +239,31 @@ async def _apply_under_lease(conn: asyncpg.Connection, dsn: str | None, ledger: 
         if not interrupted:
             return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
         await ledger.settle_ownership(conn, owner, _claimed(desired, options))
-        return Result(Outcome.IN_SYNC, fresh, f"database matches the schema; closed {interrupted} attempt(s) "
-                                              "that a stopped process left running")
+        return Result(
+            Outcome.IN_SYNC,
+            fresh,
+            f"database matches the schema; closed {interrupted} attempt(s) "
+            "that a stopped process left running",
+        )
     refusal = gate(fresh, options)
     if refusal:
         await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal.reason)
-        return Result(Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=options.approved_plan)
+        return Result(
+            Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=options.approved_plan
+        )
     if shown is not None and fresh.checksum != shown.checksum:
-        return Result(Outcome.REFUSED, fresh, "the database changed since this plan was made; plan again",
-                      refusal=Refusal.PLAN_CHANGED, approved_plan=shown.plan_hash)
+        return Result(
+            Outcome.REFUSED,
+            fresh,
+            "the database changed since this plan was made; plan again",
+            refusal=Refusal.PLAN_CHANGED,
+            approved_plan=shown.plan_hash,
+        )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = _claimed(desired, options)
-    await execute_migration(conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released,
-                            fence=lease, dsn=dsn)
+    await execute_migration(
+        conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released, fence=lease, dsn=dsn
+    )
     return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
 
 

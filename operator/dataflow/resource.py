@@ -8,6 +8,7 @@ from these types; :func:`dataflow.manifest.from_resource` reads manifests with t
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
@@ -18,58 +19,117 @@ RISK_LEVELS = tuple(r.name for r in Risk)
 DEFAULT_SECRET_KEY = "dsn"
 _DNS_NAME = {"minLength": 1, "maxLength": 253, "pattern": DNS_SUBDOMAIN}
 _DURATION = {"pattern": DURATION_PATTERN}
-_FUNCTION = {"type": "string", "description": "A function name, optionally schema-qualified (schema.function).",
-             "minLength": 1, "maxLength": 127, "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"}
+_FUNCTION = {
+    "type": "string",
+    "description": "A function name, optionally schema-qualified (schema.function).",
+    "minLength": 1,
+    "maxLength": 127,
+    "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
+}
 
 
 # spec -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class SecretRef:
     name: str = json_field("name", "Name of the Secret.", schema=_DNS_NAME)
-    key: str = json_field("key", "Key in the Secret whose value is the DSN.", default=DEFAULT_SECRET_KEY,
-                          publish_default=True,
-                          schema={"minLength": 1, "pattern": "^[-._a-zA-Z0-9]+$"})
+    key: str = json_field(
+        "key",
+        "Key in the Secret whose value is the DSN.",
+        default=DEFAULT_SECRET_KEY,
+        publish_default=True,
+        schema={"minLength": 1, "pattern": "^[-._a-zA-Z0-9]+$"},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Database:
-    secret_ref: SecretRef = json_field("secretRef", "A Secret in the same namespace holding the PostgreSQL DSN.")
-    schema: str = json_field("schema", "PostgreSQL schema (namespace) holding the tables.", default="public",
-                             publish_default=True, schema=IDENTIFIER)
+    secret_ref: SecretRef = json_field(
+        "secretRef", "A Secret in the same namespace holding the PostgreSQL DSN."
+    )
+    schema: str = json_field(
+        "schema",
+        "PostgreSQL schema (namespace) holding the tables.",
+        default="public",
+        publish_default=True,
+        schema=IDENTIFIER,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PolicySpec:
-    max_risk_level: str = json_field("maxRiskLevel", "Highest risk applied without approval.", default="MEDIUM",
-                                     publish_default=True, schema={"enum": list(RISK_LEVELS)})
-    include_tables: tuple[str, ...] = json_field("includeTables", "Only manage these tables (all tables when empty).",
-                                                 default=(), items=IDENTIFIER_ITEM)
-    exclude_operations: tuple[str, ...] = json_field("excludeOperations", "Operations the operator never performs.",
-                                                     default=(), items={"enum": list(OPERATION_KINDS)})
-    dry_run: bool = json_field("dryRun", "Plan and report only; never apply.", default=False, publish_default=True)
-    lock_timeout: str = json_field("lockTimeout", "PostgreSQL lock_timeout for migration statements.",
-                                   default="2s", publish_default=True, schema=_DURATION)
-    statement_timeout: str = json_field("statementTimeout", "PostgreSQL statement_timeout for migration statements.",
-                                        default="5m", publish_default=True, schema=_DURATION)
-    drift_check_interval: str = json_field("driftCheckInterval", "How often the live database is compared with "
-                                           "the spec.", default="5m", publish_default=True, schema=_DURATION)
+    max_risk_level: str = json_field(
+        "maxRiskLevel",
+        "Highest risk applied without approval.",
+        default="MEDIUM",
+        publish_default=True,
+        schema={"enum": list(RISK_LEVELS)},
+    )
+    include_tables: tuple[str, ...] = json_field(
+        "includeTables",
+        "Only manage these tables (all tables when empty).",
+        default=(),
+        items=IDENTIFIER_ITEM,
+    )
+    exclude_operations: tuple[str, ...] = json_field(
+        "excludeOperations",
+        "Operations the operator never performs.",
+        default=(),
+        items={"enum": list(OPERATION_KINDS)},
+    )
+    dry_run: bool = json_field(
+        "dryRun", "Plan and report only; never apply.", default=False, publish_default=True
+    )
+    lock_timeout: str = json_field(
+        "lockTimeout",
+        "PostgreSQL lock_timeout for migration statements.",
+        default="2s",
+        publish_default=True,
+        schema=_DURATION,
+    )
+    statement_timeout: str = json_field(
+        "statementTimeout",
+        "PostgreSQL statement_timeout for migration statements.",
+        default="5m",
+        publish_default=True,
+        schema=_DURATION,
+    )
+    drift_check_interval: str = json_field(
+        "driftCheckInterval",
+        "How often the live database is compared with the spec.",
+        default="5m",
+        publish_default=True,
+        schema=_DURATION,
+    )
     allowed_functions: tuple[str, ...] = json_field(
-        "allowedFunctions", "Functions a default or check may call although they reach outside the table "
-        "(for example dblink); every other such function is refused.", default=(), items=_FUNCTION)
+        "allowedFunctions",
+        "Functions a default or check may call although they reach outside the table "
+        "(for example dblink); every other such function is refused.",
+        default=(),
+        items=_FUNCTION,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Promotion:
-    after: str | None = json_field("after", "Name of a DataFlowSchema in the same namespace that must be Applied "
-                                   "with the same schema first.", default=None, schema=_DNS_NAME)
+    after: str | None = json_field(
+        "after",
+        "Name of a DataFlowSchema in the same namespace that must be Applied with the same schema first.",
+        default=None,
+        schema=_DNS_NAME,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Spec:
-    database: Database = json_field("database", "Where the schema lives. The DSN is read from a Secret, "
-                                    "never from the spec.")
-    tables: tuple[Table, ...] = json_field("tables", "Tables in canonical form, sorted by name "
-                                           "(docs/canonical-schema.md).")
-    policy: PolicySpec = json_field("policy", "What the operator may apply on its own, and how.",
-                                    default=PolicySpec())
-    promotion: Promotion | None = json_field("promotion", "Promotion gating between environments.", default=None)
+    database: Database = json_field(
+        "database", "Where the schema lives. The DSN is read from a Secret, never from the spec."
+    )
+    tables: tuple[Table, ...] = json_field(
+        "tables", "Tables in canonical form, sorted by name (docs/canonical-schema.md)."
+    )
+    policy: PolicySpec = json_field(
+        "policy", "What the operator may apply on its own, and how.", default=PolicySpec()
+    )
+    promotion: Promotion | None = json_field(
+        "promotion", "Promotion gating between environments.", default=None
+    )

@@ -42,8 +42,12 @@ class Status:
     phase: str | None = json_field("phase", default=None, schema={"enum": [p.value for p in Phase]})
     observed_generation: int | None = json_field("observedGeneration", default=None, schema=_INT64)
     schema_hash: str | None = json_field("schemaHash", "Hash of the canonical spec.tables.", default=None)
-    plan_hash: str | None = json_field("planHash", "Short hash of the pending plan (12 hex characters).",
-                                       default=None, schema={"pattern": "^([0-9a-f]{12})?$"})
+    plan_hash: str | None = json_field(
+        "planHash",
+        "Short hash of the pending plan (12 hex characters).",
+        default=None,
+        schema={"pattern": "^([0-9a-f]{12})?$"},
+    )
     max_risk: str | None = json_field("maxRisk", default=None, schema={"enum": [*RISK_LEVELS, ""]})
     changes: int | None = json_field("changes", default=None, schema={"minimum": 0})
     operations: tuple[OperationStatus, ...] = json_field("operations", default=())
@@ -56,9 +60,16 @@ class Status:
     message: str | None = json_field("message", default=None)
     last_reconcile_time: str | None = json_field("lastReconcileTime", default=None, schema=_TIME)
     conditions: tuple[Condition, ...] = json_field(
-        "conditions", default=(), schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
-    kopf: dict[str, Any] | None = json_field("kopf", "Kopf's own progress bookkeeping.", default=None,
-                                             schema={"x-kubernetes-preserve-unknown-fields": True})
+        "conditions",
+        default=(),
+        schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    kopf: dict[str, Any] | None = json_field(
+        "kopf",
+        "Kopf's own progress bookkeeping.",
+        default=None,
+        schema={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

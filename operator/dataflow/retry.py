@@ -8,8 +8,8 @@ operator passes the same delay to Kopf's ``TemporaryError(delay=...)``.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tenacity
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pglast import ast
 from pglast.visitors import Visitor
@@ -48,8 +49,13 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
             if len(c["name"].encode()) > MAX_IDENTIFIER_BYTES:
                 problems.append(f"{cp}.name: longer than {MAX_IDENTIFIER_BYTES} bytes")
             if c.get("default") is not None:
-                _expression(c["default"], f"{cp}.default", problems, columns=set(),
-                            unknown="a default cannot refer to a column")
+                _expression(
+                    c["default"],
+                    f"{cp}.default",
+                    problems,
+                    columns=set(),
+                    unknown="a default cannot refer to a column",
+                )
         for col in t.get("primaryKey", []):
             if col not in columns_of[t["name"]]:
                 problems.append(f"{p}.primaryKey: unknown column {col!r}")
@@ -58,8 +64,13 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
             claim(ix["name"], ip)
             for element in ix["columns"]:
                 if element not in columns_of[t["name"]]:
-                    _expression(element, f"{ip}.columns", problems,
-                                f"is neither a column of {t['name']!r} nor an expression", columns=columns_of[t["name"]])
+                    _expression(
+                        element,
+                        f"{ip}.columns",
+                        problems,
+                        f"is neither a column of {t['name']!r} nor an expression",
+                        columns=columns_of[t["name"]],
+                    )
             if ix.get("where"):
                 _expression(ix["where"], f"{ip}.where", problems, columns=columns_of[t["name"]])
         for kind in ("uniques", "foreignKeys", "checks"):
@@ -70,23 +81,36 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
                     if col not in columns_of[t["name"]]:
                         problems.append(f"{cp}.columns: unknown column {col!r}")
                 if kind == "checks":
-                    _expression(con["expression"], f"{cp}.expression", problems, columns=columns_of[t["name"]])
+                    _expression(
+                        con["expression"], f"{cp}.expression", problems, columns=columns_of[t["name"]]
+                    )
                 if kind == "foreignKeys":
                     ref = con["refTable"]
                     if ref not in columns_of:
-                        problems.append(f"{cp}.refTable: dangling foreign key: no table {ref!r} in this schema")
+                        problems.append(
+                            f"{cp}.refTable: dangling foreign key: no table {ref!r} in this schema"
+                        )
                     else:
                         for col in con["refColumns"]:
                             if col not in columns_of[ref]:
                                 problems.append(f"{cp}.refColumns: table {ref!r} has no column {col!r}")
                     if len(con["refColumns"]) != len(con["columns"]):
-                        problems.append(f"{cp}.refColumns: {len(con['columns'])} columns "
-                                        f"refer to {len(con['refColumns'])}")
+                        problems.append(
+                            f"{cp}.refColumns: {len(con['columns'])} columns "
+                            f"refer to {len(con['refColumns'])}"
+                        )
     return problems
 
 
-def _expression(text: str, where: str, problems: list[str], message: str | None = None, *,
-                columns: set[str] | None = None, unknown: str = "unknown column") -> None:
+def _expression(
+    text: str,
+    where: str,
+    problems: list[str],
+    message: str | None = None,
+    *,
+    columns: set[str] | None = None,
+    unknown: str = "unknown column",
+) -> None:
     """Parse ``text`` as one expression; with ``columns``, every column it names must be one of them."""
     try:
         node = parse_expression(text)

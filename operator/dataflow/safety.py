@@ -8,14 +8,15 @@ and the function catalog and deny-list that keep expressions inside their table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import asyncpg
 from pglast import ast
 
 from dataflow.errors import SchemaError
-from dataflow.sqltext import parse_expression, qualified, quote_ident as q
+from dataflow.sqltext import parse_expression, qualified
+from dataflow.sqltext import quote_ident as q
 from dataflow.types import parse_type
 
 ROW_COUNT_CAP = 100_000
@@ -45,11 +46,14 @@ class Facts:
 async def count_rows(conn: asyncpg.Connection, schema: str, table: str, estimate: int) -> int:
     """Exact row count up to ROW_COUNT_CAP, the planner's estimate beyond it."""
     capped = await conn.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM {qualified(schema, table)} LIMIT {ROW_COUNT_CAP}) s")
+        f"SELECT count(*) FROM (SELECT 1 FROM {qualified(schema, table)} LIMIT {ROW_COUNT_CAP}) s"
+    )
     return max(capped, estimate) if capped >= ROW_COUNT_CAP else capped
 
 
-async def count_failing_cast(conn: asyncpg.Connection, schema: str, table_name: str, column: str, new_type: str) -> int:
+async def count_failing_cast(
+    conn: asyncpg.Connection, schema: str, table_name: str, column: str, new_type: str
+) -> int:
     """Rows whose value would not convert to ``new_type`` (length overflow included)."""
     t = parse_type(new_type)
     col = q(column)
@@ -105,24 +109,81 @@ def null_default_reason(nulls: int) -> str:
 
 # Functions an expression must not call unless ``allowed_functions`` names them: they reach outside the
 # table (server files, other sessions, server state, other queries, locks, notifications, settings).
-DENIED_FUNCTIONS = frozenset({
-    "pg_stat_file", "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
-    "set_config", "current_setting", "pg_notify", "pg_switch_wal", "pg_promote", "pg_create_restore_point",
-    "pg_start_backup", "pg_stop_backup", "pg_import_system_collations", "pg_log_backend_memory_contexts",
-    "pg_current_snapshot", "pg_xact_status", "pg_drop_replication_slot", "pg_logdir_ls", "ts_stat", "setval",
-    "loread", "lowrite", "pg_export_snapshot", "pg_execute_server_program", "query_to_json",
-})
+DENIED_FUNCTIONS = frozenset(
+    {
+        "pg_stat_file",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "set_config",
+        "current_setting",
+        "pg_notify",
+        "pg_switch_wal",
+        "pg_promote",
+        "pg_create_restore_point",
+        "pg_start_backup",
+        "pg_stop_backup",
+        "pg_import_system_collations",
+        "pg_log_backend_memory_contexts",
+        "pg_current_snapshot",
+        "pg_xact_status",
+        "pg_drop_replication_slot",
+        "pg_logdir_ls",
+        "ts_stat",
+        "setval",
+        "loread",
+        "lowrite",
+        "pg_export_snapshot",
+        "pg_execute_server_program",
+        "query_to_json",
+    }
+)
 DENIED_PREFIXES = (
-    "pg_read_", "pg_ls_", "pg_file_", "lo_", "dblink", "pg_sleep", "pg_advisory", "pg_try_advisory", "txid_",
-    "pg_current_xact_id", "query_to_xml", "table_to_xml", "cursor_to_xml", "schema_to_xml", "database_to_xml",
-    "pg_stat_reset", "pg_replication_", "pg_logical_", "pg_create_", "pg_copy_", "pg_wal_", "pg_backup_",
+    "pg_read_",
+    "pg_ls_",
+    "pg_file_",
+    "lo_",
+    "dblink",
+    "pg_sleep",
+    "pg_advisory",
+    "pg_try_advisory",
+    "txid_",
+    "pg_current_xact_id",
+    "query_to_xml",
+    "table_to_xml",
+    "cursor_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "pg_stat_reset",
+    "pg_replication_",
+    "pg_logical_",
+    "pg_create_",
+    "pg_copy_",
+    "pg_wal_",
+    "pg_backup_",
     "pg_stat_statements_reset",
 )
 # Every function these extensions create reaches outside the table (other servers, files, raw pages).
-DENIED_EXTENSIONS = frozenset({
-    "dblink", "postgres_fdw", "file_fdw", "adminpack", "lo", "pageinspect", "pg_buffercache", "pg_prewarm",
-    "pgstattuple", "pg_visibility", "pg_surgery", "pg_walinspect", "amcheck", "pgrowlocks", "pg_freespacemap",
-})
+DENIED_EXTENSIONS = frozenset(
+    {
+        "dblink",
+        "postgres_fdw",
+        "file_fdw",
+        "adminpack",
+        "lo",
+        "pageinspect",
+        "pg_buffercache",
+        "pg_prewarm",
+        "pgstattuple",
+        "pg_visibility",
+        "pg_surgery",
+        "pg_walinspect",
+        "amcheck",
+        "pgrowlocks",
+        "pg_freespacemap",
+    }
+)
 
 _CATALOG = """
 SELECT p.proname AS name, n.nspname AS schema, p.provolatile::text AS volatility, e.extname AS extension
@@ -147,7 +208,9 @@ def is_denied(name: str, allowed: frozenset[str] = frozenset()) -> bool:
 
 
 def refuse(path: str, name: str) -> SchemaError:
-    return SchemaError(path, f"calls {name}(), which reaches outside the table; allow it with allowed_functions")
+    return SchemaError(
+        path, f"calls {name}(), which reaches outside the table; allow it with allowed_functions"
+    )
 
 
 def refuse_denied(calls: dict[str, frozenset[str]], allowed: frozenset[str]) -> None:
@@ -185,8 +248,9 @@ async def read_function_catalog(conn: asyncpg.Connection, names: Iterable[str]) 
     return FunctionCatalog(tuple((r["name"], r["schema"], r["volatility"], r["extension"]) for r in rows))
 
 
-def refuse_extension_functions(calls: dict[str, frozenset[str]], catalog: FunctionCatalog,
-                               allowed: frozenset[str]) -> None:
+def refuse_extension_functions(
+    calls: dict[str, frozenset[str]], catalog: FunctionCatalog, allowed: frozenset[str]
+) -> None:
     """Raise for a call to a function of an extension that reaches outside the table (dblink, adminpack ...)."""
     for path, names in calls.items():
         for name in sorted(names):

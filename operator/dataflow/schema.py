@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from dataflow.errors import SchemaError
 from dataflow.jsonfields import json_field, to_json
@@ -41,8 +42,11 @@ def column_type_pattern() -> str:
 
 def column_type_doc() -> str:
     spelled = [base + {"VARCHAR": "(n)", "CHAR": "(n)"}.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
-    return ("Canonical upper-case PostgreSQL type: " + ", ".join(spelled)
-            + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); any of these followed by [] for an array.")
+    return (
+        "Canonical upper-case PostgreSQL type: "
+        + ", ".join(spelled)
+        + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); any of these followed by [] for an array."
+    )
 
 
 def _names_field(name: str, description: str) -> Any:
@@ -57,12 +61,18 @@ class Column:
     name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
     type: str = json_field("type", column_type_doc(), schema={"pattern": column_type_pattern()})
     nullable: bool = json_field("nullable", "Whether NULL is allowed.", default=True)
-    default: str | None = json_field("default", "SQL default expression as PostgreSQL prints it, without casts.",
-                                     default=None, schema=SQL_TEXT)
-    identity: str | None = json_field("identity", "Identity column generation.", default=None,
-                                      schema={"enum": list(IDENTITY_KINDS)})
-    renamed_from: str | None = json_field("renamedFrom", "The column's previous name; the engine renames it.",
-                                          default=None, schema=IDENTIFIER)
+    default: str | None = json_field(
+        "default",
+        "SQL default expression as PostgreSQL prints it, without casts.",
+        default=None,
+        schema=SQL_TEXT,
+    )
+    identity: str | None = json_field(
+        "identity", "Identity column generation.", default=None, schema={"enum": list(IDENTITY_KINDS)}
+    )
+    renamed_from: str | None = json_field(
+        "renamedFrom", "The column's previous name; the engine renames it.", default=None, schema=IDENTIFIER
+    )
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,19 @@ class Index:
     """An index over column names or SQL expressions, optionally partial."""
 
     name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
-    columns: tuple[str, ...] = json_field("columns", "Column names or SQL expressions such as lower(email).",
-                                          schema={"minItems": 1}, items={"type": "string", **SQL_TEXT})
+    columns: tuple[str, ...] = json_field(
+        "columns",
+        "Column names or SQL expressions such as lower(email).",
+        schema={"minItems": 1},
+        items={"type": "string", **SQL_TEXT},
+    )
     unique: bool = json_field("unique", "Unique index.", default=False)
-    method: str = json_field("method", "Index access method.", default="btree", schema={"enum": list(INDEX_METHODS)})
-    where: str | None = json_field("where", "Partial-index predicate (one SQL expression).", default=None,
-                                   schema=SQL_TEXT)
+    method: str = json_field(
+        "method", "Index access method.", default="btree", schema={"enum": list(INDEX_METHODS)}
+    )
+    where: str | None = json_field(
+        "where", "Partial-index predicate (one SQL expression).", default=None, schema=SQL_TEXT
+    )
     # False: a failed concurrent build left it unusable; the diff rebuilds it (introspection only)
     valid: bool = json_field(None, default=True)
 
@@ -95,8 +112,12 @@ class ForeignKey:
     columns: tuple[str, ...] = _names_field("columns", "Referencing column names.")
     ref_table: str = json_field("refTable", "Referenced table.", schema=IDENTIFIER)
     ref_columns: tuple[str, ...] = _names_field("refColumns", "Referenced column names.")
-    on_delete: str = json_field("onDelete", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION)
-    on_update: str = json_field("onUpdate", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION)
+    on_delete: str = json_field(
+        "onDelete", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION
+    )
+    on_update: str = json_field(
+        "onUpdate", "Referential action.", default=DEFAULT_FK_ACTION, schema=_FK_ACTION
+    )
     # False: added NOT VALID and never validated (an interrupted apply; introspection only)
     validated: bool = json_field(None, default=True)
 
@@ -121,15 +142,24 @@ class Table:
     """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
 
     name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
-    columns: tuple[Column, ...] = json_field("columns", "Columns in declaration order.", schema={"minItems": 1})
-    primary_key: tuple[str, ...] = json_field("primaryKey", "Primary-key column names.", default=(),
-                                              schema={"minItems": 1}, items=IDENTIFIER_ITEM)
+    columns: tuple[Column, ...] = json_field(
+        "columns", "Columns in declaration order.", schema={"minItems": 1}
+    )
+    primary_key: tuple[str, ...] = json_field(
+        "primaryKey", "Primary-key column names.", default=(), schema={"minItems": 1}, items=IDENTIFIER_ITEM
+    )
     indexes: tuple[Index, ...] = json_field("indexes", "Indexes, sorted by name.", default=())
     uniques: tuple[Unique, ...] = json_field("uniques", "Unique constraints, sorted by name.", default=())
-    foreign_keys: tuple[ForeignKey, ...] = json_field("foreignKeys", "Foreign keys, sorted by name.", default=())
+    foreign_keys: tuple[ForeignKey, ...] = json_field(
+        "foreignKeys", "Foreign keys, sorted by name.", default=()
+    )
     checks: tuple[Check, ...] = json_field("checks", "Check constraints, sorted by name.", default=())
-    renamed_from: str | None = json_field("renamedFrom", "The table's previous name; the engine renames "
-                                          "instead of drop and create.", default=None, schema=IDENTIFIER)
+    renamed_from: str | None = json_field(
+        "renamedFrom",
+        "The table's previous name; the engine renames instead of drop and create.",
+        default=None,
+        schema=IDENTIFIER,
+    )
     # the primary key constraint's name in the database (introspection only); not part of the
     # canonical form nor of equality: the diff drops the key by it, e.g. after a table rename
     primary_key_name: str | None = json_field(None, default=None, compare=False)
@@ -137,7 +167,7 @@ class Table:
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
 
-    def with_sorted_parts(self) -> "Table":
+    def with_sorted_parts(self) -> Table:
         def by_name(items: Iterable[Any]) -> tuple[Any, ...]:
             return tuple(sorted(items, key=lambda i: i.name))
 
@@ -164,15 +194,17 @@ class Schema:
     def table_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tables)
 
-    def normalised(self) -> "Schema":
-        return replace(self, tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)))
+    def normalised(self) -> Schema:
+        return replace(
+            self, tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name))
+        )
 
     # canonical form -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"tables": [to_json(t) for t in self.normalised().tables]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str = "public") -> "Schema":
+    def from_dict(cls, data: Mapping[str, Any], name: str = "public") -> Schema:
         tables = data.get("tables")
         if not isinstance(tables, list):
             raise SchemaError("tables", "must be a list of tables")
@@ -228,7 +260,9 @@ def keyword_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
     raise SchemaError(field, f"must be one of {', '.join(choices)}, not {value!r}")
 
 
-def _choice(d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str | None) -> str | None:
+def _choice(
+    d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str | None
+) -> str | None:
     value = d.get(key, default)
     return None if value is None else keyword_choice(value, f"{path}.{key}", choices)
 
@@ -258,7 +292,9 @@ def _type(text: str, path: str) -> str:
 def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
     name = _name(d, "name", path)
     column_names = {c.get("name") for c in _req(d, "columns", path, list) if isinstance(c, Mapping)}
-    columns = tuple(_column_from_dict(c, f"{path}.columns[{i}]") for i, c in enumerate(_req(d, "columns", path, list)))
+    columns = tuple(
+        _column_from_dict(c, f"{path}.columns[{i}]") for i, c in enumerate(_req(d, "columns", path, list))
+    )
     return Table(
         name=name,
         columns=columns,
@@ -266,8 +302,10 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         indexes=tuple(
             Index(
                 name=_name(x, "name", f"{path}.indexes[{i}]"),
-                columns=tuple(e if e in column_names else _sql_text(e, f"{path}.indexes[{i}].columns")
-                              for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)),
+                columns=tuple(
+                    e if e in column_names else _sql_text(e, f"{path}.indexes[{i}].columns")
+                    for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)
+                ),
                 unique=bool(x.get("unique", False)),
                 method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
                 where=_sql(x.get("where"), f"{path}.indexes[{i}].where"),
@@ -275,7 +313,10 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("indexes") or ())
         ),
         uniques=tuple(
-            Unique(name=_name(x, "name", f"{path}.uniques[{i}]"), columns=_names(x, "columns", f"{path}.uniques[{i}]"))
+            Unique(
+                name=_name(x, "name", f"{path}.uniques[{i}]"),
+                columns=_names(x, "columns", f"{path}.uniques[{i}]"),
+            )
             for i, x in enumerate(d.get("uniques") or ())
         ),
         foreign_keys=tuple(
@@ -284,14 +325,20 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
                 columns=_names(x, "columns", f"{path}.foreignKeys[{i}]"),
                 ref_table=_name(x, "refTable", f"{path}.foreignKeys[{i}]"),
                 ref_columns=_names(x, "refColumns", f"{path}.foreignKeys[{i}]"),
-                on_delete=_choice(x, "onDelete", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
-                on_update=_choice(x, "onUpdate", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION) or DEFAULT_FK_ACTION,
+                on_delete=_choice(x, "onDelete", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION)
+                or DEFAULT_FK_ACTION,
+                on_update=_choice(x, "onUpdate", f"{path}.foreignKeys[{i}]", FK_ACTIONS, DEFAULT_FK_ACTION)
+                or DEFAULT_FK_ACTION,
             )
             for i, x in enumerate(d.get("foreignKeys") or ())
         ),
         checks=tuple(
-            Check(name=_name(x, "name", f"{path}.checks[{i}]"),
-                  expression=_sql_text(_req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"))
+            Check(
+                name=_name(x, "name", f"{path}.checks[{i}]"),
+                expression=_sql_text(
+                    _req(x, "expression", f"{path}.checks[{i}]"), f"{path}.checks[{i}].expression"
+                ),
+            )
             for i, x in enumerate(d.get("checks") or ())
         ),
         renamed_from=_optional_name(d, "renamedFrom", path),

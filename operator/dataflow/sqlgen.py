@@ -18,10 +18,22 @@ from functools import singledispatch
 
 from dataflow.errors import SchemaError
 from dataflow.operations import Change, Step
-from dataflow.schema import FK_ACTIONS, IDENTITY_KINDS, INDEX_METHODS, Check, Column, ForeignKey, Index, PrimaryKey, \
-    Table, Unique
-from dataflow.sqltext import constraint_name, qualified, quote_ident as q
+from dataflow.schema import (
+    FK_ACTIONS,
+    IDENTITY_KINDS,
+    INDEX_METHODS,
+    Check,
+    Column,
+    ForeignKey,
+    Index,
+    PrimaryKey,
+    Table,
+    Unique,
+)
+from dataflow.sqltext import constraint_name, qualified
+from dataflow.sqltext import quote_ident as q
 from dataflow.types import KNOWN_BASE_TYPES, parse_type
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -58,10 +70,17 @@ class Options:
 
 BACKUP_SCHEMA = "dataflow_backup"
 # Type names of more than one word that PostgreSQL's grammar knows; any other type must be one word.
-_MULTI_WORD_TYPES = frozenset({
-    "DOUBLE PRECISION", "CHARACTER VARYING", "BIT VARYING", "TIME WITH TIME ZONE", "TIME WITHOUT TIME ZONE",
-    "TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITHOUT TIME ZONE",
-})
+_MULTI_WORD_TYPES = frozenset(
+    {
+        "DOUBLE PRECISION",
+        "CHARACTER VARYING",
+        "BIT VARYING",
+        "TIME WITH TIME ZONE",
+        "TIME WITHOUT TIME ZONE",
+        "TIMESTAMP WITH TIME ZONE",
+        "TIMESTAMP WITHOUT TIME ZONE",
+    }
+)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -120,7 +139,9 @@ def create_index(ix: Index, table_name: str, table: Table | None, schema: str) -
 
 def unknown_constraint(con: object) -> SchemaError:
     """The error for a constraint class no renderer knows: it must not fall through to another kind of SQL."""
-    return SchemaError(str(getattr(con, "name", "constraint")), f"no SQL for constraint class {type(con).__name__}")
+    return SchemaError(
+        str(getattr(con, "name", "constraint")), f"no SQL for constraint class {type(con).__name__}"
+    )
 
 
 @singledispatch
@@ -151,8 +172,10 @@ def _(con: ForeignKey, schema: str) -> str:
         for verb, action in (("DELETE", con.on_delete), ("UPDATE", con.on_update))
         if action != "NO ACTION"
     )
-    return (f"CONSTRAINT {q(con.name)} FOREIGN KEY ({cols(con.columns)}) "
-            f"REFERENCES {qualified(schema, con.ref_table)} ({cols(con.ref_columns)}){actions}")
+    return (
+        f"CONSTRAINT {q(con.name)} FOREIGN KEY ({cols(con.columns)}) "
+        f"REFERENCES {qualified(schema, con.ref_table)} ({cols(con.ref_columns)}){actions}"
+    )
 
 
 def create_table(t: Table, schema: str) -> tuple[str, ...]:
@@ -166,8 +189,10 @@ def create_table(t: Table, schema: str) -> tuple[str, ...]:
     lines += [constraint_clause(u, schema) for u in t.uniques]
     lines += [constraint_clause(c, schema) for c in t.checks]
     body = ",\n  ".join(lines)
-    return (f"CREATE TABLE {qualified(schema, t.name)} (\n  {body}\n);",
-            *(create_index(i, t.name, t, schema) for i in t.indexes))
+    return (
+        f"CREATE TABLE {qualified(schema, t.name)} (\n  {body}\n);",
+        *(create_index(i, t.name, t, schema) for i in t.indexes),
+    )
 
 
 def cols(names: tuple[str, ...]) -> str:
@@ -195,8 +220,10 @@ def backfill(table: str, column: str, value: str, opts: Options) -> tuple[Step, 
     """Batches of ``batch_size`` rows keyed by primary key (ctid without one), each committed on its own."""
     key = ", ".join(q(c) for c in opts.primary_key) if opts.primary_key else "ctid"
     name = qualified(opts.schema, table)
-    sql = (f"UPDATE {name} SET {q(column)} = {value} WHERE ({key}) IN "
-           f"(SELECT {key} FROM {name} WHERE {q(column)} IS NULL LIMIT {int(opts.batch_size)});")
+    sql = (
+        f"UPDATE {name} SET {q(column)} = {value} WHERE ({key}) IN "
+        f"(SELECT {key} FROM {name} WHERE {q(column)} IS NULL LIMIT {int(opts.batch_size)});"
+    )
     return (Step(sql, transactional=False, repeat=True),)
 
 
@@ -205,8 +232,10 @@ def column_backup(table: str, column: str, opts: Options) -> tuple[str, tuple[st
     backup = qualified(BACKUP_SCHEMA, opts.backup or "")
     source = qualified(opts.schema, table)
     join = " AND ".join(f"t.{q(k)} = b.{q(k)}" for k in opts.primary_key)
-    save = (*backup_prelude(backup),
-            f"CREATE TABLE {backup} AS SELECT {cols(opts.primary_key)}, {q(column)} FROM {source};")
+    save = (
+        *backup_prelude(backup),
+        f"CREATE TABLE {backup} AS SELECT {cols(opts.primary_key)}, {q(column)} FROM {source};",
+    )
     restore = f"UPDATE {source} AS t SET {q(column)} = b.{q(column)} FROM {backup} AS b WHERE {join};"
     return backup, save, restore
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from functools import lru_cache
+from typing import Any
 
 import pglast
-from pglast import ast, enums, parser as pg_parser
+from pglast import ast, enums
+from pglast import parser as pg_parser
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
@@ -47,7 +49,9 @@ def check_identifier(name: object, field: str) -> str:
     """
     problem = identifier_problem(name)
     if problem:
-        from dataflow.errors import SchemaError  # errors is a leaf module; imported late to keep sqltext standalone
+        from dataflow.errors import (
+            SchemaError,  # errors is a leaf module; imported late to keep sqltext standalone
+        )
 
         raise SchemaError(field, problem)
     return name  # type: ignore[return-value]
@@ -170,8 +174,9 @@ _TEXT_TYPES = frozenset({"text", "varchar", "bpchar"})
 _INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 _FLOAT_TYPES = frozenset({"float4", "float8"})
 _EXACT_FLOAT_INT = 2**24  # integers up to here are exact in real and double precision
-_REGCONFIG_FUNCTIONS = frozenset({"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery",
-                                  "websearch_to_tsquery"})
+_REGCONFIG_FUNCTIONS = frozenset(
+    {"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery", "websearch_to_tsquery"}
+)
 _COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
@@ -235,9 +240,14 @@ def _comparison_operand(node: Any) -> Any | None:
         node = ast.TypeCast(arg=_number_node(value), typeName=node.typeName)
     if kind == "string" and target in _TEXT_TYPES and node.typeName.typmods is None:
         return node.arg
-    if kind == "int" and (target == "numeric" and node.typeName.typmods is None
-                          or target in _INT_RANGES and abs(value) < _INT_RANGES[target]
-                          or target in _FLOAT_TYPES and abs(value) <= _EXACT_FLOAT_INT):
+    if kind == "int" and (
+        target == "numeric"
+        and node.typeName.typmods is None
+        or target in _INT_RANGES
+        and abs(value) < _INT_RANGES[target]
+        or target in _FLOAT_TYPES
+        and abs(value) <= _EXACT_FLOAT_INT
+    ):
         return node.arg
     if kind == "decimal" and target == "numeric" and node.typeName.typmods is None:
         return node.arg
@@ -245,7 +255,9 @@ def _comparison_operand(node: Any) -> Any | None:
 
 
 def _is_constant(node: Any) -> bool:
-    return isinstance(node, ast.A_Const) or isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.A_Const)
+    return (
+        isinstance(node, ast.A_Const) or isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.A_Const)
+    )
 
 
 class _DropStoredCasts(Visitor):
@@ -262,9 +274,15 @@ class _DropStoredCasts(Visitor):
 
     def visit_A_Expr(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
         op = node.name[-1].sval if node.name and isinstance(node.name[-1], ast.String) else None
-        comparison = node.kind in (enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_OP_ANY,
-                                   enums.A_Expr_Kind.AEXPR_OP_ALL) and op in _COMPARISONS
-        comparison = comparison or node.kind in (enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT)
+        comparison = (
+            node.kind
+            in (enums.A_Expr_Kind.AEXPR_OP, enums.A_Expr_Kind.AEXPR_OP_ANY, enums.A_Expr_Kind.AEXPR_OP_ALL)
+            and op in _COMPARISONS
+        )
+        comparison = comparison or node.kind in (
+            enums.A_Expr_Kind.AEXPR_DISTINCT,
+            enums.A_Expr_Kind.AEXPR_NOT_DISTINCT,
+        )
         if node.lexpr is None or node.rexpr is None:
             return None
         if not comparison:
@@ -303,7 +321,11 @@ class _DropStoredCasts(Visitor):
         """``to_tsvector('english'::regconfig, body)``: every 2-argument form takes a regconfig first."""
         name = ".".join(part.sval for part in node.funcname).lower().removeprefix("pg_catalog.")
         first = node.args[0] if node.args and len(node.args) == 2 else None
-        if name in _REGCONFIG_FUNCTIONS and isinstance(first, ast.TypeCast) and _cast_type(first) == "regconfig":
+        if (
+            name in _REGCONFIG_FUNCTIONS
+            and isinstance(first, ast.TypeCast)
+            and _cast_type(first) == "regconfig"
+        ):
             lit = _literal(first.arg)
             first_type: Any = first.typeName
             if lit and lit[0] == "string" and not first_type.typmods:

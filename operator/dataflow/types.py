@@ -7,16 +7,41 @@ from enum import Enum
 from typing import Any
 
 import pglast
-from pglast import ast, parser as pg_parser
+from pglast import ast
+from pglast import parser as pg_parser
 
 # PostgreSQL's internal type names (what the parser resolves every spelling to) → canonical names.
 _CANONICAL = {
-    "int2": "SMALLINT", "int4": "INTEGER", "int8": "BIGINT", "float4": "REAL", "float8": "DOUBLE PRECISION",
-    "numeric": "NUMERIC", "bool": "BOOLEAN", "text": "TEXT", "varchar": "VARCHAR", "bpchar": "CHAR",
-    "date": "DATE", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "time": "TIME", "timetz": "TIMETZ",
-    "interval": "INTERVAL", "json": "JSON", "jsonb": "JSONB", "bytea": "BYTEA", "uuid": "UUID", "inet": "INET",
-    "cidr": "CIDR", "tsvector": "TSVECTOR", "bit": "BIT", "varbit": "BIT VARYING", "money": "MONEY",
-    "macaddr": "MACADDR", "xml": "XML", "oid": "OID", "tsquery": "TSQUERY",
+    "int2": "SMALLINT",
+    "int4": "INTEGER",
+    "int8": "BIGINT",
+    "float4": "REAL",
+    "float8": "DOUBLE PRECISION",
+    "numeric": "NUMERIC",
+    "bool": "BOOLEAN",
+    "text": "TEXT",
+    "varchar": "VARCHAR",
+    "bpchar": "CHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "time": "TIME",
+    "timetz": "TIMETZ",
+    "interval": "INTERVAL",
+    "json": "JSON",
+    "jsonb": "JSONB",
+    "bytea": "BYTEA",
+    "uuid": "UUID",
+    "inet": "INET",
+    "cidr": "CIDR",
+    "tsvector": "TSVECTOR",
+    "bit": "BIT",
+    "varbit": "BIT VARYING",
+    "money": "MONEY",
+    "macaddr": "MACADDR",
+    "xml": "XML",
+    "oid": "OID",
+    "tsquery": "TSQUERY",
 }
 _MAX_TYPE_BYTES = 256
 _MAX_TYPMODS = {"NUMERIC": 2, "INTERVAL": 2}
@@ -24,17 +49,50 @@ _LENGTH_TYPES = frozenset({"VARCHAR", "CHAR", "BIT", "BIT VARYING", "NUMERIC"}) 
 
 KNOWN_BASE_TYPES = frozenset(
     {
-        "TEXT", "VARCHAR", "CHAR", "SMALLINT", "INTEGER", "BIGINT", "REAL", "DOUBLE PRECISION", "NUMERIC",
-        "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIME", "TIMETZ", "INTERVAL", "JSON", "JSONB",
-        "BYTEA", "UUID", "INET", "CIDR", "TSVECTOR",
+        "TEXT",
+        "VARCHAR",
+        "CHAR",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "REAL",
+        "DOUBLE PRECISION",
+        "NUMERIC",
+        "BOOLEAN",
+        "DATE",
+        "TIMESTAMP",
+        "TIMESTAMPTZ",
+        "TIME",
+        "TIMETZ",
+        "INTERVAL",
+        "JSON",
+        "JSONB",
+        "BYTEA",
+        "UUID",
+        "INET",
+        "CIDR",
+        "TSVECTOR",
     }
 )
 
 
 def _interval_field_names() -> dict[int, str]:
     """Interval field masks as the parser encodes them (``DAY TO SECOND`` → 7176), read from pglast itself."""
-    phrases = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "YEAR TO MONTH", "DAY TO HOUR",
-               "DAY TO MINUTE", "DAY TO SECOND", "HOUR TO MINUTE", "HOUR TO SECOND", "MINUTE TO SECOND")
+    phrases = (
+        "YEAR",
+        "MONTH",
+        "DAY",
+        "HOUR",
+        "MINUTE",
+        "SECOND",
+        "YEAR TO MONTH",
+        "DAY TO HOUR",
+        "DAY TO MINUTE",
+        "DAY TO SECOND",
+        "HOUR TO MINUTE",
+        "HOUR TO SECOND",
+        "MINUTE TO SECOND",
+    )
     masks: dict[int, str] = {}
     for phrase in phrases:
         select: Any = pg_parser.parse_sql(f"SELECT NULL::interval {phrase}")[0].stmt
@@ -83,11 +141,26 @@ def _type_name(text: str) -> Any:  # a pglast TypeName
         raise ValueError(f"not a PostgreSQL type: {text!r}") from None
     select: Any = stmts[0].stmt if len(stmts) == 1 else None
     target = select.targetList if isinstance(select, ast.SelectStmt) and select.targetList else ()
-    other = select is None or any(getattr(select, k) for k in ("fromClause", "whereClause", "groupClause",
-                                                                "havingClause", "sortClause", "limitCount",
-                                                                "withClause", "distinctClause"))
+    other = select is None or any(
+        getattr(select, k)
+        for k in (
+            "fromClause",
+            "whereClause",
+            "groupClause",
+            "havingClause",
+            "sortClause",
+            "limitCount",
+            "withClause",
+            "distinctClause",
+        )
+    )
     cast: Any = target[0].val if len(target) == 1 and not target[0].name else None
-    if other or not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
+    if (
+        other
+        or not isinstance(cast, ast.TypeCast)
+        or not isinstance(cast.arg, ast.A_Const)
+        or not cast.arg.isnull
+    ):
         raise ValueError(f"not exactly one PostgreSQL type: {text!r}")
     tn: Any = cast.typeName
     if tn.setof or tn.pct_type:

@@ -38,6 +38,7 @@ Kopf's ``login_with_kubeconfig`` would work with the same file, but reads the gl
 Limitations: objects are stored per group/version (no conversion between CRD versions);
 unknown fields are not pruned; namespaces are not required to exist; no RBAC, no admission webhooks.
 """
+
 import asyncio
 import contextlib
 import copy
@@ -60,12 +61,12 @@ from tests.kube.paths import ApiPath, parse_api_path
 from tests.kube.resources import ResourceSpec
 from tests.kube.store import ObjectStore
 
-CRD_KEY = ('apiextensions.k8s.io', 'v1', 'customresourcedefinitions')
+CRD_KEY = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 DEFAULT_WATCH_TIMEOUT = 3600.0
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
@@ -74,7 +75,7 @@ def _error(status: int, reason: str, message: str, **details: Any) -> kmock.Kube
 
 
 def _header(request: kmock.Request, name: str) -> str:
-    return next((value for key, value in request.headers.items() if key.lower() == name.lower()), '')
+    return next((value for key, value in request.headers.items() if key.lower() == name.lower()), "")
 
 
 def _kmock_parsable(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.BaseRequest:
@@ -83,15 +84,15 @@ def _kmock_parsable(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.BaseReq
 
     The path gets an empty segment, which kmock tolerates and our own parser ignores.
     """
-    if raw_request.path.rstrip('/') != '/api/v1/namespaces':
+    if raw_request.path.rstrip("/") != "/api/v1/namespaces":
         return raw_request
-    rel_url = raw_request.rel_url.with_path('/api/v1//namespaces').with_query(raw_request.rel_url.query)
+    rel_url = raw_request.rel_url.with_path("/api/v1//namespaces").with_query(raw_request.rel_url.query)
     return raw_request.clone(rel_url=rel_url)
 
 
 def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that bumps the generation: all but metadata & status."""
-    return {key: value for key, value in obj.items() if key not in ('metadata', 'status')}
+    return {key: value for key, value in obj.items() if key not in ("metadata", "status")}
 
 
 @attrs.define(kw_only=True)
@@ -104,10 +105,10 @@ class ApiServer(kmock.KubernetesScaffold):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        (self.fallback ** 1) << self._serve  # above kmock's own fallbacks, below any test reactions
+        (self.fallback**1) << self._serve  # above kmock's own fallbacks, below any test reactions
         for spec in resources.BUILTIN_RESOURCES:
             self._specs[spec.key] = spec
-        self.create('v1/namespaces', {'metadata': {'name': 'default'}})
+        self.create("v1/namespaces", {"metadata": {"name": "default"}})
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         return await super().__call__(_kmock_parsable(raw_request))
@@ -128,7 +129,7 @@ class ApiServer(kmock.KubernetesScaffold):
         """Look up a served resource by ``group/version/plural`` or ``v1/plural``."""
         ref = kmock.resource(resource)
         try:
-            return self._specs[(ref.group or '', ref.version or '', ref.plural or '')]
+            return self._specs[(ref.group or "", ref.version or "", ref.plural or "")]
         except KeyError:
             raise LookupError(f"Resource {resource!r} is not served.") from None
 
@@ -152,16 +153,25 @@ class ApiServer(kmock.KubernetesScaffold):
 
     def connection_info(self) -> kopf.ConnectionInfo:
         """Credentials for Kopf's ``@kopf.on.login`` handler."""
-        return kopf.ConnectionInfo(server=str(self.url).rstrip('/'), insecure=True, default_namespace='default')
+        return kopf.ConnectionInfo(
+            server=str(self.url).rstrip("/"), insecure=True, default_namespace="default"
+        )
 
     def write_kubeconfig(self, path: pathlib.Path) -> pathlib.Path:
         """Write a kubeconfig for kubectl (plain http, no auth) and remember it as ``.kubeconfig``."""
         config = {
-            'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'emulator', 'preferences': {},
-            'clusters': [{'name': 'emulator', 'cluster': {'server': str(self.url).rstrip('/')}}],
-            'users': [{'name': 'emulator', 'user': {}}],
-            'contexts': [{'name': 'emulator',
-                          'context': {'cluster': 'emulator', 'user': 'emulator', 'namespace': 'default'}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "emulator",
+            "preferences": {},
+            "clusters": [{"name": "emulator", "cluster": {"server": str(self.url).rstrip("/")}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+                }
+            ],
         }
         path.write_text(yaml.safe_dump(config))
         self.kubeconfig = path
@@ -192,45 +202,57 @@ class ApiServer(kmock.KubernetesScaffold):
             return self._discover_version(api.group, api.version)
         spec = self._specs.get((api.group, api.version, api.plural))
         if spec is None:
-            raise _error(404, 'NotFound', f"the server could not find the requested resource ({path})")
+            raise _error(404, "NotFound", f"the server could not find the requested resource ({path})")
         namespace = api.namespace if spec.namespaced else None
         method = request.method.value.upper()
         if api.name is None:
             return self._serve_collection(spec, namespace, request, method)
-        if api.subresource not in (None, 'status') or (api.subresource and not spec.status_subresource):
-            raise _error(404, 'NotFound', f"the server could not find the requested resource ({path})")
+        if api.subresource not in (None, "status") or (api.subresource and not spec.status_subresource):
+            raise _error(404, "NotFound", f"the server could not find the requested resource ({path})")
         return self._serve_object(spec, api, namespace, request, method)
 
-    def _serve_collection(self, spec: ResourceSpec, namespace: str | None,
-                          request: kmock.Request, method: str) -> kmock.Payload:
-        if method == 'GET' and request.params.get('watch') in ('true', '1'):
+    def _serve_collection(
+        self, spec: ResourceSpec, namespace: str | None, request: kmock.Request, method: str
+    ) -> kmock.Payload:
+        if method == "GET" and request.params.get("watch") in ("true", "1"):
             return self._watch(spec, namespace, request.params)
-        if method == 'GET':
+        if method == "GET":
             return self._list(spec, namespace, request)
-        if method == 'POST':
+        if method == "POST":
             return kmock.Response(status=201, payload=self._create(spec, namespace, request.data))
-        raise _error(405, 'MethodNotAllowed', f"{method} is not supported on a collection")
+        raise _error(405, "MethodNotAllowed", f"{method} is not supported on a collection")
 
-    def _serve_object(self, spec: ResourceSpec, api: ApiPath, namespace: str | None,
-                      request: kmock.Request, method: str) -> kmock.Payload:
+    def _serve_object(
+        self, spec: ResourceSpec, api: ApiPath, namespace: str | None, request: kmock.Request, method: str
+    ) -> kmock.Payload:
         assert api.name is not None
         current = self._store.get(spec, namespace, api.name)
         if current is None:
-            raise _error(404, 'NotFound', f'{spec.plural}.{spec.group} "{api.name}" not found',
-                         name=api.name, group=spec.group, kind=spec.plural)
-        if method == 'GET':
-            return self._render(spec, [current], request) if tables.wants_table(_header(request, 'Accept')) else current
-        if method == 'DELETE':
+            raise _error(
+                404,
+                "NotFound",
+                f'{spec.plural}.{spec.group} "{api.name}" not found',
+                name=api.name,
+                group=spec.group,
+                kind=spec.plural,
+            )
+        if method == "GET":
+            return (
+                self._render(spec, [current], request)
+                if tables.wants_table(_header(request, "Accept"))
+                else current
+            )
+        if method == "DELETE":
             return self._delete(spec, current)
-        if method == 'PUT':
-            return self._update(spec, current, request.data, status_only=api.subresource == 'status')
-        if method == 'PATCH':
+        if method == "PUT":
+            return self._update(spec, current, request.data, status_only=api.subresource == "status")
+        if method == "PATCH":
             try:
-                candidate = patches.apply_patch(current, request.data, _header(request, 'Content-Type'))
+                candidate = patches.apply_patch(current, request.data, _header(request, "Content-Type"))
             except patches.PatchError as e:
-                raise _error(422, 'Invalid', str(e)) from e
-            return self._update(spec, current, candidate, status_only=api.subresource == 'status')
-        raise _error(405, 'MethodNotAllowed', f"{method} is not supported on an object")
+                raise _error(422, "Invalid", str(e)) from e
+            return self._update(spec, current, candidate, status_only=api.subresource == "status")
+        raise _error(405, "MethodNotAllowed", f"{method} is not supported on an object")
 
     # --- Discovery ----------------------------------------------------------------------------
 
@@ -243,66 +265,89 @@ class ApiServer(kmock.KubernetesScaffold):
 
     @staticmethod
     def _api_group(name: str, versions: list[str]) -> dict[str, Any]:
-        entries = [{'groupVersion': f'{name}/{version}', 'version': version} for version in versions]
-        return {'name': name, 'versions': entries, 'preferredVersion': entries[0]}
+        entries = [{"groupVersion": f"{name}/{version}", "version": version} for version in versions]
+        return {"name": name, "versions": entries, "preferredVersion": entries[0]}
 
     def _discover_non_resource(self, path: str) -> dict[str, Any]:
-        parts = [part for part in path.split('/') if part]
+        parts = [part for part in path.split("/") if part]
         groups = self._groups()
-        if parts == ['api']:
-            return {'kind': 'APIVersions', 'versions': ['v1'],
-                    'serverAddressByClientCIDRs': [{'clientCIDR': '0.0.0.0/0', 'serverAddress': self.url.host}]}
-        if parts == ['apis']:
-            return {'kind': 'APIGroupList', 'apiVersion': 'v1',
-                    'groups': [self._api_group(name, versions) for name, versions in groups.items()]}
-        if len(parts) == 2 and parts[0] == 'apis' and parts[1] in groups:
-            return {'kind': 'APIGroup', 'apiVersion': 'v1', **self._api_group(parts[1], groups[parts[1]])}
-        if parts == ['version']:
-            return {'major': '1', 'minor': '32', 'gitVersion': 'v1.32.0-emulator', 'platform': 'linux/amd64'}
-        raise _error(404, 'NotFound', f"the server could not find the requested resource ({path})")
+        if parts == ["api"]:
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.host}],
+            }
+        if parts == ["apis"]:
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._api_group(name, versions) for name, versions in groups.items()],
+            }
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
+            return {"kind": "APIGroup", "apiVersion": "v1", **self._api_group(parts[1], groups[parts[1]])}
+        if parts == ["version"]:
+            return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-emulator", "platform": "linux/amd64"}
+        raise _error(404, "NotFound", f"the server could not find the requested resource ({path})")
 
     def _discover_version(self, group: str, version: str) -> dict[str, Any]:
         served = [spec for spec in self._specs.values() if (spec.group, spec.version) == (group, version)]
         if not served:
-            raise _error(404, 'NotFound', f"the server could not find the requested resource ({group}/{version})")
-        return {'kind': 'APIResourceList', 'apiVersion': 'v1', 'groupVersion': served[0].api_version,
-                'resources': [entry for spec in served for entry in spec.discovery()]}
+            raise _error(
+                404, "NotFound", f"the server could not find the requested resource ({group}/{version})"
+            )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": served[0].api_version,
+            "resources": [entry for spec in served for entry in spec.discovery()],
+        }
 
     # --- Reading ------------------------------------------------------------------------------
 
-    def _select(self, spec: ResourceSpec, namespace: str | None, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        by_labels = selectors.label_matcher(params.get('labelSelector'))
-        by_fields = selectors.field_matcher(params.get('fieldSelector'))
+    def _select(
+        self, spec: ResourceSpec, namespace: str | None, params: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        by_labels = selectors.label_matcher(params.get("labelSelector"))
+        by_fields = selectors.field_matcher(params.get("fieldSelector"))
         objs = [obj for obj in self._store.list(spec, namespace) if by_labels(obj) and by_fields(obj)]
-        return sorted(objs, key=lambda obj: (obj['metadata'].get('namespace') or '', obj['metadata']['name']))
+        return sorted(objs, key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"]))
 
-    def _render(self, spec: ResourceSpec, objs: list[dict[str, Any]], request: kmock.Request) -> dict[str, Any]:
-        include = request.params.get('includeObject', 'Metadata')
+    def _render(
+        self, spec: ResourceSpec, objs: list[dict[str, Any]], request: kmock.Request
+    ) -> dict[str, Any]:
+        include = request.params.get("includeObject", "Metadata")
         return tables.render_table(spec, objs, self._store.resource_version, include)
 
     def _list(self, spec: ResourceSpec, namespace: str | None, request: kmock.Request) -> dict[str, Any]:
         objs = self._select(spec, namespace, request.params)
-        if tables.wants_table(_header(request, 'Accept')):
+        if tables.wants_table(_header(request, "Accept")):
             return self._render(spec, objs, request)
-        return {'kind': f'{spec.kind}List', 'apiVersion': spec.api_version,
-                'metadata': {'resourceVersion': self._store.resource_version}, 'items': objs}
+        return {
+            "kind": f"{spec.kind}List",
+            "apiVersion": spec.api_version,
+            "metadata": {"resourceVersion": self._store.resource_version},
+            "items": objs,
+        }
 
-    async def _watch(self, spec: ResourceSpec, namespace: str | None,
-                     params: Mapping[str, str]) -> AsyncIterator[kmock.Payload]:
+    async def _watch(
+        self, spec: ResourceSpec, namespace: str | None, params: Mapping[str, str]
+    ) -> AsyncIterator[kmock.Payload]:
         """Stream the initial state (if no resourceVersion given) and then the changes."""
-        yield b''  # send the headers at once, even if nothing happens (as kmock does)
-        deadline = asyncio.get_running_loop().time() + float(params.get('timeoutSeconds') or DEFAULT_WATCH_TIMEOUT)
-        since = params.get('resourceVersion') or '0'
-        cursor = int(since) if since != '0' else int(self._store.resource_version)
-        if since == '0':
+        yield b""  # send the headers at once, even if nothing happens (as kmock does)
+        deadline = asyncio.get_running_loop().time() + float(
+            params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT
+        )
+        since = params.get("resourceVersion") or "0"
+        cursor = int(since) if since != "0" else int(self._store.resource_version)
+        if since == "0":
             for obj in self._select(spec, namespace, params):
-                yield {'type': 'ADDED', 'object': obj}
-        by_labels = selectors.label_matcher(params.get('labelSelector'))
-        by_fields = selectors.field_matcher(params.get('fieldSelector'))
+                yield {"type": "ADDED", "object": obj}
+        by_labels = selectors.label_matcher(params.get("labelSelector"))
+        by_fields = selectors.field_matcher(params.get("fieldSelector"))
         while True:
             for event in list(self._store.events_after(cursor)):
                 cursor = event.rv
-                obj_namespace = event.object['metadata'].get('namespace')
+                obj_namespace = event.object["metadata"].get("namespace")
                 if event.resource == spec.key and namespace in (None, obj_namespace):
                     if by_labels(event.object) and by_fields(event.object):
                         yield event.payload()
@@ -314,7 +359,7 @@ class ApiServer(kmock.KubernetesScaffold):
     def _generate_name(self, spec: ResourceSpec, namespace: str | None, prefix: str) -> str:
         alphabet = string.ascii_lowercase + string.digits
         while True:
-            name = prefix + ''.join(secrets.choice(alphabet) for _ in range(5))
+            name = prefix + "".join(secrets.choice(alphabet) for _ in range(5))
             if self._store.get(spec, namespace, name) is None:
                 return name
 
@@ -325,61 +370,78 @@ class ApiServer(kmock.KubernetesScaffold):
         resources.apply_defaults(obj, spec.schema)
         violations = resources.validate(obj, spec.schema)
         if violations:
-            name = obj['metadata']['name']
-            causes = [{'reason': 'FieldValueInvalid', 'field': v.field, 'message': f'{v.field}: {v.message}'}
-                      for v in violations]
-            message = f'{spec.kind} "{name}" is invalid: ' + '; '.join(c['message'] for c in causes)
-            raise _error(422, 'Invalid', message, name=name, group=spec.group, kind=spec.kind, causes=causes)
+            name = obj["metadata"]["name"]
+            causes = [
+                {"reason": "FieldValueInvalid", "field": v.field, "message": f"{v.field}: {v.message}"}
+                for v in violations
+            ]
+            message = f'{spec.kind} "{name}" is invalid: ' + "; ".join(c["message"] for c in causes)
+            raise _error(422, "Invalid", message, name=name, group=spec.group, kind=spec.kind, causes=causes)
 
     def _create(self, spec: ResourceSpec, namespace: str | None, body: Any) -> dict[str, Any]:
         if not isinstance(body, Mapping):
-            raise _error(400, 'BadRequest', 'the body of the request must be a JSON object')
+            raise _error(400, "BadRequest", "the body of the request must be a JSON object")
         obj = copy.deepcopy(dict(body))
-        meta = obj.setdefault('metadata', {})
-        namespace = (namespace or meta.get('namespace') or 'default') if spec.namespaced else None
+        meta = obj.setdefault("metadata", {})
+        namespace = (namespace or meta.get("namespace") or "default") if spec.namespaced else None
         if namespace is not None:
-            meta['namespace'] = namespace
-        if not meta.get('name') and meta.get('generateName'):
-            meta['name'] = self._generate_name(spec, namespace, meta['generateName'])
-        if not meta.get('name'):
-            raise _error(422, 'Invalid', 'metadata.name: Required value: name or generateName is required')
-        if self._store.get(spec, namespace, meta['name']) is not None:
-            raise _error(409, 'AlreadyExists', f'{spec.plural}.{spec.group} "{meta["name"]}" already exists',
-                         name=meta['name'], group=spec.group, kind=spec.plural)
+            meta["namespace"] = namespace
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = self._generate_name(spec, namespace, meta["generateName"])
+        if not meta.get("name"):
+            raise _error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+        if self._store.get(spec, namespace, meta["name"]) is not None:
+            raise _error(
+                409,
+                "AlreadyExists",
+                f'{spec.plural}.{spec.group} "{meta["name"]}" already exists',
+                name=meta["name"],
+                group=spec.group,
+                kind=spec.plural,
+            )
         if spec.status_subresource:
-            obj.pop('status', None)
+            obj.pop("status", None)
         obj.update(apiVersion=spec.api_version, kind=spec.kind)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
-        for field in ('resourceVersion', 'deletionTimestamp'):
+        for field in ("resourceVersion", "deletionTimestamp"):
             meta.pop(field, None)
         self._admit(spec, obj)
         self._on_stored(spec, obj)
-        return self._store.save(spec, obj, 'ADDED')
+        return self._store.save(spec, obj, "ADDED")
 
-    def _update(self, spec: ResourceSpec, current: dict[str, Any], candidate: Any, status_only: bool) -> dict[str, Any]:
+    def _update(
+        self, spec: ResourceSpec, current: dict[str, Any], candidate: Any, status_only: bool
+    ) -> dict[str, Any]:
         if not isinstance(candidate, Mapping):
-            raise _error(400, 'BadRequest', 'the resulting object must be a JSON object')
-        meta = current['metadata']
-        stale = (candidate.get('metadata') or {}).get('resourceVersion')
-        if stale and stale != meta['resourceVersion']:
-            raise _error(409, 'Conflict', f'Operation cannot be fulfilled on {spec.plural}.{spec.group} '
-                         f'"{meta["name"]}": the object has been modified; please apply your changes '
-                         f'to the latest version and try again', name=meta['name'], kind=spec.plural)
+            raise _error(400, "BadRequest", "the resulting object must be a JSON object")
+        meta = current["metadata"]
+        stale = (candidate.get("metadata") or {}).get("resourceVersion")
+        if stale and stale != meta["resourceVersion"]:
+            raise _error(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {spec.plural}.{spec.group} "
+                f'"{meta["name"]}": the object has been modified; please apply your changes '
+                f"to the latest version and try again",
+                name=meta["name"],
+                kind=spec.plural,
+            )
         new = self._merge_write(spec, current, dict(candidate), status_only)
         self._admit(spec, new)
         if new == current:
             return current  # a no-op: no new resourceVersion, no watch event
         if _spec_part(new) != _spec_part(current):
-            new['metadata']['generation'] = meta.get('generation', 1) + 1
+            new["metadata"]["generation"] = meta.get("generation", 1) + 1
         self._on_stored(spec, new)
-        saved = self._store.save(spec, new, 'MODIFIED')
-        if saved['metadata'].get('deletionTimestamp') and not saved['metadata'].get('finalizers'):
+        saved = self._store.save(spec, new, "MODIFIED")
+        if saved["metadata"].get("deletionTimestamp") and not saved["metadata"].get("finalizers"):
             return self._store.remove(spec, saved)
         return saved
 
     @staticmethod
-    def _merge_write(spec: ResourceSpec, current: dict[str, Any], candidate: dict[str, Any],
-                     status_only: bool) -> dict[str, Any]:
+    def _merge_write(
+        spec: ResourceSpec, current: dict[str, Any], candidate: dict[str, Any], status_only: bool
+    ) -> dict[str, Any]:
         """Combine the stored object with the written one as per the subresource rules."""
         if status_only:
             new = copy.deepcopy(current)
@@ -387,27 +449,34 @@ class ApiServer(kmock.KubernetesScaffold):
         else:
             new = copy.deepcopy(candidate)
             source = current if spec.status_subresource else candidate
-        new.pop('status', None)
-        if source.get('status') is not None:
-            new['status'] = copy.deepcopy(source['status'])
-        meta = new.setdefault('metadata', {})
-        for field in ('name', 'namespace', 'uid', 'creationTimestamp', 'generation',
-                      'deletionTimestamp', 'resourceVersion'):
+        new.pop("status", None)
+        if source.get("status") is not None:
+            new["status"] = copy.deepcopy(source["status"])
+        meta = new.setdefault("metadata", {})
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "resourceVersion",
+        ):
             meta.pop(field, None)
-            if field in current['metadata']:
-                meta[field] = current['metadata'][field]
+            if field in current["metadata"]:
+                meta[field] = current["metadata"][field]
         new.update(apiVersion=spec.api_version, kind=spec.kind)
         return new
 
     def _delete(self, spec: ResourceSpec, current: dict[str, Any]) -> dict[str, Any]:
-        meta = current['metadata']
-        if not meta.get('finalizers'):
+        meta = current["metadata"]
+        if not meta.get("finalizers"):
             self._on_removed(spec, current)
             return self._store.remove(spec, current)
-        if meta.get('deletionTimestamp'):
+        if meta.get("deletionTimestamp"):
             return current
-        meta['deletionTimestamp'] = _now()
-        return self._store.save(spec, current, 'MODIFIED')
+        meta["deletionTimestamp"] = _now()
+        return self._store.save(spec, current, "MODIFIED")
 
     # --- CRDs ---------------------------------------------------------------------------------
 
@@ -417,11 +486,15 @@ class ApiServer(kmock.KubernetesScaffold):
             return
         for crd_spec in resources.specs_from_crd(obj):
             self._specs[crd_spec.key] = crd_spec
-        obj['status'] = {
-            'acceptedNames': obj['spec']['names'],
-            'storedVersions': [version['name'] for version in obj['spec']['versions'] if version.get('storage')],
-            'conditions': [{'type': 'Established', 'status': 'True', 'reason': 'InitialNamesAccepted'},
-                           {'type': 'NamesAccepted', 'status': 'True', 'reason': 'NoConflicts'}],
+        obj["status"] = {
+            "acceptedNames": obj["spec"]["names"],
+            "storedVersions": [
+                version["name"] for version in obj["spec"]["versions"] if version.get("storage")
+            ],
+            "conditions": [
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+            ],
         }
 
     def _on_removed(self, spec: ResourceSpec, obj: dict[str, Any]) -> None:

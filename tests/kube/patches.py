@@ -1,13 +1,14 @@
 """Patch formats of the Kubernetes API: JSON merge patch (RFC 7386) and JSON patch (RFC 6902)."""
+
 import copy
 from typing import Any
 
 import jsonpatch
 import jsonpointer
 
-MERGE_PATCH = 'application/merge-patch+json'
-JSON_PATCH = 'application/json-patch+json'
-STRATEGIC_MERGE_PATCH = 'application/strategic-merge-patch+json'
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class PatchError(ValueError):
@@ -41,6 +42,6 @@ def apply_patch(target: Any, patch: Any, content_type: str) -> Any:
     """Apply a patch of any supported content type; strategic merge is treated as a merge patch."""
     if content_type.startswith(JSON_PATCH):
         return json_patch(target, patch)
-    if content_type.startswith((MERGE_PATCH, STRATEGIC_MERGE_PATCH, 'application/json')):
+    if content_type.startswith((MERGE_PATCH, STRATEGIC_MERGE_PATCH, "application/json")):
         return merge_patch(target, patch)
     raise PatchError(f"Unsupported patch content type: {content_type!r}")

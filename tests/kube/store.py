@@ -1,4 +1,5 @@
 """In-memory object storage with a global resourceVersion counter and a watch-event history."""
+
 import asyncio
 import copy
 import dataclasses
@@ -21,7 +22,7 @@ class WatchEvent:
 
     def payload(self) -> dict[str, Any]:
         """The JSON line of the watch stream."""
-        return {'type': self.type, 'object': self.object}
+        return {"type": self.type, "object": self.object}
 
 
 class ObjectStore:
@@ -67,10 +68,10 @@ class ObjectStore:
 
     def save(self, spec: ResourceSpec, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         """Store a new version of the object with a new resourceVersion; notify the watchers."""
-        meta = obj['metadata']
+        meta = obj["metadata"]
         self._rv += 1
-        meta['resourceVersion'] = str(self._rv)
-        key = self._key(spec, meta.get('namespace'), meta['name'])
+        meta["resourceVersion"] = str(self._rv)
+        key = self._key(spec, meta.get("namespace"), meta["name"])
         if key in self.objects:
             self.objects[key].create(copy.deepcopy(obj))
         else:
@@ -80,11 +81,11 @@ class ObjectStore:
 
     def remove(self, spec: ResourceSpec, obj: dict[str, Any]) -> dict[str, Any]:
         """Soft-delete the object (its history remains in ``objects``); notify the watchers."""
-        meta = obj['metadata']
+        meta = obj["metadata"]
         self._rv += 1
-        meta['resourceVersion'] = str(self._rv)
-        self.objects[self._key(spec, meta.get('namespace'), meta['name'])].delete()
-        self._notify(spec, 'DELETED', obj)
+        meta["resourceVersion"] = str(self._rv)
+        self.objects[self._key(spec, meta.get("namespace"), meta["name"])].delete()
+        self._notify(spec, "DELETED", obj)
         return obj
 
     def _notify(self, spec: ResourceSpec, event_type: str, obj: dict[str, Any]) -> None:
@@ -103,7 +104,7 @@ class ObjectStore:
         wakeup = self._wakeup
         try:
             await asyncio.wait_for(wakeup.wait(), timeout=max(0.0, timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return not self._closed
 

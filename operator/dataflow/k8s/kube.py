@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import ssl
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import kopf
@@ -32,8 +33,9 @@ def remember(info: kopf.ConnectionInfo | None) -> kopf.ConnectionInfo | None:
 def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if info.insecure:
         return False
-    ctx = ssl.create_default_context(cafile=info.ca_path,
-                                     cadata=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data)
+    ctx = ssl.create_default_context(
+        cafile=info.ca_path, cadata=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+    )
     if info.certificate_path and info.private_key_path:
         ctx.load_cert_chain(info.certificate_path, info.private_key_path)
     return ctx

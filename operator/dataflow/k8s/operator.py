@@ -13,9 +13,10 @@ import asyncio
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import kopf
 
@@ -42,11 +43,13 @@ class OperatorConfig:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "OperatorConfig":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
         """The config from ``DATAFLOW_*`` variables; SchemaError names a variable that is not valid."""
-        return cls(drift_tick_s=_seconds(env, "DATAFLOW_DRIFT_TICK", cls.drift_tick_s, allow_zero=True),
-                   retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
-                   log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)))
+        return cls(
+            drift_tick_s=_seconds(env, "DATAFLOW_DRIFT_TICK", cls.drift_tick_s, allow_zero=True),
+            retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
+            log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)),
+        )
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
@@ -58,15 +61,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool
     except ValueError:
         raise SchemaError(name, f"expected a number of seconds, got {raw!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > RETRY_MAX_S * 12:
-        raise SchemaError(name, f"expected seconds between {'0' if allow_zero else 'above 0'} and "
-                                f"{RETRY_MAX_S * 12:.0f}, got {raw!r}")
+        raise SchemaError(
+            name,
+            f"expected seconds between {'0' if allow_zero else 'above 0'} and "
+            f"{RETRY_MAX_S * 12:.0f}, got {raw!r}",
+        )
     return value
 
 
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SchemaError("DATAFLOW_LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+        raise SchemaError(
+            "DATAFLOW_LOG_LEVEL", f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}"
+        )
     return level
 
 
@@ -114,7 +122,9 @@ async def _react(body: kopf.Body, patch: kopf.Patch, retry: int, config: Operato
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_handler(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile_handler(
+    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
+) -> None:
     """Spec or annotation changed (or the operator restarted): plan, and apply what is allowed."""
     await _react(body, patch, retry, _config(memo))
 
@@ -127,13 +137,15 @@ def drift_check_due(body: kopf.Body) -> bool:
     if st["phase"] == Phase.WAITING_FOR_PROMOTION:
         return True
     try:
-        interval = duration_ms((body.spec.get("policy") or {}).get("driftCheckInterval", "5m"), "driftCheckInterval")
+        interval = duration_ms(
+            (body.spec.get("policy") or {}).get("driftCheckInterval", "5m"), "driftCheckInterval"
+        )
     except (SchemaError, AttributeError, TypeError):  # an invalid spec is reported by the reconcile handler
         interval = duration_ms("5m", "driftCheckInterval")
     last = st.get("lastReconcileTime")
     if not last:
         return True
-    elapsed = datetime.now(timezone.utc) - datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    elapsed = datetime.now(UTC) - datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return elapsed.total_seconds() * 1000 >= interval
 
 

@@ -72,10 +72,15 @@ _BY_OUTCOME: dict[Outcome, Classification] = {
 }
 
 _BY_REFUSAL: dict[Refusal, Classification] = {
-    Refusal.RISK_ABOVE_POLICY: Classification(Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED, EventType.WARNING),
-    Refusal.DATA_LOSS_PROTECTION: Classification(Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED,
-                                                 EventType.WARNING),
-    Refusal.APPROVAL_MISMATCH: Classification(Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED, EventType.WARNING),
+    Refusal.RISK_ABOVE_POLICY: Classification(
+        Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED, EventType.WARNING
+    ),
+    Refusal.DATA_LOSS_PROTECTION: Classification(
+        Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED, EventType.WARNING
+    ),
+    Refusal.APPROVAL_MISMATCH: Classification(
+        Phase.AWAITING_APPROVAL, Reason.APPROVAL_REQUIRED, EventType.WARNING
+    ),
     # the database moved under a confirmed plan: plan again shortly
     Refusal.PLAN_CHANGED: Classification(Phase.FAILED, Reason.PLAN_CHANGED, EventType.WARNING, retry=True),
 }

@@ -6,10 +6,10 @@ and whether to retry. Nothing read from the Secret ever reaches the status, even
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg
 
@@ -45,23 +45,58 @@ class _Context:
         self.generation: int = int(meta.get("generation") or 0)
         self.previous: Mapping[str, Any] = body.get("status") or {}
 
-    def reaction(self, phase: Phase, reason: Reason, verdict: str, *, schema_hash: str = "",
-                 result: Result | None = None, event: tuple[EventType, Reason, str] | None = None, retry: bool = False,
-                 applied_version: str | None = None) -> Reaction:
-        st = status.build(phase, reason=reason, verdict=verdict, generation=self.generation, schema_hash=schema_hash,
-                          migration=result.migration if result else None, previous=self.previous, name=self.name,
-                          namespace=self.namespace, applied_version=applied_version)
+    def reaction(
+        self,
+        phase: Phase,
+        reason: Reason,
+        verdict: str,
+        *,
+        schema_hash: str = "",
+        result: Result | None = None,
+        event: tuple[EventType, Reason, str] | None = None,
+        retry: bool = False,
+        applied_version: str | None = None,
+    ) -> Reaction:
+        st = status.build(
+            phase,
+            reason=reason,
+            verdict=verdict,
+            generation=self.generation,
+            schema_hash=schema_hash,
+            migration=result.migration if result else None,
+            previous=self.previous,
+            name=self.name,
+            namespace=self.namespace,
+            applied_version=applied_version,
+        )
         return Reaction(st, event, retry)
 
-    def failed(self, reason: Reason, message: str, *, schema_hash: str = "", event_message: str | None = None,
-               retry: bool = True) -> Reaction:
+    def failed(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        schema_hash: str = "",
+        event_message: str | None = None,
+        retry: bool = True,
+    ) -> Reaction:
         """A fault before or around the engine: phase Failed, a Warning event, and (mostly) a retry."""
-        return self.reaction(Phase.FAILED, reason, message, schema_hash=schema_hash, retry=retry,
-                             event=(EventType.WARNING, reason, event_message or message))
+        return self.reaction(
+            Phase.FAILED,
+            reason,
+            message,
+            schema_hash=schema_hash,
+            retry=retry,
+            event=(EventType.WARNING, reason, event_message or message),
+        )
 
 
-async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretReader = kube.read_secret_value,
-                             read_peer: PeerReader = kube.read_schema_resource) -> Reaction:
+async def reconcile_resource(
+    body: Mapping[str, Any],
+    *,
+    read_secret: SecretReader = kube.read_secret_value,
+    read_peer: PeerReader = kube.read_schema_resource,
+) -> Reaction:
     """One full reconcile of ``body`` (a DataFlowSchema object as the API returns it)."""
     ctx = _Context(body)
     try:
@@ -72,11 +107,13 @@ async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretRead
 
     waiting = await _promotion_gate(manifest, schema_hash, read_peer)
     if waiting:
-        return ctx.reaction(Phase.WAITING_FOR_PROMOTION, Reason.WAITING_FOR_PROMOTION, waiting, schema_hash=schema_hash)
+        return ctx.reaction(
+            Phase.WAITING_FOR_PROMOTION, Reason.WAITING_FOR_PROMOTION, waiting, schema_hash=schema_hash
+        )
 
     try:
         dsn = await read_secret(manifest.namespace, manifest.secret_name, manifest.secret_key)
-    except (kube.KubeError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, kube.KubeError, OSError) as exc:
         message = f"Cannot read the database Secret: {exc}"
         return ctx.failed(Reason.SECRET_UNAVAILABLE, message, schema_hash=schema_hash)
     redact = Redactor(dsn)
@@ -85,9 +122,12 @@ async def reconcile_resource(body: Mapping[str, Any], *, read_secret: SecretRead
     except InvalidDatabaseURL as exc:
         message = f"Invalid database URL in Secret {manifest.secret_name} key {manifest.secret_key!r}: {exc.problem}"
         return ctx.failed(Reason.INVALID_DATABASE_URL, message, schema_hash=schema_hash)
-    except (DatabaseUnavailable, OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        message = redact(f"Database unreachable: {type(exc).__name__}: {exc}"
-                         if not isinstance(exc, DatabaseUnavailable) else f"Database unreachable: {exc}")
+    except (TimeoutError, DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        message = redact(
+            f"Database unreachable: {type(exc).__name__}: {exc}"
+            if not isinstance(exc, DatabaseUnavailable)
+            else f"Database unreachable: {exc}"
+        )
         return ctx.failed(Reason.DATABASE_UNAVAILABLE, message, schema_hash=schema_hash)
     except Exception as exc:  # noqa: BLE001 - every fault ends in a Failed phase with a redacted message
         message = redact(" ".join(f"Failed: {type(exc).__name__}: {exc}".split()))
@@ -104,14 +144,16 @@ async def _promotion_gate(manifest: Manifest, schema_hash: str, read_peer: PeerR
         return None
     try:
         peer = await read_peer(manifest.namespace, after)
-    except (kube.KubeError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, kube.KubeError, OSError) as exc:
         return f"Waiting for {after}: cannot read it ({exc})."
     if peer is None:
         return f"Waiting for {after}: no such DataFlowSchema in {manifest.namespace}."
     applied = (peer.get("status") or {}).get("appliedSchemaHash", "")
     if applied != schema_hash:
-        return (f"Waiting for {after} to apply schema {schema_hash[:12]} first "
-                f"(it has applied {applied[:12] or 'nothing yet'}).")
+        return (
+            f"Waiting for {after} to apply schema {schema_hash[:12]} first "
+            f"(it has applied {applied[:12] or 'nothing yet'})."
+        )
     return None
 
 
@@ -134,8 +176,16 @@ def _react(ctx: _Context, manifest: Manifest, schema_hash: str, result: Result, 
             message += f" Run: {status.approve_command(ctx.name, ctx.namespace, result.plan_hash)}"
         event = (kind.event, kind.reason, message)
     applied = result.migration.version if result.outcome is Outcome.APPLIED and result.migration else None
-    return ctx.reaction(kind.phase, kind.reason, verdict, schema_hash=schema_hash, result=result, event=event,
-                        retry=kind.retry, applied_version=applied)
+    return ctx.reaction(
+        kind.phase,
+        kind.reason,
+        verdict,
+        schema_hash=schema_hash,
+        result=result,
+        event=event,
+        retry=kind.retry,
+        applied_version=applied,
+    )
 
 
 def _verdict(result: Result, manifest: Manifest, redact: Redactor) -> str:
@@ -152,10 +202,15 @@ def _verdict(result: Result, manifest: Manifest, redact: Redactor) -> str:
     if result.outcome is Outcome.CONFLICT:
         return f"Blocked: {redact(result.reason)}."
     if result.needs_approval and m is not None:
-        why = (f"exceed maxRiskLevel {manifest.options.max_risk_level.name}"
-               if result.refusal is not Refusal.DATA_LOSS_PROTECTION and m.risk > manifest.options.max_risk_level
-               else "would lose data (dataLossProtection)")
-        note = (f" The approval for plan {result.approved_plan} does not match this plan."
-                if result.refusal is Refusal.APPROVAL_MISMATCH else "")
+        why = (
+            f"exceed maxRiskLevel {manifest.options.max_risk_level.name}"
+            if result.refusal is not Refusal.DATA_LOSS_PROTECTION and m.risk > manifest.options.max_risk_level
+            else "would lose data (dataLossProtection)"
+        )
+        note = (
+            f" The approval for plan {result.approved_plan} does not match this plan."
+            if result.refusal is Refusal.APPROVAL_MISMATCH
+            else ""
+        )
         return f"{changes} at risk {risk} {why}: approve plan {m.plan_hash} to apply.{note}"
     return f"Failed: {redact(result.reason)}"

@@ -3,11 +3,43 @@
 Adding a kind: write one module here (name, position, probe, grade, SQL, undo, flags) and import it below.
 """
 
-from dataflow.ops import (add_column, add_constraint, alter_column_type, create_index, create_table,  # noqa: F401
-                          drop_column, drop_constraint, drop_default, drop_index, drop_not_null, drop_table,
-                          rename_column, rename_table, set_default, set_not_null)
-from dataflow.ops.base import Context, Kind, all_kinds, execution_order, kind_names, kind_of, register, \
-    sort_changes, unregister
+from dataflow.ops import (  # noqa: F401
+    add_column,
+    add_constraint,
+    alter_column_type,
+    create_index,
+    create_table,
+    drop_column,
+    drop_constraint,
+    drop_default,
+    drop_index,
+    drop_not_null,
+    drop_table,
+    rename_column,
+    rename_table,
+    set_default,
+    set_not_null,
+)
+from dataflow.ops.base import (
+    Context,
+    Kind,
+    all_kinds,
+    execution_order,
+    kind_names,
+    kind_of,
+    register,
+    sort_changes,
+    unregister,
+)
 
-__all__ = ["Context", "Kind", "all_kinds", "execution_order", "kind_names", "kind_of", "register", "sort_changes",
-           "unregister"]
+__all__ = [
+    "Context",
+    "Kind",
+    "all_kinds",
+    "execution_order",
+    "kind_names",
+    "kind_of",
+    "register",
+    "sort_changes",
+    "unregister",
+]

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from dataflow.operations import Assessment, Change, Risk, Step
 from dataflow.ops.base import Context, Kind, register
-from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts, is_null_expression, null_default_reason, rows_text, \
-    scan_ms
+from dataflow.safety import (
+    ACCESS_EXCLUSIVE,
+    METADATA_MS,
+    Facts,
+    is_null_expression,
+    null_default_reason,
+    rows_text,
+    scan_ms,
+)
 from dataflow.schema import Column, Table
 from dataflow.sqlgen import Options, Rendered, alter, backfill, column_definition, set_not_null, tx
 from dataflow.sqltext import quote_ident as q
@@ -16,10 +23,25 @@ ADD_COLUMN = "ADD_COLUMN"
 
 # Value given to existing rows when a NOT NULL column without a default joins a populated table.
 _BACKFILL = {
-    "TEXT": "''", "VARCHAR": "''", "CHAR": "''", "SMALLINT": "0", "INTEGER": "0", "BIGINT": "0",
-    "REAL": "0", "DOUBLE PRECISION": "0", "NUMERIC": "0", "BOOLEAN": "false", "DATE": "CURRENT_DATE",
-    "TIMESTAMP": "CURRENT_TIMESTAMP", "TIMESTAMPTZ": "CURRENT_TIMESTAMP", "TIME": "'00:00'", "INTERVAL": "'0'",
-    "JSON": "'{}'", "JSONB": "'{}'", "BYTEA": "''", "UUID": "'00000000-0000-0000-0000-000000000000'",
+    "TEXT": "''",
+    "VARCHAR": "''",
+    "CHAR": "''",
+    "SMALLINT": "0",
+    "INTEGER": "0",
+    "BIGINT": "0",
+    "REAL": "0",
+    "DOUBLE PRECISION": "0",
+    "NUMERIC": "0",
+    "BOOLEAN": "false",
+    "DATE": "CURRENT_DATE",
+    "TIMESTAMP": "CURRENT_TIMESTAMP",
+    "TIMESTAMPTZ": "CURRENT_TIMESTAMP",
+    "TIME": "'00:00'",
+    "INTERVAL": "'0'",
+    "JSON": "'{}'",
+    "JSONB": "'{}'",
+    "BYTEA": "''",
+    "UUID": "'00000000-0000-0000-0000-000000000000'",
 }
 
 
@@ -47,16 +69,28 @@ class AddColumn(Kind):
             return Assessment(Risk.HIGH, null_default_reason(f.rows), lock, METADATA_MS, affected_rows=f.rows)
         if c.default is not None and f.volatile_default and f.rows:
             if context.online:
-                return Assessment(Risk.MEDIUM, f"volatile default: {rows_text(f.rows)} backfilled in batches", lock,
-                                  2 * scan_ms(f), affected_rows=f.rows)
-            return Assessment(Risk.MEDIUM, "volatile default rewrites the table", ACCESS_EXCLUSIVE, 2 * scan_ms(f))
+                return Assessment(
+                    Risk.MEDIUM,
+                    f"volatile default: {rows_text(f.rows)} backfilled in batches",
+                    lock,
+                    2 * scan_ms(f),
+                    affected_rows=f.rows,
+                )
+            return Assessment(
+                Risk.MEDIUM, "volatile default rewrites the table", ACCESS_EXCLUSIVE, 2 * scan_ms(f)
+            )
         if c.nullable:
             return Assessment(Risk.SAFE, "nullable column, metadata only", lock, METADATA_MS)
         if c.default is not None or c.identity:
             return Assessment(Risk.SAFE, "constant default, metadata only", lock, METADATA_MS)
         if f.rows:
-            return Assessment(Risk.MEDIUM, f"NOT NULL column on a table with {rows_text(f.rows)}: "
-                              "existing rows get a backfill value", lock, METADATA_MS, affected_rows=f.rows)
+            return Assessment(
+                Risk.MEDIUM,
+                f"NOT NULL column on a table with {rows_text(f.rows)}: existing rows get a backfill value",
+                lock,
+                METADATA_MS,
+                affected_rows=f.rows,
+            )
         return Assessment(Risk.SAFE, "NOT NULL column on an empty table", lock, METADATA_MS)
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
@@ -69,8 +103,10 @@ class AddColumn(Kind):
             return Rendered(tx(alter(t, f"ADD COLUMN {column_definition(c)}", opts)), down, details)
         backfilled = Column(c.name, c.type, nullable=False, default=backfill_value(c))
         return Rendered(
-            tx(alter(t, f"ADD COLUMN {column_definition(backfilled)}", opts),
-               alter(t, f"ALTER COLUMN {q(c.name)} DROP DEFAULT", opts)),
+            tx(
+                alter(t, f"ADD COLUMN {column_definition(backfilled)}", opts),
+                alter(t, f"ALTER COLUMN {q(c.name)} DROP DEFAULT", opts),
+            ),
             down,
             f"{details}, existing rows = {backfilled.default}",
         )
@@ -85,5 +121,9 @@ def _add_backfilled_online(t: str, c: Column, opts: Options, details: str) -> Re
         *backfill(t, c.name, "DEFAULT", opts),
         *(() if c.nullable else set_not_null(t, c.name, opts)),
     )
-    return Rendered(steps, (alter(t, f"DROP COLUMN IF EXISTS {q(c.name)}", opts),), details,
-                    strategy=f"add nullable, backfill in batches of {opts.batch_size}")
+    return Rendered(
+        steps,
+        (alter(t, f"DROP COLUMN IF EXISTS {q(c.name)}", opts),),
+        details,
+        strategy=f"add nullable, backfill in batches of {opts.batch_size}",
+    )

@@ -9,9 +9,18 @@ from dataflow.operations import Assessment, Change, Risk, Step
 from dataflow.ops.base import Context, Kind, register
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, SHARE_ROW_EXCLUSIVE, Facts, rows_text, scan_ms
 from dataflow.schema import Check, ForeignKey, PrimaryKey, Table, Unique
-from dataflow.sqlgen import Options, Rendered, alter, cols, constraint_clause, constraint_details, tx, \
-    unknown_constraint
-from dataflow.sqltext import qualified, quote_ident as q
+from dataflow.sqlgen import (
+    Options,
+    Rendered,
+    alter,
+    cols,
+    constraint_clause,
+    constraint_details,
+    tx,
+    unknown_constraint,
+)
+from dataflow.sqltext import qualified
+from dataflow.sqltext import quote_ident as q
 
 ADD_CONSTRAINT = "ADD_CONSTRAINT"
 
@@ -30,8 +39,12 @@ class AddConstraint(Kind):
             lock = f"{lock} (brief), then SHARE UPDATE EXCLUSIVE while validating"
         if not facts.rows:
             return Assessment(Risk.SAFE, "new constraint on an empty table", lock, METADATA_MS)
-        return Assessment(Risk.MEDIUM, f"validates {rows_text(facts.rows)}; fails if any row violates it", lock,
-                          scan_ms(facts))
+        return Assessment(
+            Risk.MEDIUM,
+            f"validates {rows_text(facts.rows)}; fails if any row violates it",
+            lock,
+            scan_ms(facts),
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, con = change.table, change.new
@@ -54,9 +67,14 @@ def add_online(con: object, table: str, clause: str, details: str, opts: Options
 def _(con: ForeignKey | Check, table: str, clause: str, details: str, opts: Options) -> Rendered:
     name = q(con.name)
     return Rendered(
-        (Step(alter(table, f"ADD {clause} NOT VALID", opts)),
-         Step(alter(table, f"VALIDATE CONSTRAINT {name}", opts), transactional=False)),
-        (alter(table, f"DROP CONSTRAINT IF EXISTS {name}", opts),), details, strategy="NOT VALID, then VALIDATE")
+        (
+            Step(alter(table, f"ADD {clause} NOT VALID", opts)),
+            Step(alter(table, f"VALIDATE CONSTRAINT {name}", opts), transactional=False),
+        ),
+        (alter(table, f"DROP CONSTRAINT IF EXISTS {name}", opts),),
+        details,
+        strategy="NOT VALID, then VALIDATE",
+    )
 
 
 @add_online.register(PrimaryKey)
@@ -65,7 +83,12 @@ def _(con: PrimaryKey | Unique, table: str, clause: str, details: str, opts: Opt
     name, index = q(con.name), qualified(opts.schema, con.name)
     down = (alter(table, f"DROP CONSTRAINT IF EXISTS {name}", opts), f"DROP INDEX IF EXISTS {index};")
     kind = "PRIMARY KEY" if isinstance(con, PrimaryKey) else "UNIQUE"
-    build = Step(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {qualified(opts.schema, table)} ({cols(con.columns)});",
-                 transactional=False, cleanup=f"DROP INDEX CONCURRENTLY IF EXISTS {index};")
+    build = Step(
+        f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {qualified(opts.schema, table)} ({cols(con.columns)});",
+        transactional=False,
+        cleanup=f"DROP INDEX CONCURRENTLY IF EXISTS {index};",
+    )
     attach = Step(alter(table, f"ADD CONSTRAINT {name} {kind} USING INDEX {name}", opts))
-    return Rendered((build, attach), down, details, strategy=f"unique index CONCURRENTLY, then {kind} USING INDEX")
+    return Rendered(
+        (build, attach), down, details, strategy=f"unique index CONCURRENTLY, then {kind} USING INDEX"
+    )

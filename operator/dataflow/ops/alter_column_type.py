@@ -9,8 +9,15 @@ import asyncpg
 
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
-from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, REWRITE_HIGH_MS, Facts, count_failing_cast, rows_text, \
-    scan_ms
+from dataflow.safety import (
+    ACCESS_EXCLUSIVE,
+    METADATA_MS,
+    REWRITE_HIGH_MS,
+    Facts,
+    count_failing_cast,
+    rows_text,
+    scan_ms,
+)
 from dataflow.schema import Table
 from dataflow.sqlgen import Options, Rendered, alter, column_backup, sql_type, tx
 from dataflow.sqltext import quote_ident as q
@@ -28,8 +35,9 @@ class AlterColumnType(Kind):
     def needs_row_count(self, change: Change) -> bool:
         return True
 
-    async def probe(self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str,
-                    facts: Facts) -> Facts:
+    async def probe(
+        self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str, facts: Facts
+    ) -> Facts:
         """A narrowing counts the values that would not convert."""
         if classify_conversion(change.old.type, change.new.type) is not Conversion.NARROWING:
             return facts
@@ -40,8 +48,12 @@ class AlterColumnType(Kind):
         old, new, f = change.old.type, change.new.type, facts
         conversion = classify_conversion(old, new)
         if conversion is Conversion.IN_PLACE:
-            return Assessment(Risk.MEDIUM, "compatible type change, no table rewrite", f"{ACCESS_EXCLUSIVE} (brief)",
-                              METADATA_MS)
+            return Assessment(
+                Risk.MEDIUM,
+                "compatible type change, no table rewrite",
+                f"{ACCESS_EXCLUSIVE} (brief)",
+                METADATA_MS,
+            )
         if conversion is Conversion.WIDENING:
             return _assess_rewrite(f)
         if f.failing_cast:
@@ -56,27 +68,45 @@ class AlterColumnType(Kind):
         up = alter(t, _type_clause(n.name, o.type, n.type), opts)
         down = alter(t, _type_clause(n.name, n.type, o.type), opts)
         conversion = classify_conversion(o.type, n.type)
-        strategy = "in place, no rewrite" if conversion is Conversion.IN_PLACE else \
-            "table rewrite under ACCESS EXCLUSIVE"
+        strategy = (
+            "in place, no rewrite"
+            if conversion is Conversion.IN_PLACE
+            else "table rewrite under ACCESS EXCLUSIVE"
+        )
         if conversion is not Conversion.NARROWING or not opts.backup or not opts.primary_key:
-            return Rendered(tx(up), (down,), details, irreversible=conversion is Conversion.NARROWING,
-                            strategy=strategy)
+            return Rendered(
+                tx(up), (down,), details, irreversible=conversion is Conversion.NARROWING, strategy=strategy
+            )
         backup, save, restore = column_backup(t, n.name, opts)
-        return Rendered(tx(*save, up), (down, restore), details, strategy=f"{strategy}; backup to {backup}",
-                        backup=backup)
+        return Rendered(
+            tx(*save, up), (down, restore), details, strategy=f"{strategy}; backup to {backup}", backup=backup
+        )
 
 
 def _assess_rewrite(f: Facts) -> Assessment:
     """A widening rewrites the table under ACCESS EXCLUSIVE: HIGH when that lasts too long."""
     rewrite_ms = 2 * scan_ms(f)
     if not f.rows:
-        return Assessment(Risk.SAFE, "compatible type change; rewriting an empty table is cheap", ACCESS_EXCLUSIVE,
-                          rewrite_ms)
+        return Assessment(
+            Risk.SAFE,
+            "compatible type change; rewriting an empty table is cheap",
+            ACCESS_EXCLUSIVE,
+            rewrite_ms,
+        )
     if rewrite_ms > REWRITE_HIGH_MS:
-        return Assessment(Risk.HIGH, f"rewrites {rows_text(f.rows)} (~{rewrite_ms / 1000:.1f}s) under "
-                          "ACCESS EXCLUSIVE: reads and writes wait", ACCESS_EXCLUSIVE, rewrite_ms)
-    return Assessment(Risk.MEDIUM, f"compatible type change; rewrites {rows_text(f.rows)} under an exclusive lock",
-                      ACCESS_EXCLUSIVE, rewrite_ms)
+        return Assessment(
+            Risk.HIGH,
+            f"rewrites {rows_text(f.rows)} (~{rewrite_ms / 1000:.1f}s) under "
+            "ACCESS EXCLUSIVE: reads and writes wait",
+            ACCESS_EXCLUSIVE,
+            rewrite_ms,
+        )
+    return Assessment(
+        Risk.MEDIUM,
+        f"compatible type change; rewrites {rows_text(f.rows)} under an exclusive lock",
+        ACCESS_EXCLUSIVE,
+        rewrite_ms,
+    )
 
 
 def _type_clause(column: str, old: str, new: str) -> str:

@@ -9,8 +9,9 @@ Nothing outside ``dataflow.ops`` tests a kind's name: it asks the kind (:func:`k
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import asyncpg
 
@@ -70,8 +71,9 @@ class Kind(ABC):
         """The default expression this change gives existing rows; its volatility picks the strategy."""
         return None
 
-    async def probe(self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str,
-                    facts: Facts) -> Facts:
+    async def probe(
+        self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str, facts: Facts
+    ) -> Facts:
         """``facts`` completed with what this kind's grade needs; ``db_table`` is the table's current name."""
         return facts
 

@@ -20,8 +20,12 @@ class CreateIndex(Kind):
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         lock = SHARE_UPDATE_EXCLUSIVE if context.online else SHARE
-        return Assessment(Risk.SAFE, f"builds an index over {rows_text(facts.rows)}", lock,
-                          scan_ms(facts) + facts.rows // 1000)
+        return Assessment(
+            Risk.SAFE,
+            f"builds an index over {rows_text(facts.rows)}",
+            lock,
+            scan_ms(facts) + facts.rows // 1000,
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         ix = change.new
@@ -31,5 +35,9 @@ class CreateIndex(Kind):
             return Rendered(tx(sql), (f"DROP INDEX {name};",), index_details(ix))
         sql = sql.replace("INDEX ", "INDEX CONCURRENTLY ", 1)
         step = Step(sql, transactional=False, cleanup=f"DROP INDEX CONCURRENTLY IF EXISTS {name};")
-        return Rendered((step,), (f"DROP INDEX IF EXISTS {name};",), index_details(ix),
-                        strategy="CREATE INDEX CONCURRENTLY")
+        return Rendered(
+            (step,),
+            (f"DROP INDEX IF EXISTS {name};",),
+            index_details(ix),
+            strategy="CREATE INDEX CONCURRENTLY",
+        )

@@ -23,5 +23,8 @@ class CreateTable(Kind):
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         new, schema = change.new, options.schema
-        return Rendered(tx(*create_table(new, schema)), (f"DROP TABLE {qualified(schema, change.table)};",),
-                        f"{len(new.columns)} columns")
+        return Rendered(
+            tx(*create_table(new, schema)),
+            (f"DROP TABLE {qualified(schema, change.table)};",),
+            f"{len(new.columns)} columns",
+        )

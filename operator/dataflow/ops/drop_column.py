@@ -11,7 +11,8 @@ from dataflow.ops.base import Context, Kind, register
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts, rows_text
 from dataflow.schema import Column, Table
 from dataflow.sqlgen import Options, Rendered, alter, column_backup, column_definition, tx
-from dataflow.sqltext import qualified, quote_ident as q
+from dataflow.sqltext import qualified
+from dataflow.sqltext import quote_ident as q
 
 DROP_COLUMN = "DROP_COLUMN"
 
@@ -26,16 +27,23 @@ class DropColumn(Kind):
     def needs_row_count(self, change: Change) -> bool:
         return True
 
-    async def probe(self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str,
-                    facts: Facts) -> Facts:
+    async def probe(
+        self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str, facts: Facts
+    ) -> Facts:
         """How many rows hold a value the drop would lose."""
         count = await conn.fetchval(f"SELECT count({q(change.name)}) FROM {qualified(schema, db_table)}")
         return replace(facts, non_null_values=count)
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         lost = facts.non_null_values
-        return Assessment(Risk.HIGH, f"drops the column: {rows_text(lost)} lose a value", f"{ACCESS_EXCLUSIVE} (brief)",
-                          METADATA_MS, data_loss=lost > 0, affected_rows=lost)
+        return Assessment(
+            Risk.HIGH,
+            f"drops the column: {rows_text(lost)} lose a value",
+            f"{ACCESS_EXCLUSIVE} (brief)",
+            METADATA_MS,
+            data_loss=lost > 0,
+            affected_rows=lost,
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, c, opts = change.table, change.old, options

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
@@ -33,11 +33,18 @@ class DropConstraint(Kind):
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         dependents = has_dependents(context.foreign_keys, change.table, change.old)
         if dependents:
-            return Assessment(Risk.HIGH, f"foreign keys depend on it: {', '.join(dependents)}", ACCESS_EXCLUSIVE,
-                              METADATA_MS)
+            return Assessment(
+                Risk.HIGH,
+                f"foreign keys depend on it: {', '.join(dependents)}",
+                ACCESS_EXCLUSIVE,
+                METADATA_MS,
+            )
         return Assessment(Risk.MEDIUM, "removes a data-integrity rule", ACCESS_EXCLUSIVE, METADATA_MS)
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, con = change.table, change.old
-        return Rendered(tx(alter(t, f"DROP CONSTRAINT {q(con.name)}", options)),
-                        (alter(t, f"ADD {constraint_clause(con, options.schema)}", options),), constraint_details(con))
+        return Rendered(
+            tx(alter(t, f"DROP CONSTRAINT {q(con.name)}", options)),
+            (alter(t, f"ADD {constraint_clause(con, options.schema)}", options),),
+            constraint_details(con),
+        )

@@ -23,6 +23,8 @@ class DropDefault(Kind):
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, o, n = change.table, change.old, change.new
-        return Rendered(tx(alter(t, f"ALTER COLUMN {q(n.name)} DROP DEFAULT", options)),
-                        (alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {o.default}", options),),
-                        f"{n.name} (was {o.default})")
+        return Rendered(
+            tx(alter(t, f"ALTER COLUMN {q(n.name)} DROP DEFAULT", options)),
+            (alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {o.default}", options),),
+            f"{n.name} (was {o.default})",
+        )

@@ -18,13 +18,19 @@ class DropIndex(Kind):
     order = 40
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
-        return Assessment(Risk.MEDIUM, "queries relying on the index may slow down", ACCESS_EXCLUSIVE, METADATA_MS)
+        return Assessment(
+            Risk.MEDIUM, "queries relying on the index may slow down", ACCESS_EXCLUSIVE, METADATA_MS
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         ix, s = change.old, options.schema
         name = qualified(s, ix.name)
         down = (create_index(ix, change.table, table, s),)
         if options.online:
-            return Rendered((Step(f"DROP INDEX CONCURRENTLY IF EXISTS {name};", transactional=False),), down,
-                            index_details(ix), strategy="DROP INDEX CONCURRENTLY")
+            return Rendered(
+                (Step(f"DROP INDEX CONCURRENTLY IF EXISTS {name};", transactional=False),),
+                down,
+                index_details(ix),
+                strategy="DROP INDEX CONCURRENTLY",
+            )
         return Rendered(tx(f"DROP INDEX {name};"), down, index_details(ix))

@@ -22,5 +22,8 @@ class DropNotNull(Kind):
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, column = change.table, q(change.new.name)
-        return Rendered(tx(alter(t, f"ALTER COLUMN {column} DROP NOT NULL", options)),
-                        (alter(t, f"ALTER COLUMN {column} SET NOT NULL", options),), f"{change.new.name} NULL")
+        return Rendered(
+            tx(alter(t, f"ALTER COLUMN {column} DROP NOT NULL", options)),
+            (alter(t, f"ALTER COLUMN {column} SET NOT NULL", options),),
+            f"{change.new.name} NULL",
+        )

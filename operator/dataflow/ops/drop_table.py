@@ -7,7 +7,8 @@ from dataflow.ops.base import Context, Kind, register
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts, rows_text
 from dataflow.schema import Table
 from dataflow.sqlgen import BACKUP_SCHEMA, Options, Rendered, alter, backup_prelude, create_table, tx
-from dataflow.sqltext import qualified, quote_ident as q
+from dataflow.sqltext import qualified
+from dataflow.sqltext import quote_ident as q
 
 DROP_TABLE = "DROP_TABLE"
 
@@ -29,21 +30,33 @@ class DropTable(Kind):
         return (change.table,)
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
-        return Assessment(Risk.HIGH, f"drops the table and its {rows_text(facts.rows)}", ACCESS_EXCLUSIVE,
-                          METADATA_MS, data_loss=facts.rows > 0, affected_rows=facts.rows)
+        return Assessment(
+            Risk.HIGH,
+            f"drops the table and its {rows_text(facts.rows)}",
+            ACCESS_EXCLUSIVE,
+            METADATA_MS,
+            data_loss=facts.rows > 0,
+            affected_rows=facts.rows,
+        )
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         name, old = change.table, change.old
         details = f"{len(old.columns)} columns"
         if not options.backup:
-            return Rendered(tx(f"DROP TABLE {qualified(options.schema, name)};"), create_table(old, options.schema),
-                            details, irreversible=True)
+            return Rendered(
+                tx(f"DROP TABLE {qualified(options.schema, name)};"),
+                create_table(old, options.schema),
+                details,
+                irreversible=True,
+            )
         backup = qualified(BACKUP_SCHEMA, options.backup)
         steps = tx(
             *backup_prelude(backup),
             alter(name, f"RENAME TO {q(options.backup)}", options),
             f"ALTER TABLE {qualified(options.schema, options.backup)} SET SCHEMA {q(BACKUP_SCHEMA)};",
         )
-        down = (f"ALTER TABLE {backup} SET SCHEMA {q(options.schema)};",
-                alter(options.backup, f"RENAME TO {q(name)}", options))
+        down = (
+            f"ALTER TABLE {backup} SET SCHEMA {q(options.schema)};",
+            alter(options.backup, f"RENAME TO {q(name)}", options),
+        )
         return Rendered(steps, down, details, strategy=f"moved to {backup}", backup=backup)

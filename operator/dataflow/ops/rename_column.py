@@ -23,5 +23,8 @@ class RenameColumn(Kind):
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, old, new = change.table, change.old, change.new
-        return Rendered(tx(alter(t, f"RENAME COLUMN {q(old)} TO {q(new)}", options)),
-                        (alter(t, f"RENAME COLUMN {q(new)} TO {q(old)}", options),), f"{old} → {new}")
+        return Rendered(
+            tx(alter(t, f"RENAME COLUMN {q(old)} TO {q(new)}", options)),
+            (alter(t, f"RENAME COLUMN {q(new)} TO {q(old)}", options),),
+            f"{old} → {new}",
+        )

@@ -29,5 +29,8 @@ class RenameTable(Kind):
 
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         old, new = change.old, change.new
-        return Rendered(tx(alter(old, f"RENAME TO {q(new)}", options)), (alter(new, f"RENAME TO {q(old)}", options),),
-                        f"{old} → {new}")
+        return Rendered(
+            tx(alter(old, f"RENAME TO {q(new)}", options)),
+            (alter(new, f"RENAME TO {q(old)}", options),),
+            f"{old} → {new}",
+        )

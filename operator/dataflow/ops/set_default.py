@@ -24,5 +24,8 @@ class SetDefault(Kind):
     def render(self, change: Change, options: Options, table: Table | None) -> Rendered:
         t, o, n = change.table, change.old, change.new
         down = f"ALTER COLUMN {q(n.name)} " + (f"SET DEFAULT {o.default}" if o.default else "DROP DEFAULT")
-        return Rendered(tx(alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {n.default}", options)),
-                        (alter(t, down, options),), f"{n.name} DEFAULT {n.default}")
+        return Rendered(
+            tx(alter(t, f"ALTER COLUMN {q(n.name)} SET DEFAULT {n.default}", options)),
+            (alter(t, down, options),),
+            f"{n.name} DEFAULT {n.default}",
+        )

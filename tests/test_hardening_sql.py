@@ -500,7 +500,10 @@ async def test_identifier_and_expression_corpus_round_trips(dsn: str, conn: asyn
     await conn.execute(VICTIM)
     tables_ = [
         {
-            "name": name,  # no primary key: the pkey name of a 63-byte table is sqlgen's (helper D's) to derive
+            "name": name,
+            "primaryKey": [
+                "id"
+            ],  # a 63-byte table's pkey name is derived with a hash, like every derived name
             "columns": [
                 {"name": "id", "type": "bigint", "nullable": False},
                 {"name": name, "type": "text", "default": "'it''s; DROP TABLE victim; -- \\ é'"},

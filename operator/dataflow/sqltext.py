@@ -59,6 +59,14 @@ def check_identifier(name: object, field: str) -> str:
 
 def quote_ident(name: str) -> str:
     """Always-quoted identifier: ``user`` → ``"user"``, ``a"b`` → ``"a""b"``."""
+    if not isinstance(name, str):
+        raise ValueError(f"invalid identifier {name!r}: {identifier_problem(name)}")
+    return _quote_ident(name)
+
+
+@lru_cache(maxsize=65536)
+def _quote_ident(name: str) -> str:
+    """Cached by name: rendering a large schema quotes the same table and column names many times."""
     problem = identifier_problem(name)
     if problem:
         raise ValueError(f"invalid identifier {name!r}: {problem}")

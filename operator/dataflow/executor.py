@@ -80,6 +80,16 @@ def statement_count(sql: str) -> int | None:
         return None
 
 
+def refuse_several(sql: str) -> int | None:
+    """The statement count of ``sql`` (None: pglast cannot tell); raises unless it is one or unknown."""
+    count = statement_count(sql)
+    if count is not None and count != 1:
+        raise MigrationFailed(
+            f"refusing to run {count} statements as one ({sql[:80]!r}): one statement per execute"
+        )
+    return count
+
+
 async def prepare_one(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
     """Prepare ``sql`` as exactly one statement: a smuggled ``;`` can never run a second one.
 
@@ -87,11 +97,11 @@ async def prepare_one(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_st
     a prepared statement refuses more than one on the server. ``prepare`` bypasses asyncpg's
     statement cache, so DDL is never cached across schema changes.
     """
-    count = statement_count(sql)
-    if count is not None and count != 1:
-        raise MigrationFailed(
-            f"refusing to run {count} statements as one ({sql[:80]!r}): one statement per execute"
-        )
+    refuse_several(sql)
+    return await _prepare(conn, sql)
+
+
+async def _prepare(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
     try:
         return await conn.prepare(sql)
     except asyncpg.PostgresSyntaxError as exc:
@@ -100,9 +110,22 @@ async def prepare_one(conn: asyncpg.Connection, sql: str) -> asyncpg.prepared_st
         raise
 
 
+def lexes_like_pglast(conn: asyncpg.Connection) -> bool:
+    """Whether the server splits statements where pglast does: with ``standard_conforming_strings``
+    off, a backslash escapes a quote for the server but not for pglast, so their counts could differ."""
+    return getattr(conn.get_settings(), "standard_conforming_strings", None) == "on"
+
+
 async def execute_one(conn: asyncpg.Connection, sql: str) -> str:
-    """Run exactly one statement (any kind: DDL, ``CONCURRENTLY``, DML); returns its status, e.g. ``UPDATE 3``."""
-    statement = await prepare_one(conn, sql)
+    """Run exactly one statement (any kind: DDL, ``CONCURRENTLY``, DML); returns its status, e.g. ``UPDATE 3``.
+
+    When pglast (PostgreSQL's own parser) counts exactly one statement and the server lexes strings
+    the same way, the text goes as one simple query: one round trip instead of prepare, then execute.
+    Otherwise the extended protocol lets the server itself refuse a second statement.
+    """
+    if refuse_several(sql) == 1 and lexes_like_pglast(conn):
+        return await conn.execute(sql)
+    statement = await _prepare(conn, sql)
     await statement.fetch()
     return statement.get_statusmsg()
 

@@ -20,15 +20,21 @@ from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Uni
 from dataflow.sqltext import normalise_default, normalise_expression, parse_expression, strip_check
 from dataflow.types import canonical_type
 
-_COLUMNS = """
-WITH t AS MATERIALIZED (
-  -- catalog statistics only: pg_relation_size() would open the table and wait behind its locks
-  SELECT c.oid, c.relname, greatest(c.reltuples, 0)::bigint AS est_rows,
+# The tables read: those of the schema ($1), all or only those named ($2). Every query reads the same set,
+# so attribute numbers of a table read resolve to names in Python rather than in per-row subqueries.
+_TABLES = """
+  SELECT c.oid, c.relname,
+         -- catalog statistics only: pg_relation_size() would open the table and wait behind its locks
+         greatest(c.reltuples, 0)::bigint AS est_rows,
          c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]))
-)
-SELECT t.relname AS table_name, a.attname AS column_name,
+"""
+
+# a default is deparsed only where a column has one
+_COLUMNS = f"""
+WITH t AS MATERIALIZED ({_TABLES})
+SELECT t.relname AS table_name, a.attnum, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity,
        t.est_rows, t.size_bytes
@@ -38,36 +44,62 @@ LEFT JOIN pg_attrdef d ON d.adrelid = t.oid AND d.adnum = a.attnum
 ORDER BY t.relname, a.attnum
 """
 
-_CONSTRAINTS = """
-SELECT c.relname AS table_name, con.conname AS name, con.contype::text AS kind,
-       pg_get_constraintdef(con.oid) AS definition,
-       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.ord) AS columns,
-       fc.relname AS ref_table,
-       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.ord) AS ref_columns,
-       con.confdeltype::text AS on_delete, con.confupdtype::text AS on_update, con.convalidated AS validated
-FROM pg_constraint con
-JOIN pg_class c ON c.oid = con.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_class fc ON fc.oid = con.confrelid
-WHERE n.nspname = $1 AND con.contype IN ('p', 'u', 'f', 'c') AND c.relkind IN ('r', 'p')
-  AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]) OR (con.contype = 'f' AND fc.relname = ANY($2::text[])))
-ORDER BY c.relname, con.conname
+# Raw attribute numbers; names are joined in only for the side of a foreign key that lies outside the
+# tables read (a table not asked for, or another schema). Only a check's text is deparsed. Plain joins,
+# no per-row subqueries: their estimated cost would wake the JIT compiler for a 50 ms catalog read.
+_CONSTRAINTS = f"""
+WITH t AS MATERIALIZED ({_TABLES}),
+x AS MATERIALIZED (
+  SELECT con.oid, con.conrelid, con.confrelid, con.conname, con.contype, con.conkey, con.confkey,
+         con.confdeltype, con.confupdtype, con.convalidated,
+         mine.oid IS NOT NULL AS read, theirs.oid IS NOT NULL AS ref_read
+  FROM pg_constraint con
+  LEFT JOIN t mine ON mine.oid = con.conrelid
+  LEFT JOIN t theirs ON theirs.oid = con.confrelid
+  WHERE con.contype IN ('p', 'u', 'f', 'c') AND (mine.oid IS NOT NULL OR (con.contype = 'f' AND theirs.oid IS NOT NULL))
+),
+outside_columns AS (
+  SELECT x.oid, array_agg(a.attname ORDER BY k.ord) AS names
+  FROM x CROSS JOIN unnest(x.conkey) WITH ORDINALITY k(num, ord)
+  JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = k.num
+  WHERE NOT x.read GROUP BY x.oid
+),
+outside_refs AS (
+  SELECT x.oid, array_agg(a.attname ORDER BY k.ord) AS names
+  FROM x CROSS JOIN unnest(x.confkey) WITH ORDINALITY k(num, ord)
+  JOIN pg_attribute a ON a.attrelid = x.confrelid AND a.attnum = k.num
+  WHERE x.contype = 'f' AND NOT x.ref_read GROUP BY x.oid
+)
+SELECT c.relname AS table_name, x.conname AS name, x.contype::text AS kind,
+       CASE WHEN x.contype = 'c' THEN pg_get_constraintdef(x.oid) END AS definition,
+       x.conkey AS keys, oc.names AS columns, fc.relname AS ref_table, x.confkey AS ref_keys,
+       orf.names AS ref_columns,
+       x.confdeltype::text AS on_delete, x.confupdtype::text AS on_update, x.convalidated AS validated
+FROM x
+JOIN pg_class c ON c.oid = x.conrelid
+LEFT JOIN pg_class fc ON fc.oid = x.confrelid
+LEFT JOIN outside_columns oc ON oc.oid = x.oid
+LEFT JOIN outside_refs orf ON orf.oid = x.oid
+WHERE x.read OR (c.relkind IN ('r', 'p') AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1))
+ORDER BY c.relname, x.conname
 """
 
-_INDEXES = """
+# Plain column keys come back as attribute numbers; pg_get_indexdef runs only for an index with an
+# expression key (attribute number 0). Either way only the key columns (not INCLUDE) are compared.
+_INDEXES = f"""
+WITH t AS MATERIALIZED ({_TABLES})
 SELECT t.relname AS table_name, i.relname AS name, ix.indisunique AS is_unique, am.amname AS method,
        pg_get_expr(ix.indpred, ix.indrelid) AS predicate, ix.indisvalid AS valid,
-       ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k, true)
-             FROM generate_series(1, ix.indnkeyatts) k ORDER BY k) AS elements
-FROM pg_index ix
+       (ix.indkey::int2[])[0:ix.indnkeyatts - 1] AS keys,
+       CASE WHEN 0 = ANY(ix.indkey::int2[]) THEN
+         ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k::int, true) FROM generate_series(1, 32) k
+               WHERE k <= ix.indnkeyatts ORDER BY k)
+       END AS elements
+FROM t
+JOIN pg_index ix ON ix.indrelid = t.oid
 JOIN pg_class i ON i.oid = ix.indexrelid
-JOIN pg_class t ON t.oid = ix.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = i.relam
-WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR t.relname = ANY($2::text[]))
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint con
+WHERE NOT EXISTS (SELECT 1 FROM pg_constraint con
                   WHERE con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
                     AND con.contype IN ('p', 'u', 'x'))
 ORDER BY t.relname, i.relname
@@ -104,7 +136,9 @@ async def introspect(
     only = sorted(set(tables)) if tables is not None else None
     columns: dict[str, list[Column]] = defaultdict(list)
     facts: dict[str, TableFacts] = {}
+    attnames: dict[str, dict[int, str]] = defaultdict(dict)  # every table read, skipped ones too
     for r in await conn.fetch(_COLUMNS, schema_name, only):
+        attnames[r["table_name"]][r["attnum"]] = r["column_name"]
         if r["table_name"] in skip:
             continue
         identity = _IDENTITY.get(r["identity"] or "")
@@ -122,30 +156,29 @@ async def introspect(
     parts: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(list))
     outside: list[tuple[str, ForeignKey]] = []
     for r in await conn.fetch(_CONSTRAINTS, schema_name, only):
-        kind, name, cols = r["kind"], r["name"], tuple(r["columns"])
+        kind, name = r["kind"], r["name"]
         if r["table_name"] not in columns:
             if kind == "f" and r["table_name"] not in skip:
-                outside.append((r["table_name"], _foreign_key(r)))
+                outside.append((r["table_name"], _foreign_key(r, attnames)))
             continue
         bucket = parts[r["table_name"]]
         if kind == "p":
-            bucket["primary_key"] = list(cols)
+            bucket["primary_key"] = list(_names(r["columns"], r["keys"], attnames[r["table_name"]]))
             bucket["primary_key_name"] = name
         elif kind == "u":
-            bucket["uniques"].append(Unique(name, cols))
+            bucket["uniques"].append(Unique(name, _names(r["columns"], r["keys"], attnames[r["table_name"]])))
         elif kind == "f":
-            bucket["foreign_keys"].append(_foreign_key(r))
+            bucket["foreign_keys"].append(_foreign_key(r, attnames))
         elif kind == "c":
             bucket["checks"].append(Check(name, strip_check(r["definition"]), r["validated"]))
 
     for r in await conn.fetch(_INDEXES, schema_name, only):
         if r["table_name"] not in columns:
             continue
-        names = {c.name for c in columns[r["table_name"]]}
         parts[r["table_name"]]["indexes"].append(
             Index(
                 name=r["name"],
-                columns=tuple(_index_element(e, names) for e in r["elements"]),
+                columns=_index_columns(r, attnames[r["table_name"]]),
                 unique=r["is_unique"],
                 method=r["method"],
                 where=normalise_expression(r["predicate"]) if r["predicate"] else None,
@@ -169,16 +202,32 @@ async def introspect(
     return DatabaseState(Schema(read, schema_name).normalised(), facts, tuple(outside))
 
 
-def _foreign_key(r: asyncpg.Record) -> ForeignKey:
+def _names(named: list[str] | None, keys: list[int], attnames: dict[int, str]) -> tuple[str, ...]:
+    """Column names of a constraint side: as the catalog query named them (a table outside those read),
+    else its attribute numbers looked up in the columns already read."""
+    if named is not None:
+        return tuple(named)
+    return tuple(attnames[k] for k in keys)
+
+
+def _foreign_key(r: asyncpg.Record, attnames: dict[str, dict[int, str]]) -> ForeignKey:
     return ForeignKey(
         r["name"],
-        tuple(r["columns"]),
+        _names(r["columns"], r["keys"], attnames.get(r["table_name"], {})),
         r["ref_table"],
-        tuple(r["ref_columns"]),
+        _names(r["ref_columns"], r["ref_keys"], attnames.get(r["ref_table"], {})),
         _FK_ACTIONS[r["on_delete"]],
         _FK_ACTIONS[r["on_update"]],
         r["validated"],
     )
+
+
+def _index_columns(r: asyncpg.Record, attnames: dict[int, str]) -> tuple[str, ...]:
+    """The key columns of an index: names by attribute number, deparsed text only when a key is an expression."""
+    if r["elements"] is None:
+        return tuple(attnames[k] for k in r["keys"])
+    names = set(attnames.values())
+    return tuple(_index_element(e, names) for e in r["elements"])
 
 
 def _index_element(text: str, column_names: set[str]) -> str:

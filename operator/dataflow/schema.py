@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from dataflow.errors import SchemaError
@@ -165,7 +166,15 @@ class Table:
     primary_key_name: str | None = json_field(None, default=None, compare=False)
 
     def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return self._columns_by_name.get(name)
+
+    @cached_property
+    def _columns_by_name(self) -> dict[str, Column]:
+        """Columns by name, built once: the diff and renderers look columns up in loops."""
+        by_name: dict[str, Column] = {}
+        for c in self.columns:
+            by_name.setdefault(c.name, c)  # the first of a repeated name, as a scan would find
+        return by_name
 
     def with_sorted_parts(self) -> Table:
         def by_name(items: Iterable[Any]) -> tuple[Any, ...]:
@@ -188,7 +197,15 @@ class Schema:
     name: str = "public"
 
     def table(self, name: str) -> Table | None:
-        return next((t for t in self.tables if t.name == name), None)
+        return self._tables_by_name.get(name)
+
+    @cached_property
+    def _tables_by_name(self) -> dict[str, Table]:
+        """Tables by name, built once: a lookup per desired table must not scan them all (O(n²))."""
+        by_name: dict[str, Table] = {}
+        for t in self.tables:
+            by_name.setdefault(t.name, t)
+        return by_name
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -216,6 +233,11 @@ class Schema:
 
     def hash(self) -> str:
         """sha256 of the canonical JSON (hex)."""
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> str:
+        """Computed once per (immutable) schema: every plan of a cached desired schema reuses it."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 

@@ -59,6 +59,14 @@ def check_identifier(name: object, field: str) -> str:
 
 def quote_ident(name: str) -> str:
     """Always-quoted identifier: ``user`` → ``"user"``, ``a"b`` → ``"a""b"``."""
+    if not isinstance(name, str):
+        raise ValueError(f"invalid identifier {name!r}: {identifier_problem(name)}")
+    return _quote_ident(name)
+
+
+@lru_cache(maxsize=65536)
+def _quote_ident(name: str) -> str:
+    """Cached by name: rendering a large schema quotes the same table and column names many times."""
     problem = identifier_problem(name)
     if problem:
         raise ValueError(f"invalid identifier {name!r}: {problem}")
@@ -333,7 +341,17 @@ class _DropStoredCasts(Visitor):
 
 
 def function_names(text: str) -> frozenset[str]:
-    """Lower-cased names (``schema.name`` when qualified) of every function ``text`` calls."""
+    """Lower-cased names (``schema.name`` when qualified) of every function ``text`` calls.
+
+    Cached by text: a schema repeats the same few defaults and checks across many tables.
+    """
+    if not isinstance(text, str):
+        raise ValueError("empty expression")
+    return _function_names(text)
+
+
+@lru_cache(maxsize=16384)
+def _function_names(text: str) -> frozenset[str]:
     names: set[str] = set()
 
     class _Calls(Visitor):
@@ -344,7 +362,7 @@ def function_names(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def normalise_expression(text: str) -> str:
     """Canonical text of an expression, so the model's and the catalog's spellings compare equal.
 
@@ -357,7 +375,7 @@ def normalise_expression(text: str) -> str:
 _NOW_SPELLINGS = {"now()": "CURRENT_TIMESTAMP", "transaction_timestamp()": "CURRENT_TIMESTAMP"}
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def normalise_default(text: str | None, column_type: str | None = None) -> str | None:
     """Compare-friendly form of a column default; None when there is none (NULL stores nothing).
 
@@ -400,7 +418,7 @@ def _natural_number_literal(node: Any) -> Any | None:
     return None
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def strip_check(definition: str) -> str:
     """``CHECK ((price >= (0)::double precision))`` → ``price >= 0``."""
     inner = definition.strip()

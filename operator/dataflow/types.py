@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import pglast
@@ -198,8 +199,16 @@ def parse_type(text: str) -> PgType:
     """Parse a type as written in a model, manifest or ``format_type()`` into canonical form.
 
     pglast parses it as the type of ``NULL::<text>``, so anything that is not exactly one type
-    name (``int; drop table x``, ``int)``, ``text DEFAULT 1``) is a ValueError.
+    name (``int; drop table x``, ``int)``, ``text DEFAULT 1``) is a ValueError. A schema spells
+    few distinct types many times, so results are cached by text (errors are not).
     """
+    if not isinstance(text, str):
+        raise ValueError("empty type")
+    return _parse_type(text)
+
+
+@lru_cache(maxsize=16384)
+def _parse_type(text: str) -> PgType:
     tn = _type_name(text)
     names = [n.sval for n in tn.names]
     builtin = names[-1] if names[:-1] in ([], ["pg_catalog"]) else None
@@ -212,7 +221,14 @@ def parse_type(text: str) -> PgType:
 
 def canonical_type(text: str) -> str:
     """Canonical spelling of a type: ``character varying(20)`` → ``VARCHAR(20)``, ``integer[][]`` → ``INTEGER[]``."""
-    return str(parse_type(text))
+    if not isinstance(text, str):
+        raise ValueError("empty type")
+    return _canonical_type(text)
+
+
+@lru_cache(maxsize=16384)
+def _canonical_type(text: str) -> str:
+    return str(_parse_type(text))
 
 
 def is_known_type(text: str) -> bool:

@@ -1,7 +1,8 @@
 """``dataflow`` command line: manifests, plan, apply, history, rollback, operator.
 
 Exit codes: 0 applied or in sync, 1 refused (policy, conflict, or not confirmed), 2 error (bad input,
-failed apply, unreachable database), 130 interrupted. Errors are one line on stderr, never a traceback.
+failed apply, unreachable database), 130 interrupted; ``plan --exit-code`` adds 3: changes pending.
+Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataflow.preview import render_console, render_json, render_markdown, stdou
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.redact import Redactor
 
-EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plan", help="show what apply would do")
     target(sp)
     sp.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    sp.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 3 when changes are pending (0 in sync, 1 conflict, 2 error), like git diff --exit-code",
+    )
 
     sp = sub.add_parser("apply", help="apply the schema (asks unless --auto-confirm)")
     target(sp)
@@ -194,7 +200,20 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
         auto_confirm=getattr(args, "auto_confirm", False),
         max_risk_level=args.max_risk,
     )
-    return _exit_code(db.last_result)
+    code = _exit_code(db.last_result)
+    if (
+        code == EXIT_OK
+        and _pending_exit(args)
+        and db.last_result
+        and db.last_result.outcome is Outcome.DRY_RUN
+    ):
+        return EXIT_CHANGES
+    return code
+
+
+def _pending_exit(args: argparse.Namespace) -> bool:
+    """Whether ``plan --exit-code`` asked for exit 3 when changes are pending."""
+    return args.command == "plan" and getattr(args, "exit_code", False)
 
 
 def _exit_code(result: Result | None) -> int:
@@ -215,7 +234,7 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
     conn = await connect(dsn, manifest.schema.name)
     try:
         if args.command == "plan":
-            migration, conflicts = await plan(conn, manifest.schema, manifest.owner, options)
+            migration, conflicts = await plan(conn, manifest.schema, manifest.owner, options, dsn=dsn)
             fmt = args.format
             if fmt == "markdown":
                 sys.stdout.write(
@@ -232,7 +251,9 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
                 console.print(
                     f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False
                 )
-            return EXIT_OK if not conflicts else EXIT_REFUSED
+            if conflicts:
+                return EXIT_REFUSED
+            return EXIT_CHANGES if migration.operations and _pending_exit(args) else EXIT_OK
         result = await reconcile(conn, dsn, manifest.schema, manifest.owner, options)
     finally:
         await conn.close()

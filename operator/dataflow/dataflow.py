@@ -16,7 +16,6 @@ from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
-from dataflow.introspect import introspect
 from dataflow.ledger import (
     STATUS_APPLIED,
     STATUS_FAILED,
@@ -57,6 +56,21 @@ def check_identity(config: dict[str, Any]) -> None:
     for key, check in IDENTITY_CHECKS.items():
         if key in config and (problem := check(config[key])):
             raise SchemaError(f"migration_config.{key}", problem)
+
+
+async def missing_tables(conn: asyncpg.Connection, schema: str, tables: Iterable[str]) -> list[str]:
+    """Which of ``tables`` do not exist in ``schema`` (one catalog lookup, no introspection)."""
+    wanted = list(tables)
+    present = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p')",
+            schema,
+            wanted,
+        )
+    }
+    return [t for t in wanted if t not in present]
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ class DataFlow:
         self.models: dict[str, type] = {}
         self.console = console or stdout_console()
         self.last_result: Result | None = None
+        self._schema: tuple[tuple[Any, ...], Schema] | None = None  # (what it was built from, the schema)
 
     # models ---------------------------------------------------------------
     def model(self, cls: C) -> C:
@@ -113,7 +128,20 @@ class DataFlow:
         return cls
 
     def schema(self) -> Schema:
-        """The desired schema of every registered model."""
+        """The desired schema of every registered model.
+
+        Built once and kept until a model is registered or replaced or the schema name changes
+        (building 1,000 tables costs ~0.1 s; the Schema is immutable, so sharing it is safe).
+        """
+        source = (self.schema_name, *((name, id(cls)) for name, cls in self.models.items()))
+        if self._schema is not None and self._schema[0] == source:
+            return self._schema[1]
+        schema = self._build_schema()
+        self._schema = (source, schema)
+        return schema
+
+    def _build_schema(self) -> Schema:
+        """The desired schema, built and checked from the model classes."""
         tables = tuple(
             model_to_table(cls, vars(sys.modules.get(cls.__module__, sys))) for cls in self.models.values()
         )
@@ -167,8 +195,7 @@ class DataFlow:
         """Create the tables of models that have none yet (other differences wait for auto_migrate)."""
         desired = self.schema()
         async with self.connection() as conn:
-            state = await introspect(conn, self.schema_name, tables=desired.table_names)
-            missing = [t for t in desired.table_names if state.schema.table(t) is None]
+            missing = await missing_tables(conn, self.schema_name, desired.table_names)
             if not missing:
                 return True
             options = replace(self.options, max_risk_level=Risk.SAFE, include_tables=tuple(missing))
@@ -254,7 +281,7 @@ class DataFlow:
             self._report(result)
             applied = result.migration if result.outcome is Outcome.APPLIED else None
             if applied is not None and options.validate_after_migration:
-                again, _ = await plan(conn, desired, self.owner, options)
+                again, _ = await plan(conn, desired, self.owner, options, fast=False)
                 if again.operations:
                     raise MigrationFailed(
                         f"after {applied.version} the database still differs: {again.description}"
@@ -278,7 +305,7 @@ class DataFlow:
 
     async def get_pending_migrations(self) -> list[Migration]:
         async with self.connection() as conn:
-            migration, _ = await plan(conn, self.schema(), self.owner, self.options)
+            migration, _ = await plan(conn, self.schema(), self.owner, self.options, dsn=self.dsn)
         return [migration] if migration.operations else []
 
     async def get_migration_history(self, limit: int = 10) -> list[MigrationRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ _DDL = (
 )""",
     "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS progress JSONB",
     "ALTER TABLE {locks} ADD COLUMN IF NOT EXISTS holder_pid INTEGER",
+    # what an applied migration left: the plan key it was made for and the fingerprint of the result
+    "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS plan_key TEXT",
+    "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS fingerprint TEXT",
     """CREATE TABLE IF NOT EXISTS {owners} (
   table_name TEXT PRIMARY KEY,
   owner TEXT NOT NULL,
@@ -92,20 +96,30 @@ class MigrationRecord:
         return self.finished_at if self.status in (STATUS_APPLIED, STATUS_ROLLED_BACK) else None
 
 
-class Ledger:
-    """Reads and writes the ledger tables of one schema."""
+# Called inside the transaction that closes an applied migration: (plan key, fingerprint) to record.
+Seal = Callable[[asyncpg.Connection], Awaitable[tuple[str, str]]]
 
-    def __init__(self, schema: str = "public") -> None:
+
+class Ledger:
+    """Reads and writes the ledger tables of one schema.
+
+    ``seal``, when set, is asked for the plan key and fingerprint an applied migration leaves; they
+    are stored with its row in the transaction that closes it, so a later check can trust them.
+    """
+
+    def __init__(self, schema: str = "public", seal: Seal | None = None) -> None:
         self.schema = schema
         self.table = qualified(schema, LEDGER)
         self.locks = qualified(schema, LOCKS)
         self.owners = qualified(schema, OWNERS)
+        self.seal = seal
 
     async def ensure(self, conn: asyncpg.Connection) -> None:
         """Create the schema and ledger tables if missing (safe to race from many processes)."""
         present = await conn.fetchval(
-            "SELECT count(*) = 2 FROM pg_attribute WHERE (attrelid, attname) IN"
-            " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'))"
+            "SELECT count(*) = 4 FROM pg_attribute WHERE (attrelid, attname) IN"
+            " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'),"
+            " (to_regclass($1), 'plan_key'), (to_regclass($1), 'fingerprint'))"
             " AND to_regclass($3) IS NOT NULL",
             self.table,
             self.locks,
@@ -163,14 +177,20 @@ class Ledger:
     async def finish(
         self, conn: asyncpg.Connection, version: str, status: str, attempts: int, error: str | None = None
     ) -> None:
-        """Close an attempt; called inside the migration's transaction for success."""
+        """Close an attempt; called inside the migration's transaction for success (then sealed, see ``seal``)."""
+        key, fingerprint = (
+            await self.seal(conn) if status == STATUS_APPLIED and self.seal is not None else (None, None)
+        )
         await conn.execute(
             f"UPDATE {self.table} SET status = $2, attempts = $3, error = $4, finished_at = clock_timestamp(),"
-            " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000 WHERE version = $1",
+            " duration_ms = extract(epoch FROM clock_timestamp() - started_at) * 1000,"
+            " plan_key = $5, fingerprint = $6 WHERE version = $1",
             version,
             status,
             attempts,
             error,
+            key,
+            fingerprint,
         )
 
     async def progress(self, conn: asyncpg.Connection, version: str, done: int, total: int) -> None:

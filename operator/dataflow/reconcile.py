@@ -11,14 +11,15 @@ from enum import StrEnum
 
 import asyncpg
 
+from dataflow import fingerprint
 from dataflow.errors import LockTimeout, MigrationFailed
 from dataflow.executor import CONNECTION_ERRORS, execute_migration
 from dataflow.introspect import introspect
-from dataflow.ledger import Ledger
+from dataflow.ledger import Ledger, Seal
 from dataflow.lock import MigrationLease
 from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
-from dataflow.plan import Migration, build_migration, concerned_tables
+from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration
 from dataflow.schema import Schema
 
 log = logging.getLogger("dataflow.reconcile")
@@ -93,12 +94,37 @@ def applied_by() -> str:
 
 
 async def plan(
-    conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
+    conn: asyncpg.Connection,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    *,
+    dsn: str | None = None,
+    fast: bool = True,
 ) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
     Read-only: a missing schema means no tables yet, missing ledger tables mean no owners yet.
+    With ``fast``, one fingerprint query comes first: when it shows a state known to be in sync
+    (cached in this process for ``dsn``, or recorded by this owner's last apply), the plan is empty
+    without reading the tables. A full plan that finds nothing caches the fingerprint read before it.
     """
+    if not fast:
+        return await full_plan(conn, desired, owner, options)
+    key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
+    reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
+    if fingerprint.matches(reading, key, fingerprint.IN_SYNC.get(dsn, desired.name, owner, key)):
+        return empty_migration(fingerprint.schema_hash(desired)), {}
+    migration, conflicts = await full_plan(conn, desired, owner, options)
+    if not migration.operations and not conflicts and not reading.running:
+        fingerprint.IN_SYNC.put(dsn, desired.name, owner, key, reading.fingerprint)
+    return migration, conflicts
+
+
+async def full_plan(
+    conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
+) -> tuple[Migration, dict[str, str]]:
+    """Introspect, diff, probe and render: the plan made without any fingerprint shortcut."""
     ledger = Ledger(desired.name)
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
@@ -157,7 +183,7 @@ async def reconcile(
     applied and the result says so.
     """
     try:
-        preview, conflicts = await plan(conn, desired, owner, options)
+        preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     except asyncpg.PostgresError as exc:
         if conn.is_closed():
             raise
@@ -201,12 +227,17 @@ async def _apply(
 
     A failed migration, a lost lease or a lost connection becomes a FAILED result with one clear reason.
     """
-    ledger = Ledger(desired.name)
+    sealed: list[str] = []
+    ledger = Ledger(desired.name, seal=_sealer(desired, owner, options, sealed))
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
         async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
-            return await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, options, shown)
+            result = await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, options, shown)
+        if result.outcome is Outcome.APPLIED and sealed:
+            key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
+            fingerprint.IN_SYNC.put(dsn, desired.name, owner, key, sealed[-1])
+        return result
     except (MigrationFailed, LockTimeout) as exc:
         return Result(Outcome.FAILED, preview, str(exc))
     except CONNECTION_ERRORS as exc:
@@ -232,7 +263,7 @@ async def _apply_under_lease(
 ) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease."""
     interrupted = await ledger.mark_interrupted(conn)
-    fresh, conflicts = await plan(conn, desired, owner, options)
+    fresh, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     if conflicts:
         return _conflict(fresh, conflicts)
     if not fresh.operations:
@@ -265,6 +296,22 @@ async def _apply_under_lease(
         conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released, fence=lease, dsn=dsn
     )
     return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
+
+
+def _sealer(desired: Schema, owner: str, options: MigrationOptions, sealed: list[str]) -> Seal:
+    """The ledger's ``seal``: the plan key and the fingerprint of the state the migration leaves.
+
+    Taken inside the closing transaction, after the ownership rows: exactly the state it commits.
+    ``sealed`` receives the fingerprint, for the in-process cache once the apply has returned.
+    """
+
+    async def seal(conn: asyncpg.Connection) -> tuple[str, str]:
+        key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
+        value = await fingerprint.fingerprint(conn, desired.name, concerned_tables(desired, ()), owner)
+        sealed.append(value)
+        return key, value
+
+    return seal
 
 
 def _claimed(desired: Schema, options: MigrationOptions) -> list[str]:

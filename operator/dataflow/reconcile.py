@@ -93,6 +93,9 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+IN_SYNC_REASON = "database matches the schema"
+
+
 async def plan(
     conn: asyncpg.Connection,
     desired: Schema,
@@ -111,14 +114,23 @@ async def plan(
     """
     if not fast:
         return await full_plan(conn, desired, owner, options)
-    key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
-    reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
-    if fingerprint.matches(reading, key, fingerprint.IN_SYNC.get(dsn, desired.name, owner, key)):
+    known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
+    if known:
         return empty_migration(fingerprint.schema_hash(desired)), {}
     migration, conflicts = await full_plan(conn, desired, owner, options)
     if not migration.operations and not conflicts and not reading.running:
+        key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
         fingerprint.IN_SYNC.put(dsn, desired.name, owner, key, reading.fingerprint)
     return migration, conflicts
+
+
+async def _known_in_sync(
+    conn: asyncpg.Connection, dsn: str | None, desired: Schema, owner: str, options: MigrationOptions
+) -> tuple[bool, fingerprint.Reading]:
+    """One fingerprint query: whether the database is in a state known to match ``desired``."""
+    key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
+    reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
+    return fingerprint.matches(reading, key, fingerprint.IN_SYNC.get(dsn, desired.name, owner, key)), reading
 
 
 async def full_plan(
@@ -180,8 +192,14 @@ async def reconcile(
     Only the plan made under the lease counts: a concurrent applier may have done the work (then
     the result is IN_SYNC) or be half-way through it, so policy (``gate``) and the approval are
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
-    applied and the result says so.
+    applied and the result says so. Unattended, nobody sees a preview: after the fingerprint check,
+    the only plan made is the one under the lease.
     """
+    if confirm is None and not options.dry_run:
+        known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
+        if known:
+            return Result(Outcome.IN_SYNC, empty_migration(fingerprint.schema_hash(desired)), IN_SYNC_REASON)
+        return await _apply(conn, dsn, desired, owner, options, None, None)
     try:
         preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     except asyncpg.PostgresError as exc:
@@ -202,7 +220,7 @@ async def reconcile(
         if not options.dry_run and await Ledger(desired.name).has_running(conn, owner):
             # a process died after its last step but before recording it: close that attempt under the lease
             return await _apply(conn, dsn, desired, owner, options, preview, None)
-        return Result(Outcome.IN_SYNC, preview, "database matches the schema")
+        return Result(Outcome.IN_SYNC, preview, IN_SYNC_REASON)
     if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
     shown = None  # the plan a person saw, which the applied one must equal
@@ -228,18 +246,21 @@ async def _apply(
     A failed migration, a lost lease or a lost connection becomes a FAILED result with one clear reason.
     """
     sealed: list[str] = []
+    planned: list[Migration] = []  # the plan made under the lease, for a failure's report
     ledger = Ledger(desired.name, seal=_sealer(desired, owner, options, sealed))
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
         async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
-            result = await _apply_under_lease(conn, dsn, ledger, lease, desired, owner, options, shown)
+            result = await _apply_under_lease(
+                conn, dsn, ledger, lease, desired, owner, options, shown, planned
+            )
         if result.outcome is Outcome.APPLIED and sealed:
             key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
             fingerprint.IN_SYNC.put(dsn, desired.name, owner, key, sealed[-1])
         return result
     except (MigrationFailed, LockTimeout) as exc:
-        return Result(Outcome.FAILED, preview, str(exc))
+        return Result(Outcome.FAILED, planned[-1] if planned else preview, str(exc))
     except CONNECTION_ERRORS as exc:
         if not conn.is_closed():
             raise
@@ -260,15 +281,17 @@ async def _apply_under_lease(
     owner: str,
     options: MigrationOptions,
     shown: Migration | None,
+    planned: list[Migration],
 ) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease."""
     interrupted = await ledger.mark_interrupted(conn)
     fresh, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
+    planned.append(fresh)
     if conflicts:
         return _conflict(fresh, conflicts)
     if not fresh.operations:
         if not interrupted:
-            return Result(Outcome.IN_SYNC, fresh, "another process applied this schema first")
+            return Result(Outcome.IN_SYNC, fresh, IN_SYNC_REASON)
         await ledger.settle_ownership(conn, owner, _claimed(desired, options))
         return Result(
             Outcome.IN_SYNC,

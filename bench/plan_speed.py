@@ -4,8 +4,8 @@
 For each size (``--sizes``, default 10 100 1000) a deterministic schema of model classes is built
 (~15 columns a table, btree, partial and GIN indexes, unique constraints, foreign keys, checks), and:
 
-1. **Whole-schema apply**: ``DataFlow.initialize()`` on an empty database, against ``psql -X -q -1
-   -v ON_ERROR_STOP=1 -f`` loading DataFlow's own planned SQL for that schema into another empty
+1. **Whole-schema apply**: ``DataFlow.initialize()`` on an empty database, against ``psql -X -q
+   -v ON_ERROR_STOP=1 -f`` (autocommit) loading DataFlow's own planned SQL for that schema into another empty
    database (the floor). One fresh database per sample.
 2. **In-sync plan**: ``DataFlow.auto_migrate(dry_run=True, interactive=False)`` on a database the
    same models were applied to (a fresh connection per call, as an application does), and the engine's
@@ -526,7 +526,7 @@ async def measure_size(n: int, args: argparse.Namespace, dbs: Databases, peers: 
                 await dbs.drop(dsn)
             if peers & {"psql", "kailash"} and (i < apply_runs or not loaded):
                 dsn = await dbs.create(f"{n}_psql")
-                cmd = ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(sql_file)]
+                cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(sql_file)]
                 proc = run_process(cmd, args.timeout)
                 if proc.returncode != 0:
                     raise RuntimeError(f"psql -f: {proc.stderr.strip()[:300]}")

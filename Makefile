@@ -28,7 +28,7 @@ generate: $(STAMP)
 	$(PY) -m dataflow.crdgen
 
 bench: $(STAMP)
-	$(PY) bench/plan_200_tables.py
+	$(PY) bench/plan_speed.py --plot docs/plan-speed.png
 
 clean:
 	rm -rf $(VENV) .dataflow examples/quickstart/.dataflow

@@ -658,23 +658,37 @@ def ratios(rows: list[Row], sizes: list[int]) -> list[tuple[str, ...]]:
             None,
         )
         plan = find(rows, n, "DataFlow", "2% changed plan")
+        engine_plan = next(
+            (
+                r
+                for r in rows
+                if r.size == n and r.tool == "DataFlow engine" and r.measure == "2% changed plan"
+            ),
+            None,
+        )
         inspect = find(rows, n, "schemainspect", "inspect")
         apply, floor = find(rows, n, "DataFlow", "apply"), find(rows, n, "psql", "apply")
         best = min(r.median for r in (in_sync, engine) if r and r.median is not None) if in_sync else None
-        r2 = inspect.median / plan.median if inspect and plan and inspect.median and plan.median else None
+        # like (1), the engine on an open connection counts: schemainspect's inspection is timed that way too
+        r2_library = _ratio(inspect, plan)
+        r2 = _ratio(inspect, engine_plan) or r2_library
         r3 = apply.median / floor.median if apply and floor and apply.median and floor.median else None
         body.append(
             (
                 f"{n:,}",
                 f"{fmt(in_sync.median if in_sync else None)} / {fmt(engine.median if engine else None)}",
                 _met(best is not None and best <= TARGET_IN_SYNC_MS, best),
-                fmt(r2, 2) + "×",
+                f"{fmt(r2_library, 2)}× / {fmt(r2, 2)}×",
                 _met(r2 is not None and r2 >= TARGET_PLAN_RATIO, r2),
                 fmt(r3, 2) + "×",
                 _met(r3 is not None and r3 <= TARGET_APPLY_RATIO, r3),
             )
         )
     return body
+
+
+def _ratio(slow: Row | None, fast: Row | None) -> float | None:
+    return slow.median / fast.median if slow and fast and slow.median and fast.median else None
 
 
 def _met(ok: bool, value: float | None) -> str:
@@ -727,11 +741,20 @@ def report(rows: list[Row], sizes: list[int], machine: str) -> None:
     print()
     print(
         f"# targets: (1) in-sync check <= {TARGET_IN_SYNC_MS:.0f} ms (library / engine on an open connection; "
-        f"the faster counts), (2) schemainspect inspection / DataFlow 2% plan >= {TARGET_PLAN_RATIO:.0f}x, "
+        f"the faster counts), (2) schemainspect inspection / DataFlow 2% plan (library / engine; the engine "
+        f"counts) >= {TARGET_PLAN_RATIO:.0f}x, "
         f"(3) DataFlow apply / psql -f <= {TARGET_APPLY_RATIO}x; the issue sets them at 1,000 tables"
     )
     print_table(
-        ("tables", "in-sync ms (library / engine)", "(1)", "inspect / plan", "(2)", "apply / psql", "(3)"),
+        (
+            "tables",
+            "in-sync ms (library / engine)",
+            "(1)",
+            "inspect / plan (library / engine)",
+            "(2)",
+            "apply / psql",
+            "(3)",
+        ),
         ratios(rows, sizes),
     )
 

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from dataflow import executor
 from dataflow.errors import MigrationFailed
 from dataflow.executor import execute_one
 from dataflow.introspect import introspect
@@ -139,3 +140,69 @@ async def test_planning_new_tables_probes_nothing(conn: asyncpg.Connection) -> N
 
     await queries(1)  # warm-up: asyncpg reads the types of a first result itself
     assert await queries(1) == await queries(30)
+
+
+# a whole schema in bounded transactions ------------------------------------------------------------------
+def new_tables(n: int, bad_key: bool = False) -> Schema:
+    """``n`` new tables with a primary key and an index each; ``bad_key`` adds a foreign key that must fail
+    (it refers to a column with no unique constraint), which runs last."""
+    tables = [
+        Table(
+            f"t{i:02d}",
+            (Column("id", "BIGINT", nullable=False), Column("v", "INTEGER")),
+            primary_key=("id",),
+            indexes=(Index(f"t{i:02d}_v_idx", ("v",)),),
+            foreign_keys=(ForeignKey("t00_v_fkey", ("v",), "t01", ("v",)),) if bad_key and i == 0 else (),
+        )
+        for i in range(n)
+    ]
+    return Schema(tuple(tables))
+
+
+async def test_a_whole_schema_is_applied_in_bounded_transactions(
+    dsn: str, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of new tables in one transaction outgrow the server's lock table (5,000 did: "out of shared
+    memory"); operations on new tables are split between transactions, and nothing else is."""
+    monkeypatch.setattr(executor, "MAX_NEW_TABLE_STATEMENTS", 5)
+    migration = await build_migration(
+        conn, await introspect(conn), new_tables(12), options=MigrationOptions()
+    )
+    groups = executor.group_steps(migration.operations)
+    assert len(groups) > 1 and all(len(g.steps) <= 6 for g in groups)  # an operation is never cut in two
+    homes: dict[int, set[int]] = {}
+    for n, g in enumerate(groups):
+        for i, _ in g.steps:
+            homes.setdefault(i, set()).add(n)
+    assert all(len(h) == 1 for h in homes.values())  # each operation's statements share one transaction
+    commits: list[str] = []
+    conn.add_query_logger(lambda q: commits.append(q.query) if q.query.strip().upper() == "COMMIT;" else None)
+    result = await reconcile(conn, dsn, new_tables(12), "test", MigrationOptions())
+    assert result.outcome is Outcome.APPLIED, result.reason
+    assert len(commits) >= len(groups)
+    assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE tablename LIKE 't__'") == 12
+
+
+async def test_a_failure_in_a_later_transaction_undoes_the_earlier_ones(
+    dsn: str, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "MAX_NEW_TABLE_STATEMENTS", 5)
+    result = await reconcile(conn, dsn, new_tables(12, bad_key=True), "test", MigrationOptions())
+    assert result.outcome is Outcome.FAILED and "completed operation(s) were undone" in result.reason, (
+        result.reason
+    )
+    assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE tablename LIKE 't__'") == 0
+    assert await conn.fetchval("SELECT status FROM dataflow_migrations ORDER BY id DESC LIMIT 1") == "failed"
+
+
+def test_changes_to_existing_tables_stay_in_one_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataflow.operations import Assessment, Change, Operation, Risk, Step
+
+    monkeypatch.setattr(executor, "MAX_NEW_TABLE_STATEMENTS", 2)
+    ops = [
+        Operation(
+            Change("ADD_COLUMN", "old", f"c{i}"), Assessment(Risk.SAFE, "", "", 0), (Step(f"-- {i}"),), ()
+        )
+        for i in range(6)
+    ]
+    assert len(executor.group_steps(ops)) == 1

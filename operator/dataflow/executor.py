@@ -28,6 +28,7 @@ from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, MigrationFailed
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.operations import Operation, Step
+from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration
 from dataflow.retry import Backoff
@@ -176,12 +177,35 @@ class Group:
     transactional: bool
 
 
+# Statements one transaction may hold while it only builds new tables. Every CREATE TABLE, index and
+# foreign key keeps a few locks until commit, and the server's lock table is shared and bounded
+# (max_locks_per_transaction x max_connections: 6,400 slots by default): a 5,000-table schema in one
+# transaction fails with "out of shared memory".
+MAX_NEW_TABLE_STATEMENTS = 500
+
+
 def group_steps(operations: list[Operation]) -> list[Group]:
+    """Consecutive transactional steps share a transaction; online steps run alone.
+
+    A run of operations on tables this migration creates is split every ``MAX_NEW_TABLE_STATEMENTS``
+    statements, between operations: should a later group fail, the completed ones are undone like any
+    completed group (``rollback_on_error``), and the next run re-plans from what is there.
+    """
+    new_tables = {op.table for op in operations if not kind_of(op.kind).reads_table}
     groups: list[Group] = []
     for i, op in enumerate(operations):
-        for step in op.steps:
-            if step.transactional and groups and groups[-1].transactional:
-                groups[-1].steps.append((i, step))
+        on_new_table = op.table in new_tables
+        for n, step in enumerate(op.steps):
+            last = groups[-1] if groups else None
+            full = (
+                n == 0
+                and on_new_table
+                and last is not None
+                and len(last.steps) >= MAX_NEW_TABLE_STATEMENTS
+                and all(operations[j].table in new_tables for j, _ in last.steps)
+            )
+            if step.transactional and last is not None and last.transactional and not full:
+                last.steps.append((i, step))
             else:
                 groups.append(Group([(i, step)], step.transactional))
     return groups
@@ -499,12 +523,18 @@ def _cleanup_action(conn: asyncpg.Connection, group: Group) -> Callable[[], Awai
 async def _undo(
     conn: asyncpg.Connection, schema: str, migration: Migration, done: list[Group], settings: MigrationOptions
 ) -> str:
-    """Roll back the operations of ``done`` groups (newest first); says what happened."""
+    """Roll back the operations of ``done`` groups (newest first); says what happened.
+
+    One transaction, unless the undo is as long as a split group: then one per ``MAX_NEW_TABLE_STATEMENTS``
+    statements, for the same reason (the server's lock table).
+    """
     touched = sorted({i for g in done for i, _ in g.steps}, reverse=True)
     statements = [sql for i in touched for sql in migration.operations[i].sql_down]
     try:
-        async with conn.transaction():
-            await run_in_transaction(conn, schema, statements, settings)
+        for start in range(0, len(statements), MAX_NEW_TABLE_STATEMENTS):
+            async with conn.transaction():
+                chunk = statements[start : start + MAX_NEW_TABLE_STATEMENTS]
+                await run_in_transaction(conn, schema, chunk, settings)
     except (MigrationFailed, *CONNECTION_ERRORS) as exc:
         return f"; undoing the completed steps failed too ({type(exc).__name__}: {exc})"
     return f"; the {len(touched)} completed operation(s) were undone"

@@ -46,6 +46,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from rich.console import Console
@@ -456,7 +457,7 @@ class Databases:
         return with_database(self.url, name)
 
     async def drop(self, dsn: str) -> None:
-        name = dsn.rsplit("/", 1)[1].split("?")[0]
+        name = urlsplit(dsn).path.lstrip("/")  # the embedded server's DSN has a path in its query too
         conn = await asyncpg.connect(self.url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

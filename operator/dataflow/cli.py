@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from dataflow.connect import connect
-from dataflow.dataflow import DataFlow, schema_name_problem
+from dataflow.dataflow import DataFlow
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, SchemaError
 from dataflow.manifest import (
@@ -33,6 +33,7 @@ from dataflow.manifest import (
 from dataflow.preview import render_console, render_json, render_markdown, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.redact import Redactor
+from dataflow.sqltext import identifier_problem
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -170,7 +171,7 @@ def _manifest(args: argparse.Namespace, console: Console) -> int:
 
 async def _database_command(args: argparse.Namespace, console: Console) -> int:
     if args.command in ("history", "rollback"):
-        if problem := schema_name_problem(args.schema):
+        if problem := identifier_problem(args.schema):
             raise SchemaError("--schema", problem)
         db = DataFlow(args.database_url, migration_config={"schema": args.schema}, console=console)
         if args.command == "history":

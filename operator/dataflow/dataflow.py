@@ -33,22 +33,12 @@ from dataflow.preview import render_console, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
-from dataflow.sqltext import MAX_IDENTIFIER_BYTES
+from dataflow.sqltext import identifier_problem
 
 C = TypeVar("C", bound=type)
 
 
-def schema_name_problem(value: Any) -> str | None:
-    """Why ``value`` is not a PostgreSQL schema name, or None."""
-    if problem := text(value):
-        return problem
-    return (
-        None if len(value.encode()) <= MAX_IDENTIFIER_BYTES else f"longer than {MAX_IDENTIFIER_BYTES} bytes"
-    )
-
-
-# migration_config keys that say where and as whom (not how; that is MigrationOptions.config_keys())
-IDENTITY_CHECKS = {"schema": schema_name_problem, "owner": text}
+IDENTITY_CHECKS = {"schema": identifier_problem, "owner": text}
 
 
 def check_identity(config: dict[str, Any]) -> None:

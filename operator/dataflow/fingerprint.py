@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from dataflow.ledger import LEDGER, OWNERS, STATUS_APPLIED, STATUS_RUNNING
+from dataflow.ledger import LEDGER, OWNERS, STATUS_APPLIED, STATUS_RUNNING, Ledger
 from dataflow.options import MigrationOptions
 from dataflow.schema import Schema
 from dataflow.sqltext import qualified
@@ -129,9 +129,10 @@ async def read(conn: asyncpg.Connection, schema: str, tables: Iterable[str], own
     would abort it, the ledger's presence is looked up first instead.
     """
     args = (schema, sorted(set(tables)), owner)
-    if conn.is_in_transaction() and not await _ledger_ready(conn, schema):
+    ledger = Ledger(schema)
+    if conn.is_in_transaction() and not await ledger.is_current(conn):
         return Reading(
-            _digest(await conn.fetchval(_statement(None), *args)), running=await _old_ledger(conn, schema)
+            _digest(await conn.fetchval(_statement(None), *args)), running=await ledger.exists(conn)
         )
     try:
         row = await conn.fetchrow(_statement(schema), *args)
@@ -140,19 +141,6 @@ async def read(conn: asyncpg.Connection, schema: str, tables: Iterable[str], own
     except asyncpg.UndefinedColumnError:  # a ledger of an older version: the full plan decides
         return Reading(_digest(await conn.fetchval(_statement(None), *args)), running=True)
     return Reading(_digest(row["catalog"]), row["running"], row["recorded_key"], row["recorded_fingerprint"])
-
-
-async def _ledger_ready(conn: asyncpg.Connection, schema: str) -> bool:
-    return await conn.fetchval(
-        "SELECT to_regclass($2) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_attribute"
-        " WHERE attrelid = to_regclass($1) AND attname = 'fingerprint' AND NOT attisdropped)",
-        qualified(schema, LEDGER),
-        qualified(schema, OWNERS),
-    )
-
-
-async def _old_ledger(conn: asyncpg.Connection, schema: str) -> bool:
-    return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified(schema, LEDGER))
 
 
 def _digest(catalog: str) -> str:

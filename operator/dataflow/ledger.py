@@ -114,9 +114,9 @@ class Ledger:
         self.owners = qualified(schema, OWNERS)
         self.seal = seal
 
-    async def ensure(self, conn: asyncpg.Connection) -> None:
-        """Create the schema and ledger tables if missing (safe to race from many processes)."""
-        present = await conn.fetchval(
+    async def is_current(self, conn: asyncpg.Connection) -> bool:
+        """Whether every ledger table is there with the columns this version writes and reads."""
+        return await conn.fetchval(
             "SELECT count(*) = 4 FROM pg_attribute WHERE (attrelid, attname) IN"
             " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'),"
             " (to_regclass($1), 'plan_key'), (to_regclass($1), 'fingerprint'))"
@@ -125,7 +125,10 @@ class Ledger:
             self.locks,
             self.owners,
         )
-        if present:
+
+    async def ensure(self, conn: asyncpg.Connection) -> None:
+        """Create the schema and ledger tables if missing (safe to race from many processes)."""
+        if await self.is_current(conn):
             return
         from dataflow.executor import execute_one  # the executor imports this module
 

@@ -208,3 +208,29 @@ async def test_one_replica_reconciles_and_a_standby_takes_over(
 
 async def _is(status: object, expected: int) -> bool:
     return await status == expected  # type: ignore[misc]
+
+
+def test_peering_health_rules() -> None:
+    """The probe's verdict from a peering object's status (the end-to-end test covers the live cases)."""
+    from datetime import UTC, datetime, timedelta
+
+    from dataflow.k8s.ha import peering_problem
+
+    now = datetime.now(UTC)
+
+    def peer(priority: int, age_s: float = 1, lifetime: int = 15) -> dict:
+        return {
+            "priority": priority,
+            "lifetime": lifetime,
+            "lastseen": (now - timedelta(seconds=age_s)).isoformat(),
+        }
+
+    assert peering_problem({"me": peer(5)}, 5, now) is None  # active
+    assert peering_problem({"me": peer(5), "leader": peer(9)}, 5, now) is None  # standby
+    assert "share priority" in peering_problem({"me": peer(5), "twin": peer(5)}, 5, now)
+    assert (
+        peering_problem({"me": peer(5), "dead": peer(9, age_s=20)}, 5, now) is None
+    )  # dead leader: take over
+    assert "no live keep-alive" in peering_problem({"leader": peer(9, age_s=20)}, 5, now)
+    assert peering_problem({"me": peer(5), "twin": peer(5, age_s=20)}, 5, now) is None
+    assert len({priority_for(f"df-operator-{i}") for i in range(1000)}) == 1000

@@ -57,7 +57,14 @@ async def until(port: int, name: str, labels: tuple[tuple[str, str], ...], check
 async def test_counters_move_with_what_the_operator_does(
     api: ApiServer, operator: None, http: aiohttp.ClientSession, dsn: str, secret_dsn: str, port: int
 ) -> None:
-    before = await scrape(port)
+    for _ in range(100):  # KopfRunner returns before the startup handlers have run
+        try:
+            before = await scrape(port)
+            break
+        except aiohttp.ClientConnectorError:
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"metrics never served on port {port}")
     applied = ("dataflow_reconciles_total", (("phase", "Applied"), ("reason", "Applied")))
     durations = ("dataflow_migration_duration_seconds_count", ())
     drift = ("dataflow_drift_detected_total", ())

@@ -57,6 +57,10 @@ class _PhaseCollector(Collector):
             else:
                 self._phases[uid] = phase
 
+    def clear(self) -> None:
+        with self._lock:
+            self._phases.clear()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             tally = Tally(self._phases.values())
@@ -98,6 +102,11 @@ def observe_reconcile(
 def forget(uid: str) -> None:
     """The resource is gone: it no longer counts in any phase."""
     _PHASES.record(uid, None)
+
+
+def forget_all() -> None:
+    """The operator stopped: it knows no resource's phase any more (a new run in this process starts afresh)."""
+    _PHASES.clear()
 
 
 def set_pool_connections(database: str, in_use: int) -> None:

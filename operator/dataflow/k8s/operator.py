@@ -209,6 +209,7 @@ def replicas_and_metrics(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
 
 @kopf.on.cleanup()
 def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    metrics.forget_all()
     server = memo.get("metrics_server")
     if isinstance(server, metrics.Server):
         server.stop()

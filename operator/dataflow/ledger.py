@@ -417,3 +417,14 @@ class Ledger:
             f"INSERT INTO {self.owners} (table_name, owner) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING",
             [(t, owner) for t in tables],
         )
+
+    async def release_owner(self, conn: asyncpg.Connection, owner: str) -> list[str]:
+        """Drop every claim of ``owner`` (its resource was deleted); returns the tables it released.
+
+        The tables and their data stay; another owner may claim them next. Without the ownership
+        table there is nothing to release, and nothing is created.
+        """
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
+            return []
+        rows = await conn.fetch(f"DELETE FROM {self.owners} WHERE owner = $1 RETURNING table_name", owner)
+        return sorted(r["table_name"] for r in rows)

@@ -17,6 +17,9 @@ from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, Table
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
 DEFAULT_SECRET_KEY = "dsn"
+# spec.deletionPolicy: what deleting the resource does (the tables and their data are kept either way)
+RETAIN, ORPHAN = "Retain", "Orphan"
+DELETION_POLICIES = (RETAIN, ORPHAN)
 _DNS_NAME = {"minLength": 1, "maxLength": 253, "pattern": DNS_SUBDOMAIN}
 _DURATION = {"pattern": DURATION_PATTERN}
 _FUNCTION = {
@@ -132,4 +135,14 @@ class Spec:
     )
     promotion: Promotion | None = json_field(
         "promotion", "Promotion gating between environments.", default=None
+    )
+    deletion_policy: str = json_field(
+        "deletionPolicy",
+        "What deleting this resource does; the tables and their data are kept either way. Retain: "
+        "release its claim on the tables, so another DataFlowSchema may manage them (deletion waits "
+        "for the database). Orphan: leave the database untouched, claim included (for a database that "
+        "is gone, or a resource re-created under the same name).",
+        default=RETAIN,
+        publish_default=True,
+        schema={"enum": list(DELETION_POLICIES)},
     )

@@ -4,7 +4,10 @@ Run with ``kopf run -m dataflow.k8s.operator`` (or ``dataflow operator``). Tunab
 environment, read when the operator starts (not at import): ``DATAFLOW_DRIFT_TICK`` (seconds
 between drift and promotion checks of a resource, default 30; the timer wakes every
 :data:`TIMER_TICK_S`, so shorter values act as that), ``DATAFLOW_RETRY_BASE`` (first retry delay,
-default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``.
+default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``, ``DATAFLOW_METRICS_PORT``
+(Prometheus metrics, default 8081, 0: off), ``DATAFLOW_WATCHED_NAMESPACES`` (comma-separated: where
+the namespaced peering objects are, for the health probe), ``POD_ID``/``POD_NAME`` (the replica's
+peering identity and priority, see :mod:`dataflow.k8s.ha`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +25,7 @@ from typing import Any
 import kopf
 
 from dataflow.errors import SchemaError
-from dataflow.k8s import kube
+from dataflow.k8s import deletion, ha, kube, metrics
 from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
@@ -108,9 +112,19 @@ def _lock(uid: str) -> asyncio.Lock:
     return _locks.setdefault(uid, asyncio.Lock())
 
 
-async def _react(body: kopf.Body, patch: kopf.Patch, retry: int, config: OperatorConfig) -> None:
+async def _react(
+    body: kopf.Body, patch: kopf.Patch, retry: int, config: OperatorConfig, drift_check: bool = False
+) -> None:
     async with _lock(body.metadata.uid or body.metadata.name):
+        started = time.monotonic()
         reaction: Reaction = await reconcile_resource(body)
+    metrics.observe_reconcile(
+        body.metadata.uid or body.metadata.name,
+        reaction.status,
+        body.get("status") or {},
+        time.monotonic() - started,
+        drift_check=drift_check,
+    )
     patch["status"] = reaction.status
     if reaction.event:
         kind, reason, message = reaction.event
@@ -162,4 +176,47 @@ async def drift_check(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int 
     """Detect drift (someone changed the database) and promotion becoming possible."""
     config = _config(memo)
     if drift_tick_due(memo, config.drift_tick_s, asyncio.get_running_loop().time()) and drift_check_due(body):
-        await _react(body, patch, retry, config)
+        await _react(body, patch, retry, config, drift_check=True)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def release_handler(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """Apply spec.deletionPolicy (Retain: release the tables' claim); Kopf's finalizer waits for it."""
+    uid = body.metadata.uid or body.metadata.name
+    async with _lock(uid):
+        try:
+            reason, message = await deletion.release(body)
+        except deletion.ReleasePending as exc:
+            kopf.event(body, type="Warning", reason=deletion.DeletionReason.RELEASE_PENDING, message=str(exc))
+            raise kopf.TemporaryError(str(exc), delay=_config(memo).retry.delay(retry + 1)) from None
+    kopf.event(body, type="Normal", reason=reason.value, message=message)
+    metrics.forget(uid)
+    _locks.pop(uid, None)
+
+
+# replicas and metrics ---------------------------------------------------------------------------
+@kopf.on.startup()
+def replicas_and_metrics(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """A distinct peering priority and a short peering lifetime (see dataflow.k8s.ha); serve /metrics."""
+    ha.configure_peering(settings)
+    raw = os.environ.get("DATAFLOW_METRICS_PORT") or str(metrics.DEFAULT_PORT)
+    if not raw.isdigit() or int(raw) > 65535:
+        raise kopf.PermanentError(
+            f"invalid operator setting: DATAFLOW_METRICS_PORT: expected a port, got {raw!r}"
+        )
+    memo["metrics_server"] = metrics.serve(int(raw))
+
+
+@kopf.on.cleanup()
+def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    metrics.forget_all()
+    server = memo.get("metrics_server")
+    if isinstance(server, metrics.Server):
+        server.stop()
+
+
+@kopf.on.probe(id="replica")
+async def replica_probe(settings: kopf.OperatorSettings, **_: Any) -> str:
+    """Fails (HTTP 500 on --liveness) when this replica is paused and no replica is active."""
+    namespaces = [ns for ns in os.environ.get("DATAFLOW_WATCHED_NAMESPACES", "").split(",") if ns]
+    return await ha.health(settings, namespaces)

@@ -172,6 +172,54 @@ async def kubectl(api: ApiServer, *args: str, stdin: bytes | None = None) -> str
     return out.decode()
 
 
+def phase_history(api: ApiServer, name: str) -> list[str]:
+    """Every status.phase the object has had, oldest first, from the emulator's watch-event log."""
+    out: list[str] = []
+    for event in api.events:
+        obj = event["object"]
+        if obj.get("kind") == "DataFlowSchema" and obj["metadata"]["name"] == name:
+            value = (obj.get("status") or {}).get("phase", "")
+            if not out or out[-1] != value:
+                out.append(value)
+    return out
+
+
+def status_patches(api: ApiServer, name: str) -> int:
+    """PATCH requests sent to one DataFlowSchema (object or status) so far: kmock logs every request."""
+    return sum(
+        1
+        for request in api
+        if request.method.value.upper() == "PATCH" and request.url.path.startswith(f"{PATH}/{name}")
+    )
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    """What a DBA does by hand."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def indexes_of(dsn: str, table: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY 1", table)
+        return [r["indexname"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def config_map(api: ApiServer, name: str) -> dict[str, Any]:
+    return api.get("v1/configmaps", NS, name) or {}
+
+
 async def columns_of(dsn: str, table: str) -> list[str]:
     import asyncpg
 
@@ -201,13 +249,14 @@ async def test_create_applies_then_safe_change_applies(
         "Ready": "True",
         "Approved": "True",
         "Synced": "True",
+        "Drifted": "False",
     }
     assert await columns_of(dsn, "user") == ["id", "email"]
 
     table = await kubectl(api, "get", "dataflowschemas", "-n", NS)
     header, row = table.strip().splitlines()
-    assert header.split() == ["NAME", "PHASE", "RISK", "CHANGES", "PLAN", "AGE"]
-    assert row.split()[:4] == ["shop", "Applied", "SAFE", "1"]
+    assert header.split() == ["NAME", "PHASE", "RISK", "CHANGES", "PLAN", "DRIFTED", "AGE"]
+    assert row.split()[:4] == ["shop", "Applied", "SAFE", "1"] and row.split()[5] == "False"
 
     # a SAFE change is applied without anyone
     manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])))
@@ -240,7 +289,8 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(
         st["approveCommand"]
         == f"kubectl annotate dataflowschema shop -n {NS} {APPROVAL_ANNOTATION}={plan} --overwrite"
     )
-    assert st["operations"][0]["operation"] == "DROP_COLUMN" and "HIGH" in st["verdict"]
+    assert st["changesByKind"] == {"DROP_COLUMN": 1} and st["changesByRisk"] == {"HIGH": 1}
+    assert "HIGH" in st["verdict"]
     assert any(
         e.get("reason") == "ApprovalRequired" and e.get("type") == "Warning"
         for e in api.list_objects("v1/events", NS)
@@ -263,10 +313,13 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(
     assert status_of(api, "shop")["phase"] == "AwaitingApproval"
     assert "legacy" in await columns_of(dsn, "user")
 
-    # the exact command from status applies it
+    # the exact command from status applies it; status shows Applying while it runs (Argo: Progressing)
     await kubectl(api, *st["approveCommand"].split()[1:])
-    await phase(api, "shop", "Applied")
+    done = await phase(api, "shop", "Applied")
     assert "legacy" not in await columns_of(dsn, "user")
+    phases = [p for p in phase_history(api, "shop") if p]
+    assert phases[phases.index("AwaitingApproval") :][-2:] == ["Applying", "Applied"], phases
+    assert done["approvedPlanHash"] == plan and done["appliedPlanHash"] == plan
 
     # a new HIGH change after the approval is blocked again: the old approval is for the old plan
     await send(
@@ -424,6 +477,6 @@ async def test_no_secret_value_in_status_events_or_logs(
     await phase(api, "shop", "Failed")
     everything = json.dumps([api.list_objects(RESOURCE, NS), api.list_objects("v1/events", NS)])
     assert "Database unreachable" in everything
-    for secret in (PASSWORD, secret_dsn):
+    for secret in (PASSWORD, secret_dsn, base64.b64encode(secret_dsn.encode()).decode()):
         assert secret not in everything
         assert secret not in caplog.text

@@ -11,10 +11,23 @@ from typing import Any
 
 from dataflow.jsonfields import json_field
 from dataflow.k8s.reasons import Phase
+from dataflow.operations import OPERATION_KINDS
 from dataflow.resource import RISK_LEVELS, Spec
 
 _INT64 = {"format": "int64"}
 _TIME = {"format": "date-time"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindCount:
+    operation: str = json_field("operation", schema={"enum": list(OPERATION_KINDS)})
+    count: int = json_field("count", schema={"minimum": 0})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskCount:
+    risk: str = json_field("risk", schema={"enum": list(RISK_LEVELS)})
+    count: int = json_field("count", schema={"minimum": 0})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,17 +53,17 @@ class Status:
     )
     max_risk: str | None = json_field("maxRisk", default=None, schema={"enum": [*RISK_LEVELS, ""]})
     changes: int | None = json_field("changes", default=None, schema={"minimum": 0})
-    changes_by_kind: dict[str, int] | None = json_field(
+    changes_by_kind: tuple[KindCount, ...] = json_field(
         "changesByKind",
         "How many changes of each operation kind the plan holds.",
-        default=None,
-        schema={"additionalProperties": {"type": "integer", "minimum": 0}},
+        default=(),
+        schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["operation"]},
     )
-    changes_by_risk: dict[str, int] | None = json_field(
+    changes_by_risk: tuple[RiskCount, ...] = json_field(
         "changesByRisk",
         "How many changes of each risk level the plan holds.",
-        default=None,
-        schema={"additionalProperties": {"type": "integer", "minimum": 0}},
+        default=(),
+        schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["risk"]},
     )
     plan_config_map: str | None = json_field(
         "planConfigMap",

@@ -121,8 +121,12 @@ def build(
         "planHash": migration.plan_hash if migration and planned else "",
         "maxRisk": migration.safety_level if migration and planned else "",
         "changes": len(operations),
-        "changesByKind": dict(sorted(Counter(op.kind for op in operations).items())),
-        "changesByRisk": dict(sorted(Counter(op.risk.name for op in operations).items())),
+        "changesByKind": [
+            {"operation": k, "count": n} for k, n in sorted(Counter(op.kind for op in operations).items())
+        ],
+        "changesByRisk": [
+            {"risk": r, "count": n} for r, n in sorted(Counter(op.risk.name for op in operations).items())
+        ],
         "planConfigMap": plan_config_map if planned else "",
         "verdict": verdict,
         "approveCommand": approve_command(name, namespace, migration.plan_hash)

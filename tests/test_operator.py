@@ -618,3 +618,15 @@ async def test_status_stays_small_and_kopf_keeps_no_copy_of_the_spec(
     assert not any("last-handled-configuration" in key for key in annotations)
     sql = config_map(api, "big-plan")["data"]["up.sql"]
     assert sql.count("CREATE TABLE") == 120 and len(json.dumps(doc["spec"])) > 30_000
+
+
+def test_plan_parts_over_the_config_map_budget_are_cut_with_a_note() -> None:
+    from dataflow.k8s.reconciler import PLAN_PART_LIMIT, _truncated
+
+    sql = "".join(f'CREATE TABLE "t{i}" (id bigint);\n' for i in range(20_000))
+    cut = _truncated(sql, sql=True)
+    assert len(sql.encode()) > PLAN_PART_LIMIT >= len(cut.encode()) - 200
+    assert cut.endswith("run `dataflow plan -f <manifest>` for the whole plan\n") and cut.startswith(
+        sql[:100]
+    )
+    assert _truncated("short") == "short"

@@ -80,14 +80,16 @@ async def test_counters_move_with_what_the_operator_does(
     assert after[durations] >= before.get(durations, 0) + 1
     assert after[("dataflow_resources", (("phase", "Applied"),))] == 1
 
-    # a DBA drops a column: the drift check finds it (today it puts it back) and counts it
+    # a DBA drops a column: the drift check finds it (drift: report keeps it dropped) and counts it
     conn = await asyncpg.connect(dsn)
     await conn.execute('ALTER TABLE "user" DROP COLUMN legacy')
     await conn.close()
     await until(port, *drift, lambda v: v >= before.get(drift, 0) + 1, "drift detected")
 
-    # a HIGH change waits for a person: one approval pending, the resource counted in that phase
-    await base.send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [base.user_table()]}}, headers=MERGE)
+    # a HIGH change (dropping email) waits for a person: one approval pending, counted in that phase
+    table = base.user_table()
+    table["columns"] = [c for c in table["columns"] if c["name"] != "email"]
+    await base.send(http, "PATCH", f"{PATH}/shop", {"spec": {"tables": [table]}}, headers=MERGE)
     await base.phase(api, "shop", "AwaitingApproval")
     await until(port, "dataflow_approvals_pending", (), lambda v: v == 1, "approvals pending")
     now = await scrape(port)

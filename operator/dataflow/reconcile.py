@@ -84,6 +84,7 @@ class Result:
 
 
 Confirm = Callable[[Migration], Awaitable[bool]]
+BeforeApply = Callable[[Migration], Awaitable[None]]  # told of the plan right before it is applied
 
 
 def applied_by() -> str:
@@ -201,6 +202,8 @@ async def reconcile(
     owner: str,
     options: MigrationOptions,
     confirm: Confirm | None = None,
+    *,
+    before_apply: BeforeApply | None = None,
 ) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
@@ -208,13 +211,14 @@ async def reconcile(
     the result is IN_SYNC) or be half-way through it, so policy (``gate``) and the approval are
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
     applied and the result says so. Unattended, nobody sees a preview: after the fingerprint check,
-    the only plan made is the one under the lease.
+    the only plan made is the one under the lease. ``before_apply`` is awaited under the lease right
+    before a migration starts (the operator writes phase Applying).
     """
     if confirm is None and not options.dry_run:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
         if known:
             return Result(Outcome.IN_SYNC, empty_migration(fingerprint.schema_hash(desired)), IN_SYNC_REASON)
-        return await _apply(conn, dsn, desired, owner, options, None, None)
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply)
     resumed: tuple[str, ...] = ()
     if confirm is not None and not options.dry_run and await Ledger(desired.name).has_unfinished(conn, owner):
         # what a stopped process left goes first (it was confirmed when it started): the preview a
@@ -223,7 +227,7 @@ async def reconcile(
         if first.outcome is not Outcome.DRY_RUN:
             return first
         resumed = first.resumed
-    result = await _preview_and_apply(conn, dsn, desired, owner, options, confirm)
+    result = await _preview_and_apply(conn, dsn, desired, owner, options, confirm, before_apply)
     if not resumed:
         return result
     return replace(
@@ -240,6 +244,7 @@ async def _preview_and_apply(
     owner: str,
     options: MigrationOptions,
     confirm: Confirm | None,
+    before_apply: BeforeApply | None = None,
 ) -> Result:
     """The preview, the person's answer (``confirm``), then the apply under the lease."""
     try:
@@ -255,7 +260,7 @@ async def _preview_and_apply(
         if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
-        return await _apply(conn, dsn, desired, owner, options, None, None)
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
@@ -264,7 +269,7 @@ async def _preview_and_apply(
             # so close that attempt, and resume its pending work, under the lease
             if options.dry_run:
                 return Result(Outcome.DRY_RUN, preview, UNFINISHED_DRY_RUN)
-            return await _apply(conn, dsn, desired, owner, options, preview, None)
+            return await _apply(conn, dsn, desired, owner, options, preview, None, before_apply)
         return Result(Outcome.IN_SYNC, preview, IN_SYNC_REASON)
     if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
@@ -274,7 +279,7 @@ async def _preview_and_apply(
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
         if gate(preview, options) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
-    return await _apply(conn, dsn, desired, owner, options, preview, shown)
+    return await _apply(conn, dsn, desired, owner, options, preview, shown, before_apply)
 
 
 async def _apply(
@@ -285,6 +290,7 @@ async def _apply(
     options: MigrationOptions,
     preview: Migration | None,
     shown: Migration | None,
+    before_apply: BeforeApply | None = None,
 ) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
 
@@ -298,7 +304,7 @@ async def _apply(
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
         async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
             result = await _apply_under_lease(
-                conn, dsn, ledger, lease, desired, owner, options, shown, planned
+                conn, dsn, ledger, lease, desired, owner, options, shown, planned, before_apply
             )
         if result.outcome is Outcome.APPLIED and sealed:
             key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
@@ -327,6 +333,7 @@ async def _apply_under_lease(
     options: MigrationOptions,
     shown: Migration | None,
     planned: list[Migration],
+    before_apply: BeforeApply | None = None,
 ) -> Result:
     """The authoritative plan, policy check and apply; the caller holds the lease.
 
@@ -378,6 +385,8 @@ async def _apply_under_lease(
         )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = _claimed(desired, options)
+    if before_apply is not None:
+        await before_apply(fresh)
     await execute_migration(
         conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released, fence=lease, dsn=dsn
     )

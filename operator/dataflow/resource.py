@@ -8,6 +8,7 @@ from these types; :func:`dataflow.manifest.from_resource` reads manifests with t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
@@ -29,6 +30,13 @@ _FUNCTION = {
     "maxLength": 127,
     "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
 }
+
+
+class DriftPolicy(StrEnum):
+    """``spec.policy.drift``: what the operator does when the database no longer matches the applied spec."""
+
+    REPORT = "report"  # a Drifted condition, a Warning event and the printer column; nothing applied
+    REVERT = "revert"  # apply the spec again, within maxRiskLevel (above it: approval as for any plan)
 
 
 # spec -----------------------------------------------------------------------------------------
@@ -102,6 +110,14 @@ class PolicySpec:
         default="5m",
         publish_default=True,
         schema=_DURATION,
+    )
+    drift: str = json_field(
+        "drift",
+        "When the database no longer matches the spec this resource applied (someone changed it by hand): "
+        "report it (a Drifted condition and a Warning event; nothing applied) or revert it.",
+        default=DriftPolicy.REPORT.value,
+        publish_default=True,
+        schema={"enum": [p.value for p in DriftPolicy]},
     )
     allowed_functions: tuple[str, ...] = json_field(
         "allowedFunctions",

@@ -43,5 +43,5 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, create, patch]
+  verbs: [create, patch]  # kube.write_config_map: merge-patch, else create
 {{- end }}

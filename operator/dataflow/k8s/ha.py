@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
+
+from dataflow.k8s import kube
 
 PEERING_LIFETIME_S = 15  # a dead leader's keep-alive expires after this; Kopf re-touches 5-10 s before it
 PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
@@ -65,16 +66,6 @@ def _alive(peer: Mapping[str, Any], now: datetime.datetime) -> bool:
     return seen + lifetime > now
 
 
-async def _api() -> client.ApiClient:
-    """A client configured like Kopf's login: the service account in a pod, else the kubeconfig."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except ConfigException:
-        await config.load_kube_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
 async def health(settings: kopf.OperatorSettings, namespaces: Iterable[str] = ()) -> str:
     """What the probes report; raises :class:`kopf.PermanentError` (the probe fails) when nothing reconciles.
 
@@ -83,7 +74,7 @@ async def health(settings: kopf.OperatorSettings, namespaces: Iterable[str] = ()
     if settings.peering.standalone:
         return "standalone"
     now = datetime.datetime.now(datetime.UTC)
-    async with await _api() as api:
+    async with kube.api_client() as api:
         objects = client.CustomObjectsApi(api)
         try:
             if settings.peering.clusterwide:

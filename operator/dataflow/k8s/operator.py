@@ -13,19 +13,20 @@ peering identity and priority, see :mod:`dataflow.k8s.ha`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from dataflow.errors import SchemaError
-from dataflow.k8s import deletion, ha, kube, metrics
+from dataflow.k8s import deletion, ha, kube, metrics, status
 from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
@@ -97,6 +98,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         raise kopf.PermanentError(f"invalid operator setting: {exc}") from None
     memo["config"] = config
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.posting.level = logging.WARNING  # our own events say what happened
     logging.getLogger("dataflow").setLevel(config.log_level)
 
@@ -108,13 +110,38 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kube.remember(info)
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's diff base as a digest of the handled spec and annotations, not a copy of them.
+
+    Kopf only needs to know whether anything changed since it last handled the object (the handlers
+    read the body, never Kopf's field diff); a full copy of a 1,000-table spec would not fit the API
+    server's 256 KiB limit on annotations beside kubectl's last-applied copy.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            prefix="kopf.dataflow.dev", key="handled-digest"
+        )  # not dataflow.dev: Kopf ignores its own prefix
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+        return cast(kopf.BodyEssence, {"sha256": hashlib.sha256(canonical.encode()).hexdigest()})
+
+
 def _lock(uid: str) -> asyncio.Lock:
     return _locks.setdefault(uid, asyncio.Lock())
 
 
 async def _react(
-    body: kopf.Body, patch: kopf.Patch, retry: int, config: OperatorConfig, drift_check: bool = False
+    body: kopf.Body,
+    patch: kopf.Patch,
+    retry: int,
+    memo: kopf.Memo,
+    config: OperatorConfig,
+    drift_check: bool = False,
 ) -> None:
+    """Reconcile, then PATCH status only with what changed (nothing in a steady state)."""
     async with _lock(body.metadata.uid or body.metadata.name):
         started = time.monotonic()
         reaction: Reaction = await reconcile_resource(body)
@@ -125,7 +152,11 @@ async def _react(
         time.monotonic() - started,
         drift_check=drift_check,
     )
-    patch["status"] = reaction.status
+    memo["last_check"] = asyncio.get_running_loop().time()
+    current = reaction.written if reaction.written is not None else (body.get("status") or {})
+    changed = status.changes(current, reaction.status)
+    if changed:
+        patch["status"] = changed
     if reaction.event:
         kind, reason, message = reaction.event
         kopf.event(body, type=kind.value, reason=reason.value, message=message)
@@ -140,11 +171,15 @@ async def reconcile_handler(
     body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
 ) -> None:
     """Spec or annotation changed (or the operator restarted): plan, and apply what is allowed."""
-    await _react(body, patch, retry, _config(memo))
+    await _react(body, patch, retry, memo, _config(memo))
 
 
-def drift_check_due(body: kopf.Body) -> bool:
-    """Waiting resources are re-checked every tick; the others every spec.policy.driftCheckInterval."""
+def drift_check_due(body: kopf.Body, memo: kopf.Memo, now: float) -> bool:
+    """Waiting resources are re-checked every tick; the others every spec.policy.driftCheckInterval.
+
+    The time of the last check is this process's (Kopf's per-resource memo), not a status field:
+    a status that changes on every check would be PATCHed on every check.
+    """
     st = body.get("status") or {}
     if not st.get("phase"):
         return False
@@ -156,11 +191,8 @@ def drift_check_due(body: kopf.Body) -> bool:
         )
     except (SchemaError, AttributeError, TypeError):  # an invalid spec is reported by the reconcile handler
         interval = duration_ms("5m", "driftCheckInterval")
-    last = st.get("lastReconcileTime")
-    if not last:
-        return True
-    elapsed = datetime.now(UTC) - datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return elapsed.total_seconds() * 1000 >= interval
+    last = memo.get("last_check")
+    return last is None or (now - last) * 1000 >= interval
 
 
 def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
@@ -175,8 +207,9 @@ def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
 async def drift_check(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int = 0, **_: Any) -> None:
     """Detect drift (someone changed the database) and promotion becoming possible."""
     config = _config(memo)
-    if drift_tick_due(memo, config.drift_tick_s, asyncio.get_running_loop().time()) and drift_check_due(body):
-        await _react(body, patch, retry, config, drift_check=True)
+    now = asyncio.get_running_loop().time()
+    if drift_tick_due(memo, config.drift_tick_s, now) and drift_check_due(body, memo, now):
+        await _react(body, patch, retry, memo, config, drift_check=True)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

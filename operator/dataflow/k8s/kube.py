@@ -141,7 +141,7 @@ async def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> 
 async def write_config_map(
     namespace: str, name: str, data: Mapping[str, str], owner: Mapping[str, Any] | None = None
 ) -> None:
-    """Create or overwrite (merge-patch) ConfigMap ``name`` with ``data``; ``owner`` (an ownerReference) ties it to its resource."""
+    """Create or overwrite (merge-patch) ConfigMap ``name``; ``owner`` (an ownerReference) ties it to its resource."""
     body = client.V1ConfigMap(
         metadata=client.V1ObjectMeta(
             name=name,
@@ -154,7 +154,7 @@ async def write_config_map(
     async with api_client() as api:
         core = client.CoreV1Api(api)
         try:
-            await core.patch_namespaced_config_map(  # a merge patch: RBAC grants patch, not update
+            await core.patch_namespaced_config_map(  # type: ignore[call-arg]  # merge patch: RBAC grants patch
                 name,
                 namespace,
                 body,

@@ -143,18 +143,23 @@ async def _react(
 ) -> None:
     """Reconcile, then PATCH status only with what changed (nothing in a steady state)."""
     async with _lock(body.metadata.uid or body.metadata.name):
+        # Kopf may hand a timer a body cached before our last status PATCH landed: what this process
+        # last wrote is newer, and fields carried over (lastAppliedVersion...) must come from it
+        seen = memo.get("status")
+        view = {**body, "status": seen} if isinstance(seen, Mapping) else body
         started = time.monotonic()
-        reaction: Reaction = await reconcile_resource(body)
+        reaction: Reaction = await reconcile_resource(view)
     metrics.observe_reconcile(
         body.metadata.uid or body.metadata.name,
         reaction.status,
-        body.get("status") or {},
+        view.get("status") or {},
         time.monotonic() - started,
         drift_check=drift_check,
     )
     memo["last_check"] = asyncio.get_running_loop().time()
-    current = reaction.written if reaction.written is not None else (body.get("status") or {})
+    current = reaction.written if reaction.written is not None else (view.get("status") or {})
     changed = status.changes(current, reaction.status)
+    memo["status"] = reaction.status
     if changed:
         patch["status"] = changed
     if reaction.event:

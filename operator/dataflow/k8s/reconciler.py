@@ -71,6 +71,7 @@ class _Context:
         self.plan_config_map = ""
         self.extra: tuple[Extra, ...] = ()
         self.written: Mapping[str, Any] | None = None
+        self.resumed_version: str | None = None  # a stopped migration this reconcile finished
 
     def build(
         self,
@@ -94,7 +95,7 @@ class _Context:
             previous=self.previous,
             name=self.name,
             namespace=self.namespace,
-            applied_version=applied.version if applied else None,
+            applied_version=applied.version if applied else self.resumed_version,
             applied_plan=applied.plan_hash if applied else None,
             approved_plan=self.approved_plan,
             plan_config_map=self.plan_config_map,
@@ -366,6 +367,8 @@ def _react(
             message += f" Run: {status.approve_command(ctx.name, ctx.namespace, result.plan_hash)}"
         event = (kind.event, kind.reason, message)
     applied = result.migration if result.outcome is Outcome.APPLIED else None
+    if applied is not None and not applied.operations:  # only finished what a stopped process left
+        applied, ctx.resumed_version = None, result.resumed[-1] if result.resumed else None
     drift: Extra | None = None
     if result.outcome in (Outcome.IN_SYNC, Outcome.APPLIED):
         drift = Extra("Drifted", "False", Reason.NO_DRIFT, "No drift from the applied schema.")
@@ -466,8 +469,15 @@ def _verdict(result: Result, manifest: Manifest, redact: Redactor) -> str:
     risk = m.safety_level if m is not None else ""
     if result.outcome is Outcome.IN_SYNC:
         return "Database matches the schema."
+    resumed = (
+        f" (after finishing {', '.join(result.resumed)}, which a stopped process left)"
+        if result.resumed
+        else ""
+    )
+    if result.outcome is Outcome.APPLIED and m is not None and not m.operations and result.resumed:
+        return f"Resumed and finished {', '.join(result.resumed)}: the work a stopped process left is done."
     if result.outcome is Outcome.APPLIED and m is not None:
-        return f"Applied {m.version}: {changes}, risk {risk}."
+        return f"Applied {m.version}: {changes}, risk {risk}{resumed}."
     if result.outcome is Outcome.DRY_RUN:
         return f"Dry run: {changes} planned, risk {risk}; nothing applied (spec.policy.dryRun)."
     if result.outcome is Outcome.CONFLICT:

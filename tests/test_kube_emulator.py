@@ -484,6 +484,9 @@ async def test_kubectl_apply_creates_then_updates(api: ApiServer, tmp_path: path
 
 async def test_kubectl_get_json(api: ApiServer, http: aiohttp.ClientSession) -> None:
     created = await create_widget(http, "w1", size=5)
+    shown = json.loads(await kubectl(api, "get", "wd", "w1", "-o", "json", "--show-managed-fields"))
+    assert shown == created and created["metadata"]["managedFields"]
+    created["metadata"].pop("managedFields")  # kubectl hides them by default, as from a real server
     assert json.loads(await kubectl(api, "get", "wd", "w1", "-o", "json")) == created
     listing = json.loads(await kubectl(api, "get", "widgets", "-o", "json"))
     assert [item["metadata"]["name"] for item in listing["items"]] == ["w1"]

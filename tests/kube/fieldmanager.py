@@ -16,6 +16,8 @@ A simplified structured-merge-diff over the CRD's schema (``k8s.io/apiserver/...
   ``force=true``, which takes the field over. Same values are shared, without conflict.
 - Every other write records the fields it added or changed for its manager (operation ``Update``,
   manager from ``fieldManager`` or the User-Agent's product name) and takes them from the others.
+- The manager ``kubectl`` taking over from client-side apply: fields still as last applied do not
+  conflict, and an existing last-applied annotation is kept in step (lastapplied*.go).
 """
 
 import copy
@@ -27,6 +29,8 @@ from typing import Any
 
 Path = tuple[str, ...]
 APPLY = "Apply"
+KUBECTL = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 UPDATE = "Update"
 MAX_MANAGER_LENGTH = 128
 
@@ -405,7 +409,7 @@ def apply(
     key = (manager, APPLY, endpoint.subresource)
     others = [entry for entry in entries if entry.key != key]
 
-    conflicts = []
+    conflicts: list[tuple[str, str, Path]] = []
     for entry in others:
         for owned in sorted(entry.fields):
             for path, value in wanted.items():
@@ -414,10 +418,15 @@ def apply(
                     and path in current
                     and current[path] != value
                 ):
-                    conflicts.append((entry.manager, entry.api_version, display(owned)))
+                    conflicts.append((entry.manager, entry.api_version, owned))
                     break
     if conflicts and not force:
-        raise ApplyConflict(conflicts)
+        # lastappliedmanager.go: kubectl taking over from its client-side apply may override the
+        # fields of the last-applied annotation that still have their last-applied values.
+        allowed = _client_side_applied(endpoint, live) if manager == KUBECTL else set()
+        if not {path for _, _, path in conflicts} <= allowed:
+            raise ApplyConflict([(m, v, display(path)) for m, v, path in conflicts if path not in allowed])
+        force = True
 
     new = copy.deepcopy(live) if live else {"metadata": {}}
     for path in sorted(wanted, key=len):
@@ -442,4 +451,24 @@ def apply(
         if entry.fields != before.get(entry.key) or (entry is mine and new != live):
             entry.time = _now()  # a no-op apply changes nothing, not even a timestamp
     store_managed(new, entries)
+    annotations = new.get("metadata", {}).get("annotations") or {}
+    if manager == KUBECTL and LAST_APPLIED in annotations:
+        # lastappliedupdater.go: keep the annotation in step, so that kubectl can switch back.
+        config = copy.deepcopy(dict(applied))
+        config_annotations = (config.get("metadata") or {}).get("annotations") or {}
+        config_annotations.pop(LAST_APPLIED, None)
+        annotations[LAST_APPLIED] = json.dumps(config, separators=(",", ":"))
     return new
+
+
+def _client_side_applied(endpoint: Endpoint, live: Mapping[str, Any] | None) -> set[Path]:
+    """The fields of the last-applied annotation whose values are still the live ones."""
+    text = ((live or {}).get("metadata") or {}).get("annotations", {}).get(LAST_APPLIED)
+    try:
+        last = json.loads(text) if text else None
+    except ValueError:
+        return set()
+    if not isinstance(last, dict):
+        return set()
+    current = endpoint.values(live)
+    return {path for path, value in endpoint.values(last).items() if current.get(path) == value}

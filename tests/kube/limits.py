@@ -37,5 +37,9 @@ def annotations_size(obj: Mapping[str, Any]) -> int:
 
 
 def stored_size(obj: Mapping[str, Any]) -> int:
-    """The bytes of the object as stored in etcd (compact JSON, as for custom resources)."""
-    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+    """
+    The bytes of the object as stored in etcd: compact JSON (as for custom resources), without the
+    resourceVersion, which ``PrepareObjectForStorage`` clears (etcd's revision is the version).
+    """
+    meta = {key: value for key, value in (obj.get("metadata") or {}).items() if key != "resourceVersion"}
+    return len(json.dumps({**obj, "metadata": meta}, separators=(",", ":"), ensure_ascii=False).encode())

@@ -129,6 +129,7 @@ class ApiServer(kmock.KubernetesScaffold):
     _field_validation: str = attrs.field(default="Ignore", init=False)
     _warnings: list[str] = attrs.field(factory=list, init=False)
     warnings: list[str] = attrs.field(factory=list, init=False)  # every warning sent, for assertions
+    refusals: list[str] = attrs.field(factory=list, init=False)  # every error answered: "422 Invalid: ..."
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -148,6 +149,7 @@ class ApiServer(kmock.KubernetesScaffold):
 
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, kmock.KubernetesError):
+            self.refusals.append(f"{exc.status} {exc.reason or ''}: {(exc.message or '')[:300]}")
             return _status_response(exc.status, exc.reason or "", exc.message or "", exc.details)
         return await super()._render_error(exc)
 

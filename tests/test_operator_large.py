@@ -139,7 +139,7 @@ async def test_a_generated_1000_table_spec_applies_within_the_api_server_limits(
     applied = await kubectl(api, "apply", "--server-side", "--validate=false", "-f", str(manifest))
     assert "serverside-applied" in applied
 
-    stored = await wait_for_phase(api, "Applied", timeout=120)
+    stored = await wait_for_phase(api, "Applied", timeout=240)
 
     conn = await asyncpg.connect(dsn)
     try:

@@ -12,6 +12,7 @@ import kopf
 import pytest
 import yaml
 
+from tests.kube import limits
 from tests.kube.emulator import ApiServer, run_api_server
 
 GROUP = "test.dataflow.dev"
@@ -47,9 +48,32 @@ WIDGET_CRD: dict[str, Any] = {
                                 "properties": {
                                     "size": {"type": "integer", "minimum": 1},
                                     "color": {"type": "string", "default": "blue"},
+                                    "notes": {"type": "string"},
+                                    "parts": {
+                                        "type": "array",
+                                        "items": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                                    },
+                                    "extras": {
+                                        "type": "object",
+                                        "x-kubernetes-preserve-unknown-fields": True,
+                                        "properties": {
+                                            "known": {
+                                                "type": "object",
+                                                "properties": {"a": {"type": "integer"}},
+                                            }
+                                        },
+                                    },
                                 },
                             },
-                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            "status": {
+                                "type": "object",
+                                "properties": {
+                                    "phase": {"type": "string"},
+                                    "seenSize": {"type": "integer"},
+                                    "poked": {"type": "string"},
+                                    "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                },
+                            },
                         },
                     }
                 },
@@ -57,6 +81,13 @@ WIDGET_CRD: dict[str, Any] = {
         ],
     },
 }
+
+
+def noted(name: str, notes: str) -> dict[str, Any]:
+    """A widget with ``spec.notes``: a payload of any size."""
+    obj = widget(name)
+    obj["spec"]["notes"] = notes
+    return obj
 
 
 def widget(name: str, size: int = 1, **metadata: Any) -> dict[str, Any]:
@@ -456,6 +487,20 @@ async def kubectl(api: ApiServer, *args: str) -> str:
     return stdout.decode()
 
 
+async def kubectl_fails(api: ApiServer, *args: str) -> str:
+    """Run kubectl expecting it to fail; return what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        "kubectl",
+        *args,
+        env={**os.environ, "KUBECONFIG": str(api.kubeconfig)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    stdout, _ = await process.communicate()
+    assert process.returncode != 0, stdout.decode()
+    return stdout.decode()
+
+
 async def test_kubectl_get_shows_printer_columns(api: ApiServer, http: aiohttp.ClientSession) -> None:
     await create_widget(http, "w1", size=3)
     await send(http, "PATCH", f"{WIDGETS}/w1/status", json={"status": {"phase": "Ready"}}, headers=MERGE)
@@ -484,6 +529,9 @@ async def test_kubectl_apply_creates_then_updates(api: ApiServer, tmp_path: path
 
 async def test_kubectl_get_json(api: ApiServer, http: aiohttp.ClientSession) -> None:
     created = await create_widget(http, "w1", size=5)
+    shown = json.loads(await kubectl(api, "get", "wd", "w1", "-o", "json", "--show-managed-fields"))
+    assert shown == created and created["metadata"]["managedFields"]
+    created["metadata"].pop("managedFields")  # kubectl hides them by default, as from a real server
     assert json.loads(await kubectl(api, "get", "wd", "w1", "-o", "json")) == created
     listing = json.loads(await kubectl(api, "get", "widgets", "-o", "json"))
     assert [item["metadata"]["name"] for item in listing["items"]] == ["w1"]
@@ -568,3 +616,320 @@ async def test_kopf_operator_runs_against_the_emulator(api: ApiServer, http: aio
     finally:
         stop.set()
         await asyncio.wait_for(operator, timeout=10)
+
+
+# --- The real API server's limits -----------------------------------------------------------------
+
+
+async def test_request_body_over_3_mib_is_refused_with_413(http: aiohttp.ClientSession) -> None:
+    big = noted("w1", "x" * limits.MAX_REQUEST_BODY_BYTES)
+    body = await send(http, "POST", WIDGETS, 413, json=big)
+    assert (body["kind"], body["code"], body["reason"]) == ("Status", 413, "RequestEntityTooLarge")
+    assert body["message"] == "Request entity too large: limit is 3145728"
+    await send(http, "GET", f"{WIDGETS}/w1", 404)
+    # over aiohttp's own default of 1 MiB, but under 3 MiB: served
+    await send(http, "POST", WIDGETS, 201, json=noted("w2", "x" * (1024 * 1024 + 1)))
+
+
+async def test_annotations_over_256_kib_are_invalid(http: aiohttp.ClientSession) -> None:
+    key = "example.com/blob"
+    exactly = limits.TOTAL_ANNOTATION_SIZE_LIMIT - len(key)
+    await send(http, "POST", WIDGETS, 201, json=widget("w1", annotations={key: "x" * exactly}))
+    body = await send(http, "POST", WIDGETS, 422, json=widget("w2", annotations={key: "x" * (exactly + 1)}))
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'Widget.test.dataflow.dev "w2" is invalid: '
+        "metadata.annotations: Too long: must have at most 262144 bytes"
+    )
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueTooLong",
+            "field": "metadata.annotations",
+            "message": "metadata.annotations: Too long: must have at most 262144 bytes",
+        }
+    ]
+    # keys count too, and so do several annotations together; an update is refused the same way
+    more = {"metadata": {"annotations": {"k": "v"}}}
+    await send(http, "PATCH", f"{WIDGETS}/w1", 422, json=more, headers=MERGE)
+    assert len((await send(http, "GET", f"{WIDGETS}/w1"))["metadata"]["annotations"]) == 1
+
+
+async def test_stored_object_over_1_5_mib_is_refused_as_etcd_does(
+    api: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    await send(http, "POST", WIDGETS, 201, json=noted("w1", ""))
+    stored = api.get(f"{GROUP}/v1/widgets", "default", "w1")
+    assert stored is not None
+    room = limits.MAX_STORED_OBJECT_BYTES - limits.stored_size(stored)
+    fits = await send(http, "PATCH", f"{WIDGETS}/w1", json={"spec": {"notes": "x" * room}}, headers=MERGE)
+    assert limits.stored_size(fits) == limits.MAX_STORED_OBJECT_BYTES == 1572864
+    body = await send(
+        http, "PATCH", f"{WIDGETS}/w1", 500, json={"spec": {"notes": "x" * (room + 1)}}, headers=MERGE
+    )
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "etcdserver: request is too large",
+        "code": 500,
+    }
+    assert (await send(http, "GET", f"{WIDGETS}/w1"))["metadata"]["resourceVersion"] == fits["metadata"][
+        "resourceVersion"
+    ]
+    await send(http, "POST", WIDGETS, 500, json=noted("w2", "x" * limits.MAX_STORED_OBJECT_BYTES))
+    await send(http, "GET", f"{WIDGETS}/w2", 404)
+
+
+async def test_kubectl_client_side_apply_hits_the_annotation_limit_server_side_does_not(
+    api: ApiServer, tmp_path: pathlib.Path
+) -> None:
+    manifest = tmp_path / "widget.yaml"
+    manifest.write_text(yaml.safe_dump(noted("w1", "x" * 300_000)))
+    failed = await kubectl_fails(api, "apply", "--validate=false", "-f", str(manifest))
+    assert "metadata.annotations: Too long: must have at most 262144 bytes" in failed
+    applied = await kubectl(api, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    assert "serverside-applied" in applied
+    stored = api.get(f"{GROUP}/v1/widgets", "default", "w1")
+    assert stored is not None and len(stored["spec"]["notes"]) == 300_000
+    assert "annotations" not in stored["metadata"]  # no last-applied copy
+
+
+# --- Pruning of unknown fields ------------------------------------------------------------------
+
+
+async def test_unknown_fields_are_pruned_with_a_warning(api: ApiServer, http: aiohttp.ClientSession) -> None:
+    body = widget("w1", bogus="x")
+    body["spec"].update(
+        junk=1,
+        parts=[{"n": 1, "junk": 2}],
+        extras={"anything": {"deep": True}, "known": {"a": 1, "junk": 3}},
+    )
+    async with http.post(WIDGETS, json=body) as response:
+        assert response.status == 201
+        created = await response.json()
+        warning = response.headers["Warning"]
+    assert created["spec"] == {
+        "size": 1,
+        "color": "blue",
+        "parts": [{"n": 1}],
+        "extras": {"anything": {"deep": True}, "known": {"a": 1}},  # preserved, except under a known node
+    }
+    assert "bogus" not in created["metadata"]
+    for field in ("metadata.bogus", "spec.junk", "spec.parts[0].junk", "spec.extras.known.junk"):
+        assert f'299 - "unknown field \\"{field}\\""' in warning
+    assert api.warnings == [
+        'unknown field "metadata.bogus"',
+        'unknown field "spec.junk"',
+        'unknown field "spec.parts[0].junk"',
+        'unknown field "spec.extras.known.junk"',
+    ]
+
+
+async def test_pruning_on_update_patch_and_status(http: aiohttp.ClientSession) -> None:
+    created = await create_widget(http, "w1")
+    put = await send(http, "PUT", f"{WIDGETS}/w1", json=dict(created, spec={"size": 2, "junk": 1}))
+    assert put["spec"] == {"size": 2, "color": "blue"}
+    patched = await send(http, "PATCH", f"{WIDGETS}/w1", json={"spec": {"junk": 1}}, headers=MERGE)
+    assert "junk" not in patched["spec"] and patched["metadata"]["generation"] == 2  # pruned: a no-op
+    status = await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/w1/status",
+        json={"status": {"phase": "Ready", "junk": 1, "kopf": {"progress": {"h": {"retries": 1}}}}},
+        headers=MERGE,
+    )
+    assert status["status"] == {"phase": "Ready", "kopf": {"progress": {"h": {"retries": 1}}}}
+    applied = await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/w1",
+        params={"fieldManager": "t", "force": "true"},  # the size is owned by the PUT's manager
+        data=json.dumps({"apiVersion": f"{GROUP}/v1", "kind": "Widget", "spec": {"size": 3, "junk": 1}}),
+        headers={"Content-Type": "application/apply-patch+yaml"},
+    )
+    assert applied["spec"] == {"size": 3, "color": "blue"}
+
+
+async def test_field_validation_strict_refuses_and_ignore_is_silent(
+    api: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    body = await send(
+        http,
+        "POST",
+        WIDGETS,
+        400,
+        json=widget("w1", size=2) | {"spec": {"size": 2, "junk": 1}},
+        params={"fieldValidation": "Strict"},
+    )
+    assert body["reason"] == "BadRequest"
+    assert body["message"] == (
+        'Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.junk"'
+    )
+    await send(http, "GET", f"{WIDGETS}/w1", 404)
+    async with http.post(
+        WIDGETS, json={**widget("w1"), "spec": {"size": 1, "junk": 1}}, params={"fieldValidation": "Ignore"}
+    ) as response:
+        assert response.status == 201 and "Warning" not in response.headers
+    assert api.warnings == []
+
+
+# --- Server-side apply ----------------------------------------------------------------------------
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+async def apply(
+    http: aiohttp.ClientSession, obj: dict[str, Any], expect: int = 200, sub: str = "", **params: str
+) -> dict[str, Any]:
+    name = obj["metadata"]["name"]
+    params = {"fieldManager": "applier", **params}
+    return await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/{name}{sub}",
+        expect,
+        data=yaml.safe_dump(obj),
+        headers=APPLY,
+        params=params,
+    )
+
+
+def managers(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(e["manager"], e["operation"]): e["fieldsV1"] for e in obj["metadata"].get("managedFields", [])}
+
+
+async def test_apply_creates_records_managed_fields_and_updates(http: aiohttp.ClientSession) -> None:
+    created = await apply(http, widget("w1", size=2, labels={"a": "1", "b": "2"}), 201)
+    assert created["spec"] == {"size": 2, "color": "blue"} and created["metadata"]["generation"] == 1
+    [entry] = created["metadata"]["managedFields"]
+    assert {k: v for k, v in entry.items() if k != "time"} == {
+        "manager": "applier",
+        "operation": "Apply",
+        "apiVersion": f"{GROUP}/v1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}}, "f:spec": {"f:size": {}}},
+    }
+    same = await apply(http, widget("w1", size=2, labels={"a": "1", "b": "2"}))
+    assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]  # a no-op
+    # a field no longer applied is removed; a changed one is updated
+    updated = await apply(http, widget("w1", size=4, labels={"a": "1"}))
+    assert updated["metadata"]["labels"] == {"a": "1"} and updated["spec"]["size"] == 4
+    assert updated["metadata"]["generation"] == 2
+    assert managers(updated)["applier", "Apply"]["f:metadata"] == {"f:labels": {"f:a": {}}}
+
+
+async def test_apply_conflicts_with_another_manager_unless_forced(http: aiohttp.ClientSession) -> None:
+    await apply(http, widget("w1", size=2), 201)
+    await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/w1",
+        json={"spec": {"size": 3}},
+        headers=MERGE,
+        params={"fieldManager": "other"},
+    )
+    conflict = await apply(http, widget("w1", size=5), 409)
+    assert conflict["reason"] == "Conflict"
+    assert conflict["message"] == (
+        f'Apply failed with 1 conflict: conflict with "other" using {GROUP}/v1: .spec.size'
+    )
+    assert conflict["details"]["causes"] == [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f'conflict with "other" using {GROUP}/v1',
+            "field": ".spec.size",
+        }
+    ]
+    assert (await send(http, "GET", f"{WIDGETS}/w1"))["spec"]["size"] == 3
+    shared = await apply(http, widget("w1", size=3))  # the same value: shared, no conflict
+    assert (
+        managers(shared)["other", "Update"]
+        == managers(shared)["applier", "Apply"]
+        == {"f:spec": {"f:size": {}}}
+    )
+    forced = await apply(http, widget("w1", size=5), force="true")
+    assert forced["spec"]["size"] == 5 and ("other", "Update") not in managers(forced)
+
+
+async def test_apply_needs_a_field_manager_and_only_apply_forces(http: aiohttp.ClientSession) -> None:
+    missing = await send(
+        http, "PATCH", f"{WIDGETS}/w1", 422, data=yaml.safe_dump(widget("w1")), headers=APPLY
+    )
+    assert missing["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+    )
+    await create_widget(http, "w1")
+    forced = await send(http, "PATCH", f"{WIDGETS}/w1", 422, json={}, headers=MERGE, params={"force": "true"})
+    assert "force: Forbidden: may not be specified for non-apply patch" in forced["message"]
+    wrong = await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/w1",
+        400,
+        data=yaml.safe_dump(widget("w2")),
+        headers=APPLY,
+        params={"fieldManager": "applier"},
+    )
+    assert wrong["message"] == "the name of the object (w2) does not match the name on the URL (w1)"
+
+
+async def test_apply_to_the_status_subresource(http: aiohttp.ClientSession) -> None:
+    await apply(http, widget("w1", size=2) | {"status": {"phase": "Ignored"}}, 201)
+    main = await send(http, "GET", f"{WIDGETS}/w1")
+    assert "status" not in main
+    status = await apply(
+        http, {**widget("w1", size=9), "status": {"phase": "Ready"}}, sub="/status", fieldManager="ctl"
+    )
+    assert status["status"] == {"phase": "Ready"} and status["spec"]["size"] == 2
+    entry = next(e for e in status["metadata"]["managedFields"] if e["manager"] == "ctl")
+    assert entry["subresource"] == "status" and entry["fieldsV1"] == {"f:status": {"f:phase": {}}}
+
+
+async def test_updates_record_their_managers(http: aiohttp.ClientSession) -> None:
+    await create_widget(http, "w1", labels={"a": "1"})
+    patched = await send(
+        http,
+        "PATCH",
+        f"{WIDGETS}/w1",
+        json={"spec": {"size": 7}},
+        headers=MERGE,
+        params={"fieldManager": "sizer"},
+    )
+    owners = managers(patched)
+    assert owners["sizer", "Update"] == {"f:spec": {"f:size": {}}}
+    assert owners["Python", "Update"] == {  # POSTed by aiohttp: the User-Agent's product
+        "f:metadata": {"f:labels": {"f:a": {}}},
+        "f:spec": {"f:color": {}},
+    }
+
+
+async def test_kubectl_apply_server_side(api: ApiServer, tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / "widget.yaml"
+    manifest.write_text(yaml.safe_dump(widget("w1", size=2)))
+    assert "serverside-applied" in await kubectl(
+        api, "apply", "--server-side", "--validate=false", "-f", str(manifest)
+    )
+    await kubectl(api, "patch", "widget", "w1", "--type=merge", "-p", '{"spec": {"size": 3}}')
+    manifest.write_text(yaml.safe_dump(widget("w1", size=4)))
+    failed = await kubectl_fails(api, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    assert 'conflict with "kubectl-patch"' in failed and ".spec.size" in failed
+    await kubectl(api, "apply", "--server-side", "--force-conflicts", "--validate=false", "-f", str(manifest))
+    stored = api.get(f"{GROUP}/v1/widgets", "default", "w1")
+    assert stored is not None and stored["spec"]["size"] == 4
+    assert {(e["manager"], e["operation"]) for e in stored["metadata"]["managedFields"]} == {
+        ("kubectl", "Apply")
+    }
+
+
+async def test_kubectl_client_side_apply_then_server_side(api: ApiServer, tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / "widget.yaml"
+    manifest.write_text(yaml.safe_dump(widget("w1", size=2)))
+    await kubectl(api, "apply", "--validate=false", "-f", str(manifest))
+    manifest.write_text(yaml.safe_dump(widget("w1", size=6)))
+    await kubectl(api, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    stored = api.get(f"{GROUP}/v1/widgets", "default", "w1")
+    assert stored is not None and stored["spec"]["size"] == 6
+    last = json.loads(stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert last["spec"] == {"size": 6}  # kept in step, so that client-side apply still works after
+    assert ("kubectl", "Apply") in managers(stored)

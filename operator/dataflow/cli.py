@@ -13,10 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
+from dataflow import manifest_size
 from dataflow.connect import connect
 from dataflow.dataflow import DataFlow
 from dataflow.embedded import resolve_dsn
@@ -92,7 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--secret", required=True, help="name of the Secret holding the DSN")
     sp.add_argument("--secret-key", default="dsn")
     sp.add_argument("--max-risk", default="MEDIUM", choices=["SAFE", "MEDIUM", "HIGH"])
-    sp.add_argument("--promotion-after", help="apply only after this DataFlowSchema (staging) has applied")
+    sp.add_argument(
+        "--promotion-after",
+        help="apply only after this DataFlowSchema (staging) has applied; with --split, part N waits for "
+        "its part N (generate staging from the same models with the same options)",
+    )
+    sp.add_argument(
+        "--max-bytes",
+        type=_positive,
+        default=manifest_size.DEFAULT_MAX_BYTES,
+        help="the largest resource to write, as the API server stores it (default: %(default)s, "
+        "its 1.5 MiB limit less room for status and metadata)",
+    )
+    sp.add_argument(
+        "--split",
+        action="store_true",
+        help="spread the tables over resources NAME-1, NAME-2... when one would be over --max-bytes "
+        "(tables linked by foreign keys stay together)",
+    )
     sp.add_argument("-o", "--output", help="file to write (default: stdout)")
     sp = man.add_parser("validate", help="check manifests against the CRD and the engine's rules")
     sp.add_argument("files", nargs="+")
@@ -138,19 +157,8 @@ def _positive(text: str) -> int:
 
 def _manifest(args: argparse.Namespace, console: Console) -> int:
     if args.manifest_command == "generate":
-        doc = generate(
-            load_models(args.models),
-            name=args.name,
-            namespace=args.namespace,
-            secret=args.secret,
-            secret_key=args.secret_key,
-            max_risk=args.max_risk,
-            promotion_after=args.promotion_after,
-        )
-        problems = validate(doc)
-        if problems:
-            raise DataFlowError("generated manifest is invalid: " + "; ".join(problems))
-        text = dump(doc)
+        docs = _generate(args)
+        text = "---\n".join(dump(doc) for doc in docs)
         if args.output:
             Path(args.output).write_text(text)
             console.print(f"wrote {args.output}")
@@ -167,6 +175,53 @@ def _manifest(args: argparse.Namespace, console: Console) -> int:
         else:
             console.print(f"{source}: valid", markup=False, highlight=False)
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The DataFlowSchema(s) for a models file, each one sure to fit the API server (else exit 2)."""
+    if args.max_bytes > manifest_size.MAX_OBJECT_BYTES:
+        raise DataFlowError(
+            f"--max-bytes: at most {manifest_size.MAX_OBJECT_BYTES:,} (the API server's object limit)"
+        )
+    schema = load_models(args.models)
+
+    def build(part: int | None, tables: list[Any] | None = None) -> dict[str, Any]:
+        suffix = "" if part is None else f"-{part}"
+        after = args.promotion_after and args.promotion_after + suffix
+        doc = generate(
+            schema,
+            name=args.name + suffix,
+            namespace=args.namespace,
+            secret=args.secret,
+            secret_key=args.secret_key,
+            max_risk=args.max_risk,
+            promotion_after=after,
+        )
+        if tables is not None:
+            doc["spec"]["tables"] = tables
+        return doc
+
+    docs = [build(None)]
+    if args.split and manifest_size.stored_bytes(docs[0]) > args.max_bytes:
+        widest = 10 ** len(str(len(docs[0]["spec"]["tables"])))  # the longest suffix a part can get
+        parts = manifest_size.split_tables(
+            docs[0]["spec"]["tables"],
+            lambda tables: manifest_size.stored_bytes(build(widest, list(tables))),
+            args.max_bytes,
+        )
+        docs = [build(number, list(part)) for number, part in enumerate(parts, 1)]
+    for doc in docs:
+        problems = validate(doc)
+        if problems:
+            raise DataFlowError("generated manifest is invalid: " + "; ".join(problems))
+        manifest_size.check_fits(doc, args.max_bytes)
+    warnings = [w for doc in docs if (w := manifest_size.client_side_apply_warning(doc))]
+    if warnings:
+        more = f" (and {len(warnings) - 1} more of the {len(docs)} resources)" if len(warnings) > 1 else ""
+        Console(stderr=True, soft_wrap=True, highlight=False).print(
+            Text.assemble(("warning:", "yellow"), " ", warnings[0] + more)
+        )
+    return docs
 
 
 async def _database_command(args: argparse.Namespace, console: Console) -> int:

@@ -8,8 +8,11 @@ as a catch-all fallback reaction with the semantics of a real API server:
 uid/creationTimestamp/resourceVersion/generation, 409 on stale resourceVersions,
 the status subresource, finalizers & deletionTimestamp, list kinds & selectors,
 watch streams with history replay and ``timeoutSeconds``, ``generateName``,
-merge/JSON/strategic patches and PUT, discovery, CRD registration with schema
-validation & defaults, and the server-side Table printing for ``kubectl get``.
+merge/JSON/strategic patches and PUT, server-side apply with ``managedFields`` and conflicts
+(tests/kube/fieldmanager.py), discovery, CRD registration with pruning of unknown fields
+(tests/kube/pruning.py; ``fieldValidation`` Strict/Warn/Ignore), schema validation & defaults,
+the real size limits (tests/kube/limits.py: 3 MiB requests, 256 KiB of annotations, 1.5 MiB
+stored objects), and the server-side Table printing for ``kubectl get``.
 
 Usage in tests::
 
@@ -36,13 +39,16 @@ kubectl connects via the written kubeconfig: ``KUBECONFIG=api.kubeconfig`` (plai
 Kopf's ``login_with_kubeconfig`` would work with the same file, but reads the global ``KUBECONFIG``.
 
 Limitations: objects are stored per group/version (no conversion between CRD versions);
-unknown fields are not pruned; namespaces are not required to exist; no RBAC, no admission webhooks.
+namespaces are not required to exist; no RBAC, no admission webhooks, no dry runs; strategic merge
+patches merge like JSON merge patches; server-side apply merges by the CRD's schema only (built-in
+kinds are treated as schemaless, except ObjectMeta).
 """
 
 import asyncio
 import contextlib
 import copy
 import datetime
+import json
 import pathlib
 import secrets
 import string
@@ -56,7 +62,7 @@ import kmock
 import kopf
 import yaml
 
-from tests.kube import patches, resources, selectors, tables
+from tests.kube import fieldmanager, limits, patches, pruning, resources, selectors, tables
 from tests.kube.paths import ApiPath, parse_api_path
 from tests.kube.resources import ResourceSpec
 from tests.kube.store import ObjectStore
@@ -76,6 +82,23 @@ def _error(status: int, reason: str, message: str, **details: Any) -> kmock.Kube
 
 def _header(request: kmock.Request, name: str) -> str:
     return next((value for key, value in request.headers.items() if key.lower() == name.lower()), "")
+
+
+def _status_response(status: int, reason: str, message: str, details: Any = None) -> aiohttp.web.Response:
+    """A ``Status`` failure as the API server sends it (an empty reason is omitted, as in Go)."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "code": status,
+    }
+    if reason:
+        body["reason"] = reason
+    if details:
+        body["details"] = details
+    return aiohttp.web.json_response(body, status=status)
 
 
 def _kmock_parsable(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.BaseRequest:
@@ -102,6 +125,11 @@ class ApiServer(kmock.KubernetesScaffold):
     kubeconfig: pathlib.Path | None = None
     _store: ObjectStore = attrs.field(factory=ObjectStore, init=False)
     _specs: dict[tuple[str, str, str], ResourceSpec] = attrs.field(factory=dict, init=False)
+    # The request being served: routing is synchronous, so one request at a time sets these.
+    _field_validation: str = attrs.field(default="Ignore", init=False)
+    _warnings: list[str] = attrs.field(factory=list, init=False)
+    warnings: list[str] = attrs.field(factory=list, init=False)  # every warning sent, for assertions
+    refusals: list[str] = attrs.field(factory=list, init=False)  # every error answered: "422 Invalid: ..."
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -111,7 +139,19 @@ class ApiServer(kmock.KubernetesScaffold):
         self.create("v1/namespaces", {"metadata": {"name": "default"}})
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        return await super().__call__(_kmock_parsable(raw_request))
+        # Read the body under the API server's limit (aiohttp's own default would be 1 MiB).
+        raw_request = _kmock_parsable(raw_request).clone(client_max_size=limits.MAX_REQUEST_BODY_BYTES)
+        try:
+            await raw_request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            return _status_response(413, "RequestEntityTooLarge", limits.REQUEST_TOO_LARGE_MESSAGE)
+        return await super().__call__(raw_request)
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        if isinstance(exc, kmock.KubernetesError):
+            self.refusals.append(f"{exc.status} {exc.reason or ''}: {(exc.message or '')[:300]}")
+            return _status_response(exc.status, exc.reason or "", exc.message or "", exc.details)
+        return await super()._render_error(exc)
 
     # --- Public helpers for tests -------------------------------------------------------------
 
@@ -143,13 +183,15 @@ class ApiServer(kmock.KubernetesScaffold):
 
     def create(self, resource: str, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         """Create an object as if POSTed (validated, defaulted, with all metadata assigned)."""
-        return self._create(self.spec_of(resource), namespace, obj)
+        self._field_validation, self._warnings = "Ignore", []
+        return self._create(self.spec_of(resource), namespace, obj, manager="kube-emulator")
 
     def load_crd(self, crd: str | pathlib.Path | Mapping[str, Any]) -> dict[str, Any]:
         """Register a CustomResourceDefinition from a YAML file or a dict; return the stored CRD."""
         if not isinstance(crd, Mapping):
             crd = yaml.safe_load(pathlib.Path(crd).read_text())
-        return self._create(self._specs[CRD_KEY], None, crd)
+        self._field_validation, self._warnings = "Ignore", []
+        return self._create(self._specs[CRD_KEY], None, crd, manager="kube-emulator")
 
     def connection_info(self) -> kopf.ConnectionInfo:
         """Credentials for Kopf's ``@kopf.on.login`` handler."""
@@ -190,8 +232,16 @@ class ApiServer(kmock.KubernetesScaffold):
         The status is always explicit: kmock keeps the status of a nested response
         in the reaction, so a 201 would otherwise leak into the following responses.
         """
+        self._field_validation = request.params.get("fieldValidation") or "Warn"
+        self._warnings = []
         result = self._route(request)
-        return result if isinstance(result, kmock.Response) else kmock.Response(status=200, payload=result)
+        response = (
+            result if isinstance(result, kmock.Response) else kmock.Response(status=200, payload=result)
+        )
+        if self._warnings:  # one header, comma-separated warn-values (RFC 7234), as kubectl parses them
+            text = ", ".join(f"299 - {json.dumps(warning)}" for warning in self._warnings)
+            response = attrs.evolve(response, headers={**(response.headers or {}), "Warning": text})
+        return response
 
     def _route(self, request: kmock.Request) -> kmock.Payload:
         path = request.url.path
@@ -219,7 +269,9 @@ class ApiServer(kmock.KubernetesScaffold):
         if method == "GET":
             return self._list(spec, namespace, request)
         if method == "POST":
-            return kmock.Response(status=201, payload=self._create(spec, namespace, request.data))
+            return kmock.Response(
+                status=201, payload=self._create(spec, namespace, request.data, manager=_manager(request))
+            )
         raise _error(405, "MethodNotAllowed", f"{method} is not supported on a collection")
 
     def _serve_object(
@@ -227,6 +279,11 @@ class ApiServer(kmock.KubernetesScaffold):
     ) -> kmock.Payload:
         assert api.name is not None
         current = self._store.get(spec, namespace, api.name)
+        content_type = _header(request, "Content-Type")
+        if method == "PATCH":
+            self._check_patch_options(request, content_type)
+            if content_type.startswith(patches.APPLY_PATCH) and (current is not None or not api.subresource):
+                return self._apply(spec, api, namespace, request, current)
         if current is None:
             raise _error(
                 404,
@@ -244,14 +301,17 @@ class ApiServer(kmock.KubernetesScaffold):
             )
         if method == "DELETE":
             return self._delete(spec, current)
+        status_only = api.subresource == "status"
         if method == "PUT":
-            return self._update(spec, current, request.data, status_only=api.subresource == "status")
+            return self._update(
+                spec, current, request.data, status_only=status_only, manager=_manager(request)
+            )
         if method == "PATCH":
             try:
-                candidate = patches.apply_patch(current, request.data, _header(request, "Content-Type"))
+                candidate = patches.apply_patch(current, request.data, content_type)
             except patches.PatchError as e:
                 raise _error(422, "Invalid", str(e)) from e
-            return self._update(spec, current, candidate, status_only=api.subresource == "status")
+            return self._update(spec, current, candidate, status_only=status_only, manager=_manager(request))
         raise _error(405, "MethodNotAllowed", f"{method} is not supported on an object")
 
     # --- Discovery ----------------------------------------------------------------------------
@@ -364,21 +424,63 @@ class ApiServer(kmock.KubernetesScaffold):
                 return name
 
     def _admit(self, spec: ResourceSpec, obj: dict[str, Any]) -> None:
-        """Apply the schema defaults and validate; raise 422 naming the offending fields."""
-        if spec.schema is None:
-            return
-        resources.apply_defaults(obj, spec.schema)
-        violations = resources.validate(obj, spec.schema)
-        if violations:
-            name = obj["metadata"]["name"]
+        """Prune unknown fields, apply the schema defaults and validate; 400/422 naming the fields."""
+        self._unknown_fields(spec, pruning.prune(obj, spec.schema))
+        causes = []
+        if spec.schema is not None:
+            resources.apply_defaults(obj, spec.schema)
             causes = [
                 {"reason": "FieldValueInvalid", "field": v.field, "message": f"{v.field}: {v.message}"}
-                for v in violations
+                for v in resources.validate(obj, spec.schema)
             ]
-            message = f'{spec.kind} "{name}" is invalid: ' + "; ".join(c["message"] for c in causes)
+        if limits.annotations_size(obj) > limits.TOTAL_ANNOTATION_SIZE_LIMIT:
+            field = "metadata.annotations"
+            message = f"{field}: {limits.ANNOTATIONS_TOO_LONG_MESSAGE}"
+            causes.append({"reason": "FieldValueTooLong", "field": field, "message": message})
+        if causes:
+            name = obj["metadata"]["name"]
+            message = f'{_qualified_kind(spec)} "{name}" is invalid: ' + "; ".join(
+                c["message"] for c in causes
+            )
             raise _error(422, "Invalid", message, name=name, group=spec.group, kind=spec.kind, causes=causes)
 
-    def _create(self, spec: ResourceSpec, namespace: str | None, body: Any) -> dict[str, Any]:
+    def _unknown_fields(self, spec: ResourceSpec, dropped: list[str]) -> None:
+        """``fieldValidation``: Strict refuses unknown fields (400), Warn (the default) warns, Ignore not."""
+        if not dropped or self._field_validation == "Ignore":
+            return
+        unknown = [f"unknown field {json.dumps(path)}" for path in dropped]
+        if self._field_validation == "Strict":
+            raise _error(
+                400,
+                "BadRequest",
+                f'{spec.kind} in version "{spec.version}" cannot be handled as a {spec.kind}: '
+                "strict decoding error: " + ", ".join(unknown),
+            )
+        self._warnings += unknown
+        self.warnings += unknown
+
+    @staticmethod
+    def _check_stored_size(obj: Mapping[str, Any]) -> None:
+        """What etcd refuses (see tests/kube/limits.py for the exact response)."""
+        if limits.stored_size(obj) > limits.MAX_STORED_OBJECT_BYTES:
+            raise _error(500, "", limits.ETCD_TOO_LARGE_MESSAGE)
+
+    @staticmethod
+    def _check_patch_options(request: kmock.Request, content_type: str) -> None:
+        """``ValidatePatchOptions``: apply needs a fieldManager; only apply may force."""
+        apply = content_type.startswith(patches.APPLY_PATCH)
+        problem = None
+        if apply and not request.params.get("fieldManager"):
+            problem = "fieldManager: Required value: is required for apply patch"
+        elif not apply and "force" in request.params:
+            problem = "force: Forbidden: may not be specified for non-apply patch"
+        if problem:
+            raise _error(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {problem}')
+
+    def _create(
+        self, spec: ResourceSpec, namespace: str | None, body: Any, manager: str | None
+    ) -> dict[str, Any]:
+        """Store a new object; ``manager`` owns its fields (``None``: managedFields are set already)."""
         if not isinstance(body, Mapping):
             raise _error(400, "BadRequest", "the body of the request must be a JSON object")
         obj = copy.deepcopy(dict(body))
@@ -405,13 +507,24 @@ class ApiServer(kmock.KubernetesScaffold):
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
         for field in ("resourceVersion", "deletionTimestamp"):
             meta.pop(field, None)
+        if manager is not None:
+            meta.pop("managedFields", None)
         self._admit(spec, obj)
+        if manager is not None:
+            fieldmanager.record_update(_endpoint(spec, None), None, obj, manager, [])
         self._on_stored(spec, obj)
+        self._check_stored_size(obj)
         return self._store.save(spec, obj, "ADDED")
 
     def _update(
-        self, spec: ResourceSpec, current: dict[str, Any], candidate: Any, status_only: bool
+        self,
+        spec: ResourceSpec,
+        current: dict[str, Any],
+        candidate: Any,
+        status_only: bool,
+        manager: str | None,
     ) -> dict[str, Any]:
+        """Store a new version; ``manager`` gets the fields it changed (``None``: an apply did that)."""
         if not isinstance(candidate, Mapping):
             raise _error(400, "BadRequest", "the resulting object must be a JSON object")
         meta = current["metadata"]
@@ -427,12 +540,25 @@ class ApiServer(kmock.KubernetesScaffold):
                 kind=spec.plural,
             )
         new = self._merge_write(spec, current, dict(candidate), status_only)
+        # managedFields written by the client are honoured (kubectl's client-side-apply upgrade does
+        # that); a write without them keeps the stored ones.
+        written = (candidate.get("metadata") or {}).get("managedFields")
+        if not (manager is None or (written and isinstance(written, list) and not status_only)):
+            written = meta.get("managedFields")
+        new["metadata"].pop("managedFields", None)
+        if written:
+            new["metadata"]["managedFields"] = written
         self._admit(spec, new)
         if new == current:
             return current  # a no-op: no new resourceVersion, no watch event
+        if manager is not None:
+            endpoint = _endpoint(spec, "status" if status_only else None)
+            entries = fieldmanager.decode_managed(new)
+            fieldmanager.record_update(endpoint, current, new, manager, entries)
         if _spec_part(new) != _spec_part(current):
             new["metadata"]["generation"] = meta.get("generation", 1) + 1
         self._on_stored(spec, new)
+        self._check_stored_size(new)
         saved = self._store.save(spec, new, "MODIFIED")
         if saved["metadata"].get("deletionTimestamp") and not saved["metadata"].get("finalizers"):
             return self._store.remove(spec, saved)
@@ -468,6 +594,51 @@ class ApiServer(kmock.KubernetesScaffold):
         new.update(apiVersion=spec.api_version, kind=spec.kind)
         return new
 
+    def _apply(
+        self,
+        spec: ResourceSpec,
+        api: ApiPath,
+        namespace: str | None,
+        request: kmock.Request,
+        current: dict[str, Any] | None,
+    ) -> kmock.Payload:
+        """Server-side apply (see tests/kube/fieldmanager.py); creates the object if it is missing."""
+        assert api.name is not None
+        try:
+            applied = yaml.safe_load(request.body or b"{}")
+        except yaml.YAMLError as e:
+            raise _error(400, "BadRequest", f"error decoding YAML: {e}") from e
+        if not isinstance(applied, dict):
+            raise _error(400, "BadRequest", "the body of the request must be an object")
+        if applied.get("apiVersion") != spec.api_version or applied.get("kind") != spec.kind:
+            raise _error(
+                400,
+                "BadRequest",
+                f"the API version and kind in the data ({applied.get('apiVersion')}, {applied.get('kind')}) "
+                f"do not match the expected ({spec.api_version}, {spec.kind})",
+            )
+        meta = applied.setdefault("metadata", {})
+        if not isinstance(meta, dict) or meta.get("name", api.name) != api.name:
+            raise _error(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta.get('name') if isinstance(meta, dict) else None}) "
+                f"does not match the name on the URL ({api.name})",
+            )
+        self._unknown_fields(spec, pruning.prune(applied, spec.schema))
+        endpoint = _endpoint(spec, api.subresource)
+        force = request.params.get("force") in ("true", "1")
+        try:
+            new = fieldmanager.apply(endpoint, current, applied, request.params["fieldManager"], force)
+        except fieldmanager.ApplyConflict as e:
+            raise _error(409, "Conflict", e.message, causes=e.causes) from e
+        if current is None:
+            new["metadata"].update(name=api.name)
+            if namespace is not None:
+                new["metadata"]["namespace"] = namespace
+            return kmock.Response(status=201, payload=self._create(spec, namespace, new, manager=None))
+        return self._update(spec, current, new, status_only=api.subresource == "status", manager=None)
+
     def _delete(self, spec: ResourceSpec, current: dict[str, Any]) -> dict[str, Any]:
         meta = current["metadata"]
         if not meta.get("finalizers"):
@@ -502,6 +673,22 @@ class ApiServer(kmock.KubernetesScaffold):
         if spec.key == CRD_KEY:
             for crd_spec in resources.specs_from_crd(obj):
                 self._specs.pop(crd_spec.key, None)
+
+
+def _manager(request: kmock.Request) -> str:
+    """The field manager of a non-apply write: ``fieldManager``, else the User-Agent's product."""
+    return request.params.get("fieldManager") or fieldmanager.manager_from_user_agent(
+        _header(request, "User-Agent")
+    )
+
+
+def _endpoint(spec: ResourceSpec, subresource: str | None) -> fieldmanager.Endpoint:
+    return fieldmanager.Endpoint(spec.schema, spec.api_version, spec.status_subresource, subresource)
+
+
+def _qualified_kind(spec: ResourceSpec) -> str:
+    """``Kind.group`` as in the API server's Invalid messages (just ``Kind`` for the core group)."""
+    return f"{spec.kind}.{spec.group}" if spec.group else spec.kind
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ import jsonpointer
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: tests/kube/fieldmanager.py
 
 
 class PatchError(ValueError):

@@ -41,6 +41,7 @@ class Facts:
     failing_cast: int = 0
     non_null_values: int = 0
     volatile_default: bool = False  # the server's catalog says the new default is volatile
+    violating: int | None = None  # rows a new constraint would reject (None: not checked)
 
 
 async def count_rows(conn: asyncpg.Connection, schema: str, table: str, estimate: int) -> int:

@@ -90,3 +90,55 @@ async def test_adding_a_constraint_graded_by_the_data(dsn: str, conn) -> None:
     await conn.execute('DELETE FROM "account" WHERE balance = 0')
     success, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
     assert success and m.safety_level == "MEDIUM"
+
+
+async def test_dropping_tables_is_never_implicit(dsn: str, conn) -> None:
+    """Models a DataFlow instance does not mention are kept and listed, unless it is told the model set is
+    complete; a DataFlow() without models, or a second application with the same default owner, plans
+    nothing destructive."""
+    first = make(dsn)
+
+    @first.model
+    class Customer:
+        name: str
+
+    @first.model
+    class Invoice:
+        total: int
+
+    assert (await first.auto_migrate(auto_confirm=True))[0]
+    await conn.execute("INSERT INTO customer (name) VALUES ('kept')")
+
+    bare = make(dsn)  # the docs' CI/CD snippet: DataFlow() with no models
+    success, applied = await bare.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert success and applied == []
+    assert "Not in models (kept): customer, invoice" in output(bare)
+    assert await bare.get_pending_migrations() == []
+
+    second = make(dsn)  # another application, same default owner
+
+    @second.model
+    class Audit:
+        event: str
+
+    success, [m] = await second.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert success and [(op.kind, op.table) for op in m.operations] == [("CREATE_TABLE", "audit")]
+    assert m.kept_tables == ["customer", "invoice"]
+    assert "Not in models (kept): customer, invoice" in output(second)
+    assert await conn.fetchval("SELECT name FROM customer") == "kept"
+
+    complete = make(dsn, drop_missing_tables=True)
+
+    @complete.model
+    class Customer:  # noqa: F811
+        name: str
+
+    @complete.model
+    class Audit:  # noqa: F811
+        event: str
+
+    [pending] = await complete.get_pending_migrations()
+    assert [(op.kind, op.table) for op in pending.operations] == [("DROP_TABLE", "invoice")]
+    assert pending.kept_tables == []
+    success, _ = await complete.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert success and await conn.fetchval("SELECT to_regclass('public.invoice')") is None

@@ -1,5 +1,6 @@
 """Schema evolutions against real PostgreSQL: risk levels, SQL, data kept, failures rolled back."""
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -315,6 +316,7 @@ async def test_failure_half_way_leaves_everything_as_before(dsn: str, conn) -> N
 async def test_drop_table_only_for_tables_this_owner_created(dsn: str, conn) -> None:
     await conn.execute("CREATE TABLE foreign_table (id int)")
     db = dataflow(dsn)
+    db.options = replace(db.options, drop_missing_tables=True)  # as DataFlow(..., drop_missing_tables=True)
 
     @db.model
     class Keep:

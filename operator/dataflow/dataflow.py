@@ -28,9 +28,9 @@ from dataflow.ledger import (
 from dataflow.lock import MigrationLease
 from dataflow.models import model_to_table
 from dataflow.operations import Risk
-from dataflow.options import MigrationOptions, text
+from dataflow.options import MigrationOptions, flag, text
 from dataflow.plan import Migration
-from dataflow.preview import render_console, stdout_console
+from dataflow.preview import kept_line, render_console, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
@@ -89,7 +89,9 @@ class DataFlow:
 
     ``migration_config`` keys: ``schema``, ``owner`` and those of :meth:`MigrationOptions.from_config`
     (``options``). Known keys are checked at once (SchemaError naming ``migration_config.<key>``);
-    ``last_result`` is the outcome of the last ``auto_migrate``.
+    ``last_result`` is the outcome of the last ``auto_migrate``. ``drop_missing_tables=True`` says
+    the registered models are the complete set: a table DataFlow created for a model no longer
+    registered is then dropped; otherwise it is kept and the preview lists it.
     """
 
     def __init__(
@@ -98,12 +100,19 @@ class DataFlow:
         *,
         migration_config: dict[str, Any] | None = None,
         console: Console | None = None,
+        drop_missing_tables: bool = False,
     ) -> None:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
         self.config = dict(migration_config or {})
         check_identity(self.config)
-        self.options = MigrationOptions.from_config(self.config)
+        # the registered models may be a part of the application: tables they do not mention are kept
+        # (and listed) unless the caller says the model set is complete
+        if problem := flag(drop_missing_tables):
+            raise SchemaError("drop_missing_tables", problem)
+        self.options = replace(
+            MigrationOptions.from_config(self.config), drop_missing_tables=drop_missing_tables
+        )
         self.database_url = database_url
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
@@ -270,6 +279,8 @@ class DataFlow:
             self.last_result = result
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
+            elif result.migration is not None and result.migration.kept_tables and not preview_shown:
+                self.console.print(kept_line(result.migration), markup=False, highlight=False)
             self._report(result)
             applied = result.migration if result.outcome is Outcome.APPLIED else None
             if applied is not None and options.validate_after_migration:

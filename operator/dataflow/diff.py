@@ -38,15 +38,19 @@ class _Named(Protocol):
 T = TypeVar("T", bound=_Named)  # indexes and constraints, compared by name
 
 
-def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ()) -> list[Change]:
-    """Changes that turn ``current`` into ``desired``, in execution order."""
+def compare_schemas(
+    current: Schema, desired: Schema, owned: Iterable[str] = (), drop_missing: bool = True
+) -> list[Change]:
+    """Changes that turn ``current`` into ``desired``, in execution order.
+
+    ``drop_missing``: ``desired`` is the whole model set, so an ``owned`` table it does not name is
+    dropped; otherwise such tables are left alone (:func:`missing_tables` lists them).
+    """
     changes: list[Change] = []
-    renamed_sources: set[str] = set()
     for table in desired.tables:
         existing = current.table(table.name)
         if existing is None and table.renamed_from and current.table(table.renamed_from):
             existing = current.table(table.renamed_from)
-            renamed_sources.add(table.renamed_from)
             changes.append(
                 Change(RENAME_TABLE, table.name, table.name, old=table.renamed_from, new=table.name)
             )
@@ -56,12 +60,20 @@ def compare_schemas(current: Schema, desired: Schema, owned: Iterable[str] = ())
             continue
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
-    desired_names = set(desired.table_names)
-    for name in sorted(set(owned) - desired_names - renamed_sources):
-        dropped = current.table(name)
-        if dropped is not None:
-            changes.append(Change(DROP_TABLE, name, old=dropped))
+    if drop_missing:
+        changes.extend(Change(DROP_TABLE, t.name, old=t) for t in missing_tables(current, desired, owned))
     return sort_changes(changes)
+
+
+def missing_tables(current: Schema, desired: Schema, owned: Iterable[str]) -> list[Table]:
+    """Tables of ``current`` that this owner created (``owned``) and ``desired`` no longer names."""
+    renamed_sources = {
+        t.renamed_from
+        for t in desired.tables
+        if t.renamed_from and current.table(t.name) is None and current.table(t.renamed_from)
+    }
+    names = sorted(set(owned) - set(desired.table_names) - renamed_sources)
+    return [t for name in names if (t := current.table(name)) is not None]
 
 
 def compare_columns(old: Table, new: Table) -> Iterator[Change]:

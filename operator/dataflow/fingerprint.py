@@ -208,6 +208,8 @@ def plan_key(desired: Schema, options: MigrationOptions, desired_hash: str | Non
         repr(sorted(options.allowed_functions)),
         options.strategy,
     ]
+    if not options.drop_missing_tables:
+        parts.append("keep-missing-tables")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 

@@ -138,6 +138,9 @@ class MigrationOptions:
     allowed_functions: frozenset[str] = _option(
         frozenset(), names, frozenset, "allowed_functions"
     )  # not denied
+    drop_missing_tables: bool = _option(
+        True, flag
+    )  # the schema is the whole model set: drop owned tables it no longer names (a manifest; the library asks)
     # execution
     lock_timeout_ms: int = _option(500, whole_number(0), config="lock_timeout_ms")  # PostgreSQL lock_timeout
     statement_timeout_ms: int = _option(

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from dataflow import fingerprint
-from dataflow.diff import compare_schemas
+from dataflow.diff import compare_schemas, missing_tables
 from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
 from dataflow.operations import Change, Operation, Risk, RollbackStep
@@ -49,6 +49,8 @@ class Migration:
     checksum: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     position: str = ""  # where the database stood when planned (:func:`position`); backups are named from it
+    # tables this owner created that the models no longer name, left alone (the model set may be partial)
+    kept_tables: list[str] = field(default_factory=list)
 
     @property
     def risk(self) -> Risk:
@@ -105,6 +107,7 @@ class Migration:
             "checksum": self.checksum,
             "planHash": self.plan_hash,
             "position": self.position,
+            "keptTables": self.kept_tables,
             "operations": [op.to_dict() for op in self.operations],
             "backups": [op.backup for op in self.operations if op.backup],
             "sqlUp": self.sql_up,
@@ -219,9 +222,18 @@ async def build_migration(
     derive from it.
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
+    drop = options.drop_missing_tables
     changes = filter_changes(
-        compare_schemas(state.schema, desired, owned), options.include_tables, options.exclude_operations
+        compare_schemas(state.schema, desired, owned, drop),
+        options.include_tables,
+        options.exclude_operations,
     )
+    include = options.include_tables
+    kept = [
+        t.name
+        for t in ([] if drop else missing_tables(state.schema, desired, owned))
+        if include is None or t.name in include
+    ]
     renamed = {c.table: old for c in changes if (old := kind_of(c.kind).renamed_from(c))}
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
     foreign_keys = tuple(state.foreign_keys)
@@ -252,7 +264,9 @@ async def build_migration(
             Operation(change, assessment, r.steps, r.down, r.irreversible, r.details, r.strategy, r.backup)
         )
     checksum = plan_checksum(schema_hash, operations, at)
-    return Migration(new_version(), describe(operations), operations, schema_hash, checksum, position=at)
+    return Migration(
+        new_version(), describe(operations), operations, schema_hash, checksum, position=at, kept_tables=kept
+    )
 
 
 async def _facts(

@@ -58,6 +58,14 @@ def assessment_lines(m: Migration) -> list[str]:
     ]
 
 
+def kept_line(m: Migration) -> str:
+    """The tables DataFlow created that the models no longer mention: listed, never dropped implicitly."""
+    return (
+        f"Not in models (kept): {', '.join(m.kept_tables)} "
+        "(drop them with DataFlow(..., drop_missing_tables=True) when the models are the complete set)"
+    )
+
+
 def sql_lines(m: Migration) -> list[str]:
     """The statements in order; online steps say that they run outside a transaction."""
     lines = []
@@ -94,6 +102,8 @@ def render_console(
         icon, colour = RISK_STYLE[op.risk]
         table.add_row(op.table, op.kind, op.details, f"[{colour}]{icon} {op.risk.name}[/{colour}]")
     console.print(table)
+    if m.kept_tables:
+        console.print(kept_line(m), markup=False, highlight=False)
     if show_sql:
         console.print("\nGenerated SQL:")
         for sql in sql_lines(m):
@@ -117,6 +127,8 @@ def render_markdown(m: Migration, title: str = "DataFlow plan") -> str:
     lines = [f"### {title}: {m.safety_level} (plan `{m.plan_hash}`)", ""]
     if not m.operations:
         return "\n".join(lines + ["No changes: the database matches the schema."])
+    if m.kept_tables:
+        lines += [kept_line(m), ""]
     lines += ["| Table | Operation | Details | Safety Level | Reason |", "|---|---|---|---|---|"]
     for op in m.operations:
         cells = (

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from rich.console import Console
 
 from dataflow import DataFlow, Field
-from dataflow.errors import MigrationConflictError
 from tests.helpers import dataflow, output
 
 
@@ -142,3 +140,87 @@ async def test_dropping_tables_is_never_implicit(dsn: str, conn) -> None:
     assert pending.kept_tables == []
     success, _ = await complete.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
     assert success and await conn.fetchval("SELECT to_regclass('public.invoice')") is None
+
+
+async def test_rollback_of_an_added_column_keeps_its_data(dsn: str, conn) -> None:
+    """An added column that received data since: analyze_rollback says so (not fully reversible), the
+    rollback copies the values to dataflow_backup before the undo drops them, and they can be put back."""
+    db = dataflow(dsn)
+
+    @db.model
+    class User:
+        name: str
+
+    await db.initialize()
+    await conn.executemany('INSERT INTO "user" (name) VALUES ($1)', [("a",), ("b",), ("c",)])
+
+    @db.model
+    class User:  # noqa: F811
+        name: str
+        phone: str = None
+        active: bool = True
+
+    success, [m] = await db.auto_migrate(auto_confirm=True)
+    assert success
+    untouched = await db.analyze_rollback(m.version)  # a default fills rows; that is not data written since
+    assert untouched.fully_reversible and untouched.data_removed == []
+
+    await conn.execute("UPDATE \"user\" SET phone = '555-' || name WHERE name <> 'c'")
+    analysis = await db.analyze_rollback(m.version)
+    assert not analysis.fully_reversible
+    assert analysis.data_removed == ["user.phone: 2 rows hold a value that the undo would remove"]
+    assert "removes data written since the migration" in analysis.data_loss_warning
+    assert analysis.irreversible_operations == []
+
+    assert await db.rollback_migration(m.version)
+    [(backup, restore)] = [
+        (line.split(" in ", 1)[1].split(";", 1)[0], line.split("again: ", 1)[1])
+        for line in output(db).splitlines()
+        if line.startswith("kept 2 rows of user.phone")
+    ]
+    assert backup.startswith('"dataflow_backup".')
+    assert sorted(tuple(r) for r in await conn.fetch(f"SELECT id, phone FROM {backup}")) == [
+        (1, "555-a"),
+        (2, "555-b"),
+    ]
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'phone'"
+        )
+        == 0
+    )
+
+    assert (await db.auto_migrate(auto_confirm=True))[0]  # the column again, then its values back
+    await conn.execute(restore)
+    assert [tuple(r) for r in await conn.fetch('SELECT name, phone FROM "user" ORDER BY id')] == [
+        ("a", "555-a"),
+        ("b", "555-b"),
+        ("c", None),
+    ]
+
+
+async def test_rollback_details(dsn: str, conn) -> None:
+    """RollbackStep.risk_level grades the undo (undoing ADD COLUMN drops a column: not SAFE), and
+    rollback_migration of an unknown version returns False with a message."""
+    db = dataflow(dsn)
+
+    @db.model
+    class User:
+        name: str
+
+    await db.initialize()
+
+    @db.model
+    class User:  # noqa: F811
+        name: str
+        phone: str = None
+
+    _, [m] = await db.auto_migrate(dry_run=True)
+    [op] = m.operations
+    assert op.risk.name == "SAFE"
+    [step] = m.rollback_steps
+    assert step.operation_type == "UNDO_ADD_COLUMN" and "DROP COLUMN" in step.sql
+    assert step.risk_level == "HIGH"
+
+    assert await db.rollback_migration("migration_20250131_120000") is False
+    assert "rollback of migration_20250131_120000 refused: unknown migration version" in output(db)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 
@@ -166,6 +167,7 @@ async def test_drop_table_then_rollback_restores_rows(dsn: str, conn: asyncpg.Co
     db = await seeded(dsn, conn)
     before = await conn.fetch("SELECT * FROM account ORDER BY id")
     del db.models["Account"]
+    db.options = replace(db.options, drop_missing_tables=True)  # as DataFlow(..., drop_missing_tables=True)
     success, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
     assert success and await conn.fetchval("SELECT to_regclass('public.account')") is None
     assert await db.rollback_migration(m.version)

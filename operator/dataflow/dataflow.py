@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -35,6 +35,7 @@ from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 from dataflow.sqltext import identifier_problem
+from dataflow.undo import keep, undo_losses
 
 C = TypeVar("C", bound=type)
 CONFIRM_PROMPT = "Apply these changes? [y/N]: "
@@ -67,10 +68,14 @@ async def missing_tables(conn: asyncpg.Connection, schema: str, tables: Iterable
 
 @dataclass(frozen=True)
 class RollbackAnalysis:
+    """What rolling back ``version`` would do to data. ``data_removed``: data written since that the undo
+    drops (a column or table the migration added); the rollback keeps it in ``dataflow_backup`` first."""
+
     version: str
     fully_reversible: bool
     data_loss_warning: str | None
     irreversible_operations: list[str]
+    data_removed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -341,29 +346,52 @@ class DataFlow:
     async def analyze_rollback(self, version: str) -> RollbackAnalysis:
         async with self.connection() as conn:
             record = await self._record(conn, version)
+            losses = (
+                await undo_losses(conn, self.schema_name, record) if record.status == STATUS_APPLIED else []
+            )
         irreversible = [
             f"{op['operation']} {op['table']}.{op['details']}"
             for op in record.operations
             if op.get("irreversible")
         ]
-        warning = (
-            "rolling back recreates the structure but not the data removed by: " + "; ".join(irreversible)
-            if irreversible
-            else None
-        )
-        return RollbackAnalysis(version, not irreversible, warning, irreversible)
+        removed = [loss.describe() for loss in losses]
+        warnings = []
+        if irreversible:
+            warnings.append(
+                "rolling back recreates the structure but not the data removed by: " + "; ".join(irreversible)
+            )
+        if removed:
+            warnings.append(
+                "rolling back removes data written since the migration: "
+                + "; ".join(removed)
+                + f" (the rollback first copies it to {', '.join(loss.backup for loss in losses)})"
+            )
+        warning = "; ".join(warnings) or None
+        return RollbackAnalysis(version, not irreversible and not removed, warning, irreversible, removed)
 
     async def rollback_migration(self, version: str) -> bool:
-        """Undo one applied migration in a single transaction; the ledger marks it rolled back."""
+        """Undo one applied migration in a single transaction; the ledger marks it rolled back.
+
+        False, with the reason printed, when ``version`` is unknown, not applied, or its undo fails
+        (then nothing changed). Data written since into a column or table the migration added is
+        copied to ``dataflow_backup`` before the undo drops it; the message says how to put it back.
+        """
         async with self.connection() as conn:
             ledger = Ledger(self.schema_name)
-            record = await self._record(conn, version)
-            if record.status != STATUS_APPLIED:
-                raise DataFlowError(f"{version} is {record.status}, not applied: nothing to roll back")
+            record = await ledger.get(conn, version)
+            if record is None or record.status != STATUS_APPLIED:
+                problem = (
+                    "unknown migration version" if record is None else f"it is {record.status}, not applied"
+                )
+                self.console.print(f"[red]rollback of {version} refused:[/red] {problem}", highlight=False)
+                return False
             lease = MigrationLease(ledger, f"schema:{self.schema_name}")
             async with lease.hold(conn, heartbeat_dsn=self.dsn):
                 try:
                     async with conn.transaction():
+                        kept = await undo_losses(conn, self.schema_name, record)
+                        for loss in kept:
+                            await keep(conn, loss)
                         await run_in_transaction(conn, self.schema_name, record.sql_down, self.options)
                         await conn.execute(
                             f"UPDATE {ledger.table} SET status = $2 WHERE version = $1",
@@ -373,6 +401,13 @@ class DataFlow:
                 except asyncpg.PostgresError as exc:
                     self.console.print(f"[red]rollback of {version} failed, nothing changed:[/red] {exc}")
                     return False
+        for loss in kept:
+            self.console.print(
+                loss.kept_message(),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,  # one line: the SQL can be copied as it is
+            )
         return True
 
     async def rollback_last_migration(self) -> bool:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from dataflow.jsonfields import to_json
+from dataflow.schema import Column, Table
+
 
 class Risk(IntEnum):
     """Safety level of an operation or a migration; ordered, so ``max()`` gives the worst."""
@@ -150,7 +153,17 @@ class Operation:
             "steps": [
                 {"sql": s.sql, "transactional": s.transactional, "repeat": s.repeat} for s in self.steps
             ],
+            "subject": self.change.subject,
+            "columns": self.columns_left(),
         }
+
+    def columns_left(self) -> list[dict[str, Any]]:
+        """The definitions of the columns this change sets (its ledger row keeps them): a later plan
+        compares the database with them to tell a column changed by hand since (drift)."""
+        new = self.change.new
+        if isinstance(new, Table):
+            return [to_json(c) for c in new.columns]
+        return [to_json(new)] if isinstance(new, Column) else []
 
 
 @dataclass

@@ -81,7 +81,7 @@ class Migration:
             RollbackStep(
                 operation_type=f"UNDO_{op.kind}",
                 sql=sql,
-                risk_level=op.risk.name,
+                risk_level=kind_of(op.kind).undo_grade(op.change, op.assessment).name,
                 estimated_duration_ms=op.assessment.estimated_duration_ms,
                 irreversible=op.irreversible,
                 note="data removed by this migration is not restored" if op.irreversible else "",

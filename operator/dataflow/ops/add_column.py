@@ -54,6 +54,7 @@ def backfill_value(column: Column) -> str:
 class AddColumn(Kind):
     name = ADD_COLUMN
     order = 60
+    undo_risk = Risk.HIGH  # a DROP COLUMN of whatever the column received since
 
     def needs_row_count(self, change: Change) -> bool:
         c = change.new

@@ -35,6 +35,7 @@ PROBE_LOCK_TIMEOUT_MS = 200  # how long counting violations waits for a table so
 class AddConstraint(Kind):
     name = ADD_CONSTRAINT
     order = 140
+    undo_risk = Risk.SAFE  # DROP CONSTRAINT: nothing is rewritten or lost
 
     def needs_row_count(self, change: Change) -> bool:
         return True

@@ -35,6 +35,11 @@ class AlterColumnType(Kind):
     def needs_row_count(self, change: Change) -> bool:
         return True
 
+    def undo_grade(self, change: Change, assessment: Assessment) -> Risk:
+        """The undo converts back: a narrowing when the change widened (values written since may not fit)."""
+        back = classify_conversion(change.new.type, change.old.type)
+        return Risk.HIGH if back is Conversion.NARROWING else Risk.MEDIUM
+
     async def probe(
         self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str, facts: Facts
     ) -> Facts:

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import asyncpg
 
-from dataflow.operations import Assessment, Change
+from dataflow.operations import Assessment, Change, Risk
 from dataflow.safety import Facts
 from dataflow.schema import ForeignKey, Table
 from dataflow.sqlgen import Options, Rendered
@@ -43,10 +43,13 @@ class Kind(ABC):
     ``destructive``: removes data a backup in ``dataflow_backup`` can keep.
     ``loses_data``: previews list it under data-loss risk whatever the facts say.
     ``reads_table``: the change concerns a table that exists, so its facts (rows, size) are read.
+    ``undo_risk``: what undoing it risks, graded like the change the undo is (undoing ADD COLUMN is a
+    DROP COLUMN of whatever the column received since); see :meth:`undo_grade`.
     """
 
     name: ClassVar[str]
     order: ClassVar[int]
+    undo_risk: ClassVar[Risk | None] = None  # the grade of this kind's undo; None: the change's own
     destructive: ClassVar[bool] = False
     loses_data: ClassVar[bool] = False
     reads_table: ClassVar[bool] = True
@@ -58,6 +61,10 @@ class Kind(ABC):
     def needs_backup(self, change: Change, facts: Facts) -> bool:
         """Whether this change, with these facts, keeps the data it removes (when backups are on)."""
         return self.destructive and facts.rows > 0
+
+    def undo_grade(self, change: Change, assessment: Assessment) -> Risk:
+        """The risk of this change's undo (a rollback step), not of the change itself."""
+        return assessment.risk if self.undo_risk is None else self.undo_risk
 
     def renamed_from(self, change: Change) -> str | None:
         """The table's name in the database before this change, when the change renames it."""

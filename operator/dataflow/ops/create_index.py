@@ -17,6 +17,7 @@ CREATE_INDEX = "CREATE_INDEX"
 class CreateIndex(Kind):
     name = CREATE_INDEX
     order = 130
+    undo_risk = Risk.MEDIUM  # DROP INDEX: queries that relied on it slow down
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         lock = SHARE_UPDATE_EXCLUSIVE if context.online else SHARE

@@ -16,6 +16,7 @@ CREATE_TABLE = "CREATE_TABLE"
 class CreateTable(Kind):
     name = CREATE_TABLE
     order = 50
+    undo_risk = Risk.HIGH  # a DROP TABLE of the rows written since
     reads_table = False  # nothing to measure: the table does not exist yet
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:

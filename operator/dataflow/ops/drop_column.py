@@ -21,6 +21,7 @@ DROP_COLUMN = "DROP_COLUMN"
 class DropColumn(Kind):
     name = DROP_COLUMN
     order = 120
+    undo_risk = Risk.MEDIUM  # re-adds the column and restores it from the backup (a table update)
     destructive = True
     loses_data = True
 

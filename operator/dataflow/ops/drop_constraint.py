@@ -29,6 +29,7 @@ def has_dependents(foreign_keys: Iterable[tuple[str, ForeignKey]], table: str, c
 class DropConstraint(Kind):
     name = DROP_CONSTRAINT
     order = 30
+    undo_risk = Risk.MEDIUM  # re-adding validates the rows written since; one that violates it fails the undo
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         dependents = has_dependents(context.foreign_keys, change.table, change.old)

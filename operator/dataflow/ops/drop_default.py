@@ -17,6 +17,7 @@ DROP_DEFAULT = "DROP_DEFAULT"
 class DropDefault(Kind):
     name = DROP_DEFAULT
     order = 70
+    undo_risk = Risk.SAFE  # metadata only
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         return Assessment(Risk.SAFE, DEFAULT_REASON, f"{ACCESS_EXCLUSIVE} (brief)", METADATA_MS)

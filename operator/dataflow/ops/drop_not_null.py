@@ -16,6 +16,7 @@ DROP_NOT_NULL = "DROP_NOT_NULL"
 class DropNotNull(Kind):
     name = DROP_NOT_NULL
     order = 100
+    undo_risk = Risk.MEDIUM  # SET NOT NULL fails when NULLs were written since
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         return Assessment(Risk.SAFE, "relaxes a constraint", f"{ACCESS_EXCLUSIVE} (brief)", METADATA_MS)

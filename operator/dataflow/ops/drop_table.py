@@ -17,6 +17,7 @@ DROP_TABLE = "DROP_TABLE"
 class DropTable(Kind):
     name = DROP_TABLE
     order = 150  # last: everything that depends on the table has gone first
+    undo_risk = Risk.MEDIUM  # re-creates the table and restores its rows from the backup
     destructive = True
     loses_data = True
 

@@ -17,6 +17,7 @@ DEFAULT_REASON = "changes the default for new rows only"
 class SetDefault(Kind):
     name = SET_DEFAULT
     order = 90
+    undo_risk = Risk.SAFE  # metadata only
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         return Assessment(Risk.SAFE, DEFAULT_REASON, f"{ACCESS_EXCLUSIVE} (brief)", METADATA_MS)

@@ -29,6 +29,7 @@ SET_NOT_NULL = "SET_NOT_NULL"
 class SetNotNull(Kind):
     name = SET_NOT_NULL
     order = 110
+    undo_risk = Risk.SAFE  # DROP NOT NULL: metadata only
 
     def needs_row_count(self, change: Change) -> bool:
         return True

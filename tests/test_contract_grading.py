@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from dataflow import DataFlow, Field
+from dataflow.errors import MigrationConflictError
 from tests.helpers import dataflow, output
 
 
@@ -224,3 +226,89 @@ async def test_rollback_details(dsn: str, conn) -> None:
 
     assert await db.rollback_migration("migration_20250131_120000") is False
     assert "rollback of migration_20250131_120000 refused: unknown migration version" in output(db)
+
+
+async def test_conflict_error_for_a_column_changed_by_hand(dsn: str, conn) -> None:
+    """A column changed by hand since DataFlow applied it, which the plan would change again: the docs'
+    MigrationConflictError, with .message and .conflicts (.table, .description, .resolution_options).
+    Nothing is applied; a model that matches the database resolves it."""
+    db = dataflow(dsn)
+
+    @db.model
+    class Product:
+        name: str
+        sku: str = Field(max_length=20)
+        note: str = None
+
+    await db.initialize()
+    await conn.execute("INSERT INTO product (name, sku) VALUES ('lamp', 'L-1')")
+    await conn.execute("ALTER TABLE product ALTER COLUMN sku TYPE varchar(40)")  # by hand
+
+    @db.model
+    class Product:  # noqa: F811
+        name: str
+        sku: str = Field(max_length=20)
+        note: str = Field(default="none")  # the model's own change, on another column
+
+    with pytest.raises(MigrationConflictError) as raised:
+        await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    error = raised.value
+    assert "product.sku was changed outside DataFlow" in error.message
+    [conflict] = error.conflicts
+    assert conflict.table == "product"
+    assert "type VARCHAR(20) → VARCHAR(40)" in conflict.description
+    assert "ALTER_COLUMN_TYPE" in conflict.description
+    assert any("update the model" in option for option in conflict.resolution_options)
+    assert (
+        await conn.fetchval(
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'product' AND column_name = 'note'"
+        )
+        is None
+    )  # nothing applied, not even the other column's change
+
+    with pytest.raises(MigrationConflictError):  # a dry run says so too
+        await db.auto_migrate(dry_run=True)
+
+    @db.model
+    class Product:  # noqa: F811
+        name: str
+        sku: str = Field(max_length=40)  # keep the hand change
+        note: str = Field(default="none")
+
+    success, [m] = await db.auto_migrate(auto_confirm=True)
+    assert success and [op.kind for op in m.operations] == ["SET_DEFAULT", "SET_NOT_NULL"]
+
+
+async def test_conflict_error_for_tables_of_another_owner(dsn: str, conn) -> None:
+    """Tables another owner holds: MigrationConflictError naming each, with real ways out."""
+    other = dataflow(dsn, owner="billing")
+
+    @other.model
+    class Invoice:
+        total: int
+
+    assert (await other.auto_migrate(auto_confirm=True))[0]
+
+    db = dataflow(dsn)
+
+    @db.model
+    class Invoice:  # noqa: F811
+        total: int
+        note: str = None
+
+    with pytest.raises(MigrationConflictError) as raised:
+        await db.auto_migrate(auto_confirm=True)
+    [conflict] = raised.value.conflicts
+    assert conflict.table == "invoice" and "owned by billing" in conflict.description
+    assert "DataFlow(migration_config={'owner': 'billing'})" in conflict.resolution_options[0]
+    assert "invoice" in raised.value.message
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'invoice' AND column_name = 'note'"
+        )
+        == 0
+    )
+
+    same = dataflow(dsn, owner="billing")  # the first resolution option, as written
+    same.models = dict(db.models)
+    assert (await same.auto_migrate(auto_confirm=True))[0]

@@ -22,7 +22,7 @@ from dataflow import manifest_size
 from dataflow.connect import connect
 from dataflow.dataflow import DataFlow
 from dataflow.embedded import resolve_dsn
-from dataflow.errors import DataFlowError, SchemaError
+from dataflow.errors import DataFlowError, MigrationConflictError, SchemaError
 from dataflow.manifest import (
     dump,
     from_resource,
@@ -251,11 +251,15 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
     if args.database_url:
         db.database_url = args.database_url
     db.console = console
-    await db.auto_migrate(
-        dry_run=args.command == "plan",
-        auto_confirm=getattr(args, "auto_confirm", False),
-        max_risk_level=args.max_risk,
-    )
+    try:
+        await db.auto_migrate(
+            dry_run=args.command == "plan",
+            auto_confirm=getattr(args, "auto_confirm", False),
+            max_risk_level=args.max_risk,
+        )
+    except MigrationConflictError as exc:  # like a refusal: someone must decide, nothing failed
+        console.print(f"[red]Conflict[/red]: {exc.message}", highlight=False)
+        return EXIT_REFUSED
     code = _exit_code(db.last_result)
     if (
         code == EXIT_OK

@@ -13,6 +13,7 @@ import asyncpg
 from rich.console import Console
 from rich.text import Text
 
+from dataflow.conflicts import conflict_error, drift_conflicts, ownership_conflicts
 from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
@@ -274,14 +275,27 @@ class DataFlow:
 
         async def preview_then_confirm(migration: Migration) -> bool:
             nonlocal preview_shown
+            await refuse_drift(migration)  # nobody is asked to confirm what would be refused
             render_console(migration, self.console, **show)
             preview_shown = True
             return await asyncio.to_thread(self._ask) if options.confirm else True
 
         desired = self.schema()
         async with self.connection() as conn:
-            result = await reconcile(conn, self.dsn, desired, self.owner, options, preview_then_confirm)
+
+            async def refuse_drift(migration: Migration) -> None:
+                """Raise MigrationConflictError when the plan would overwrite a column changed by hand."""
+                if drifted := await drift_conflicts(conn, self.schema_name, self.owner, migration):
+                    raise conflict_error(drifted)
+
+            result = await reconcile(
+                conn, self.dsn, desired, self.owner, options, preview_then_confirm, before_apply=refuse_drift
+            )
             self.last_result = result
+            if result.outcome is Outcome.CONFLICT:
+                raise conflict_error(ownership_conflicts(result.conflicts, self.owner))
+            if result.outcome is Outcome.DRY_RUN and result.migration is not None:
+                await refuse_drift(result.migration)
             if result.migration is not None and result.migration.operations and not preview_shown:
                 render_console(result.migration, self.console, **show)
             elif result.migration is not None and result.migration.kept_tables and not preview_shown:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 
 class DataFlowError(Exception):
     """Base class of every DataFlow error."""
@@ -24,13 +26,24 @@ class LockTimeout(DataFlowError):
     """The migration lease could not be acquired in time."""
 
 
-class MigrationConflictError(DataFlowError):
-    """Two sources claim the same objects, or the plan changed under us."""
+@dataclass(frozen=True)
+class Conflict:
+    """One object two sources disagree on: its table, what happened, and what a person can do about it."""
 
-    def __init__(self, message: str, conflicts: list[object] | None = None) -> None:
+    table: str
+    description: str
+    resolution_options: list[str] = field(default_factory=list)
+    column: str | None = None
+
+
+class MigrationConflictError(DataFlowError):
+    """The plan would overwrite what someone else decided: a column changed by hand since DataFlow last
+    applied it, or a table another owner holds. ``conflicts`` lists each, with ways to resolve it."""
+
+    def __init__(self, message: str, conflicts: list[Conflict] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.conflicts = conflicts or []
+        self.conflicts: list[Conflict] = list(conflicts or [])
 
 
 class InvalidDatabaseURL(DataFlowError):

@@ -261,7 +261,8 @@ async def test_conflict_error_for_a_column_changed_by_hand(dsn: str, conn) -> No
     assert any("update the model" in option for option in conflict.resolution_options)
     assert (
         await conn.fetchval(
-            "SELECT column_default FROM information_schema.columns WHERE table_name = 'product' AND column_name = 'note'"
+            "SELECT column_default FROM information_schema.columns"
+            " WHERE table_name = 'product' AND column_name = 'note'"
         )
         is None
     )  # nothing applied, not even the other column's change

@@ -398,7 +398,10 @@ async def test_failed_apply_exits_2_and_refusal_exits_1(
     assert code == 0, out
     await conn.execute("INSERT INTO item (price) VALUES (-1)")
     models.write_text(MODELS_HEAD + "@db.model\nclass Item:\n    price: int = Field(check='price > 0')\n")
-    code, out = await dataflow_cli("apply", str(models), "--auto-confirm", "--database-url", dsn)
+    # --max-risk HIGH: a constraint that rows violate is graded HIGH (with the count) and would be refused
+    code, out = await dataflow_cli(
+        "apply", str(models), "--auto-confirm", "--max-risk", "HIGH", "--database-url", dsn
+    )
     assert code == 2 and Outcome.FAILED.value in out and "Traceback" not in out, out  # was 1, as if refused
     models.write_text(MODELS_HEAD + "@db.model\nclass Item:\n    cost: int = Field(renamed_from='price')\n")
     code, out = await dataflow_cli(

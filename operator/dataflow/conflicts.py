@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from dataflow.diff import compare_column
 from dataflow.errors import Conflict, MigrationConflictError
 from dataflow.jsonfields import from_json
 from dataflow.ledger import STATUS_APPLIED, Ledger
+from dataflow.operations import Operation
 from dataflow.plan import Migration
 from dataflow.schema import Column
 
@@ -33,46 +33,73 @@ def _differences(applied: Column, now: Column) -> list[str]:
     return out
 
 
-async def last_applied_columns(
+async def definitions_since_applied(
     conn: asyncpg.Connection, schema: str, owner: str, wanted: set[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[str, Column]]:
-    """(table, column) → (version, definition) as the newest applied migration of ``owner`` left it."""
-    found: dict[tuple[str, str], tuple[str, Column]] = {}
+) -> dict[tuple[str, str], tuple[str, Column, list[Column]]]:
+    """(table, column) → (version, definition, tried): the newest applied migration of ``owner`` that set
+    the column, the definition it left, and every one attempts since (interrupted, failed) left or tried:
+    a column found as any of them was left so by DataFlow, not changed by hand."""
+    tried: dict[tuple[str, str], list[Column]] = {}
+    settled: dict[tuple[str, str], tuple[str, Column, list[Column]]] = {}
     for record in await Ledger(schema).history(conn, HISTORY_LIMIT, owner):
-        if record.status != STATUS_APPLIED:
-            continue
-        for op in reversed(record.operations):
+        left: dict[tuple[str, str], Column] = {}  # what this migration's last operation on each column set
+        for op in record.operations:
             for definition in op.get("columns") or ():
-                key = (op.get("table", ""), definition.get("name", ""))
-                if key in wanted and key not in found:
-                    found[key] = (record.version, from_json(Column, definition))
-        if len(found) == len(wanted):
+                left[(op.get("table", ""), definition.get("name", ""))] = from_json(Column, definition)
+        for key, definition in left.items():
+            if key not in wanted or key in settled:
+                continue
+            tried.setdefault(key, []).append(definition)
+            if record.status == STATUS_APPLIED:
+                settled[key] = (record.version, definition, tried[key])
+        if len(settled) == len(wanted):
             break
-    return found
+    return settled
+
+
+ATTRIBUTES = ("type", "default", "nullable")  # what a plan compares (diff.compare_column)
+
+
+def drifted(applied: Column, tried: list[Column], now: Column) -> set[str]:
+    """The attributes of ``now`` that no definition DataFlow left or tried holds: changed by hand.
+
+    Attribute by attribute, because an attempt stopped half-way leaves a mix (the new type, not yet
+    the NOT NULL that came next), which is no hand change.
+    """
+    return {a for a in ATTRIBUTES if all(getattr(d, a) != getattr(now, a) for d in (applied, *tried))}
 
 
 async def drift_conflicts(
     conn: asyncpg.Connection, schema: str, owner: str, migration: Migration
 ) -> list[Conflict]:
-    """Columns the plan changes that were changed by hand since this owner last applied them."""
-    changed = {
-        (op.table, op.change.old.name): op for op in migration.operations if isinstance(op.change.old, Column)
-    }
-    if not changed:
+    """Columns changed by hand since this owner last applied them, where the plan would change them again."""
+    touched: dict[tuple[str, str], tuple[set[str], list[Operation]]] = {}
+    for op in migration.operations:
+        old, new = op.change.old, op.change.new
+        if isinstance(old, Column):
+            attributes, ops = touched.setdefault((op.table, old.name), (set(), []))
+            changes = {
+                a for a in ATTRIBUTES if not isinstance(new, Column) or getattr(old, a) != getattr(new, a)
+            }
+            attributes.update(changes)
+            ops.append(op)
+    if not touched:
         return []
-    applied = await last_applied_columns(conn, schema, owner, set(changed))
+    known = await definitions_since_applied(conn, schema, owner, set(touched))
     conflicts = []
-    for (table, column), (version, definition) in sorted(applied.items()):
-        op = changed[(table, column)]
-        now: Column = op.change.old
-        if not list(compare_column(table, definition, now)):
+    for (table, column), (version, applied, tried) in sorted(known.items()):
+        attributes, ops = touched[(table, column)]
+        now: Column = ops[0].change.old
+        overwritten = drifted(applied, tried, now) & attributes
+        if not overwritten:
             continue
-        what = "; ".join(_differences(definition, now)) or "definition changed"
+        what = "; ".join(_differences(applied, now)) or "definition changed"
+        plan = ", ".join(f"{op.kind} ({op.details})" for op in ops)
         conflicts.append(
             Conflict(
                 table,
                 f"{table}.{column} was changed outside DataFlow since {version} applied it ({what}); "
-                f"this plan's {op.kind} ({op.details}) would overwrite that change",
+                f"this plan's {plan} would overwrite that change",
                 [
                     f"keep the change: update the model of {table} so {column} matches the database",
                     "discard the change: undo it in the database, then migrate again",

@@ -68,7 +68,8 @@ class AddConstraint(Kind):
         if facts.violating:
             return Assessment(
                 Risk.HIGH,
-                f"{rows_text(facts.violating)} violate it: the migration will fail",
+                f"{rows_text(facts.violating)} {'violates' if facts.violating == 1 else 'violate'} it: "
+                "the migration will fail",
                 lock,
                 scan_ms(facts),
                 affected_rows=facts.violating,

@@ -16,7 +16,7 @@ from dataflow.errors import LockTimeout, MigrationFailed
 from dataflow.executor import CONNECTION_ERRORS, execute_migration
 from dataflow.introspect import introspect
 from dataflow.ledger import Ledger, Seal
-from dataflow.lock import MigrationLease
+from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration
@@ -186,6 +186,8 @@ async def reconcile(
     owner: str,
     options: MigrationOptions,
     confirm: Confirm | None = None,
+    *,
+    heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
@@ -193,13 +195,14 @@ async def reconcile(
     the result is IN_SYNC) or be half-way through it, so policy (``gate``) and the approval are
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
     applied and the result says so. Unattended, nobody sees a preview: after the fingerprint check,
-    the only plan made is the one under the lease.
+    the only plan made is the one under the lease. ``heartbeat`` (the operator's, shared per
+    database) keeps the lease alive instead of a connection of its own.
     """
     if confirm is None and not options.dry_run:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
         if known:
             return Result(Outcome.IN_SYNC, empty_migration(fingerprint.schema_hash(desired)), IN_SYNC_REASON)
-        return await _apply(conn, dsn, desired, owner, options, None, None)
+        return await _apply(conn, dsn, desired, owner, options, None, None, heartbeat)
     try:
         preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     except asyncpg.PostgresError as exc:
@@ -213,13 +216,13 @@ async def reconcile(
         if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
-        return await _apply(conn, dsn, desired, owner, options, None, None)
+        return await _apply(conn, dsn, desired, owner, options, None, None, heartbeat)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
         if not options.dry_run and await Ledger(desired.name).has_running(conn, owner):
             # a process died after its last step but before recording it: close that attempt under the lease
-            return await _apply(conn, dsn, desired, owner, options, preview, None)
+            return await _apply(conn, dsn, desired, owner, options, preview, None, heartbeat)
         return Result(Outcome.IN_SYNC, preview, IN_SYNC_REASON)
     if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
@@ -229,7 +232,7 @@ async def reconcile(
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
         if gate(preview, options) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
-    return await _apply(conn, dsn, desired, owner, options, preview, shown)
+    return await _apply(conn, dsn, desired, owner, options, preview, shown, heartbeat)
 
 
 async def _apply(
@@ -240,6 +243,7 @@ async def _apply(
     options: MigrationOptions,
     preview: Migration | None,
     shown: Migration | None,
+    heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
 
@@ -251,7 +255,7 @@ async def _apply(
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
-        async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
+        async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn, heartbeat=heartbeat):
             result = await _apply_under_lease(
                 conn, dsn, ledger, lease, desired, owner, options, shown, planned
             )

@@ -4,7 +4,8 @@ Run with ``kopf run -m dataflow.k8s.operator`` (or ``dataflow operator``). Tunab
 environment, read when the operator starts (not at import): ``DATAFLOW_DRIFT_TICK`` (seconds
 between drift and promotion checks of a resource, default 30; the timer wakes every
 :data:`TIMER_TICK_S`, so shorter values act as that), ``DATAFLOW_RETRY_BASE`` (first retry delay,
-default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``.
+default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``, ``DATAFLOW_POOL_MAX``
+(database sessions per database, shared by the resources there, default 5; plus one heartbeat).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
 from dataflow.manifest import duration_ms
+from dataflow.pool import DEFAULT_MAX_SIZE, POOLS
 from dataflow.retry import Backoff
 
 TIMER_TICK_S = 5.0  # how often each resource's timer wakes; it acts every OperatorConfig.drift_tick_s
@@ -41,6 +43,7 @@ class OperatorConfig:
     drift_tick_s: float = 30.0
     retry: Backoff = field(default_factory=lambda: Backoff(5.0, RETRY_MAX_S))
     log_level: str = "INFO"
+    pool_max: int = DEFAULT_MAX_SIZE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -49,6 +52,7 @@ class OperatorConfig:
             drift_tick_s=_seconds(env, "DATAFLOW_DRIFT_TICK", cls.drift_tick_s, allow_zero=True),
             retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
             log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)),
+            pool_max=_count(env, "DATAFLOW_POOL_MAX", cls.pool_max),
         )
 
 
@@ -67,6 +71,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool
             f"{RETRY_MAX_S * 12:.0f}, got {raw!r}",
         )
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, most: int = 100) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.strip().isdigit()) or not 1 <= int(raw) <= most:
+        raise SchemaError(name, f"expected a whole number from 1 to {most}, got {raw!r}")
+    return int(raw)
 
 
 def _log_level(raw: str) -> str:
@@ -92,9 +105,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     except SchemaError as exc:
         raise kopf.PermanentError(f"invalid operator setting: {exc}") from None
     memo["config"] = config
+    POOLS.configure(config.pool_max)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.posting.level = logging.WARNING  # our own events say what happened
     logging.getLogger("dataflow").setLevel(config.log_level)
+
+
+@kopf.on.cleanup()
+async def close_pools(**_: Any) -> None:
+    """Close the database sessions (and the lease heartbeats) the operator keeps."""
+    await POOLS.close()
 
 
 @kopf.on.login()

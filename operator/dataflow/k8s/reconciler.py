@@ -13,11 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube, status
 from dataflow.k8s.reasons import EventType, Phase, Reason, classify
 from dataflow.manifest import Manifest, from_resource
+from dataflow.pool import POOLS
 from dataflow.reconcile import Outcome, Refusal, Result, reconcile
 from dataflow.redact import Redactor
 
@@ -158,11 +158,17 @@ async def _promotion_gate(manifest: Manifest, schema_hash: str, read_peer: PeerR
 
 
 async def _reconcile_database(dsn: str, manifest: Manifest) -> Result:
-    conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
-    try:
-        return await reconcile(conn, dsn, manifest.schema, manifest.owner, manifest.options)
-    finally:
-        await conn.close()
+    """On a session of the database's shared pool, after the resources ahead of it on the same schema.
+
+    A result other than in-sync may have left session state behind: the session is fully reset.
+    """
+    async with POOLS.session(dsn, manifest.schema.name) as session:
+        result = await reconcile(
+            session.conn, dsn, manifest.schema, manifest.owner, manifest.options, heartbeat=session.heartbeat
+        )
+        if result.outcome is not Outcome.IN_SYNC:
+            session.mark_dirty()
+        return result
 
 
 def _react(ctx: _Context, manifest: Manifest, schema_hash: str, result: Result, redact: Redactor) -> Reaction:

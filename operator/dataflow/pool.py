@@ -45,6 +45,7 @@ class PooledConnection(asyncpg.Connection):
     async def pin(self, schema: str) -> None:
         """Point ``search_path`` at ``schema`` alone, unless it already is."""
         if self.pinned != schema:
+            self.pinned = None  # unknown until the statement has run (it may be interrupted)
             await self.execute("SELECT set_config('search_path', $1, false)", search_path(schema))
             self.pinned = schema
 
@@ -97,7 +98,6 @@ class Session:
         try:
             await conn.pin(self._schema)
         except BaseException:
-            conn.mark_dirty()
             await self._database.pool.release(conn)
             raise
         self._conn = conn

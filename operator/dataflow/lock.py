@@ -214,8 +214,9 @@ class SharedHeartbeat:
     """One connection per database renewing every lease this process holds there: one UPDATE per tick.
 
     The tick is a third of the shortest held lease's ttl. A lease whose row the renewal did not find
-    (another process took it over) is fenced, as is every lease when the renewal fails (its
-    connection died); the next tick opens a new connection. The connection stays open while the
+    (another process took it over) is fenced, as is every lease when a renewal fails (the session
+    died under it, or no session can be opened). A session the server closed between ticks is
+    replaced first: renewing on a new session is as good as on the old one. The connection stays open while the
     process runs (the operator's pool accounts for it) and is closed by :meth:`close`.
     """
 

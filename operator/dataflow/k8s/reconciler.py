@@ -15,8 +15,9 @@ import asyncpg
 
 from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube, status
+from dataflow.k8s.manifest_cache import MANIFESTS
 from dataflow.k8s.reasons import EventType, Phase, Reason, classify
-from dataflow.manifest import Manifest, from_resource
+from dataflow.manifest import Manifest
 from dataflow.pool import POOLS
 from dataflow.reconcile import Outcome, Refusal, Result, reconcile
 from dataflow.redact import Redactor
@@ -100,7 +101,7 @@ async def reconcile_resource(
     """One full reconcile of ``body`` (a DataFlowSchema object as the API returns it)."""
     ctx = _Context(body)
     try:
-        manifest = from_resource(body)
+        manifest = MANIFESTS.parsed(body)
     except SchemaError as exc:
         return ctx.failed(Reason.INVALID_SPEC, f"Invalid spec: {exc}", event_message=str(exc), retry=False)
     schema_hash = manifest.schema.hash()

@@ -91,7 +91,7 @@ def one_session(monkeypatch: pytest.MonkeyPatch) -> int:
 
 def refusals(server: ApiServer) -> list[str]:
     """Every event or status message that says the server refused a client."""
-    texts = [e.get("message", "") for e in server.events]
+    texts = [e.get("message", "") for e in server.list_objects("v1/events", NS)]
     texts += [(o.get("status") or {}).get("message", "") for o in server.list_objects(RESOURCE, NS)]
     return [t for t in texts if "too many clients" in t or "DatabaseUnavailable" in t or "refused" in t]
 
@@ -121,6 +121,7 @@ async def test_200_resources_on_one_database_stay_within_the_pool(
     assert sampler.samples > 20
     # the pool's sessions and the shared heartbeat; nothing else of the operator's
     assert 2 <= sampler.peak <= pool_max + 2, sampler.peak
+    assert len(api.list_objects("v1/events", NS)) >= RESOURCES  # one per apply: the events were read
     assert refusals(api) == []
     conn = await asyncpg.connect(dsn)
     try:

@@ -1,19 +1,21 @@
-"""One small connection pool per database, shared by every resource the operator reconciles there.
+"""One small session pool per database, shared by every resource the operator reconciles there.
 
 Hundreds of resources on one database must not open hundreds of sessions (the server refuses
 clients past ``max_connections``, and then refuses everyone else too). So, per database (keyed by
 DSN), this process keeps:
 
-- one asyncpg pool of at most ``max_size`` sessions, opened as :func:`dataflow.connect.connect`
-  opens them (validated DSN, redacted errors). Resources on one database may use different schemas:
-  a session remembers the schema its ``search_path`` is pinned to and is re-pinned (one statement)
-  only when the next borrower's schema differs, so the steady state costs nothing extra;
+- at most ``max_size`` sessions, opened as :func:`dataflow.connect.connect` opens them (validated
+  DSN, redacted errors, ``search_path`` pinned to one schema). Resources on one database may use
+  different schemas, so idle sessions are kept by the schema they are pinned to: a borrower gets one
+  of its schema, else a new one pinned at connect time, and only when the budget is spent one of
+  another schema, re-pinned with one statement. asyncpg's own pool cannot pick a session by schema,
+  so with as many schemas as sessions every in-sync check would pay that statement;
 - one :class:`asyncio.Lock` per schema, taken BEFORE a session is borrowed: resources on one schema
   apply one at a time anyway (the schema's migration lease), so their waiters hold no session;
 - one :class:`~dataflow.lock.SharedHeartbeat`: one more session, renewing every lease held there.
 
-A session is released without the driver's reset query (a statement per release) unless the
-borrower may have left session state behind (it applied, failed or was interrupted).
+A session goes back without a statement, unless the borrower may have left state behind (it applied,
+failed or was interrupted, or left a transaction open): then the driver's full reset runs first.
 """
 
 from __future__ import annotations
@@ -31,16 +33,18 @@ from dataflow.lock import MigrationLease, SharedHeartbeat
 
 DEFAULT_MAX_SIZE = 5
 IDLE_LIFETIME_S = 120.0  # an idle pooled session is closed after this long
+RESET_TIMEOUT_S = 10.0
 log = logging.getLogger("dataflow.pool")
 
 
 class PooledConnection(asyncpg.Connection):
-    """A pooled session that knows the schema it is pinned to, and whether it needs the full reset."""
+    """A pooled session: the schema it was opened for (``home``), the one it is pinned to now."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.home: str | None = None
         self.pinned: str | None = None
-        self.dirty = False
+        self.idle_since = 0.0
 
     async def pin(self, schema: str) -> None:
         """Point ``search_path`` at ``schema`` alone, unless it already is."""
@@ -48,22 +52,6 @@ class PooledConnection(asyncpg.Connection):
             self.pinned = None  # unknown until the statement has run (it may be interrupted)
             await self.execute("SELECT set_config('search_path', $1, false)", search_path(schema))
             self.pinned = schema
-
-    def mark_dirty(self) -> None:
-        self.dirty = True
-
-
-async def _open(dsn: str, **_: Any) -> PooledConnection:
-    conn = await connect(dsn, timeout=CONNECT_TIMEOUT_S, connection_class=PooledConnection)
-    return cast(PooledConnection, conn)
-
-
-async def _reset(conn: asyncpg.Connection) -> None:
-    """After the driver's own cleanup (a ROLLBACK if a transaction was left open): the full reset only if needed."""
-    pooled = cast(PooledConnection, conn)
-    if pooled.dirty:
-        await conn.execute(conn.get_reset_query())  # RESET ALL also unpins search_path
-        pooled.pinned, pooled.dirty = None, False
 
 
 class Session:
@@ -94,24 +82,12 @@ class Session:
         self._dirty = True
 
     async def borrow(self) -> None:
-        conn = await self._database.pool.acquire()
-        try:
-            await conn.pin(self._schema)
-        except BaseException:
-            await self._database.pool.release(conn)
-            raise
-        self._conn = conn
+        self._conn = await self._database.borrow(self._schema)
 
     async def give_back(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if self._dirty:
-            conn.mark_dirty()
-        try:
-            await self._database.pool.release(conn)
-        except Exception as exc:  # noqa: BLE001 - a session that cannot be reset is terminated by the pool
-            log.debug("a pooled session was dropped on release: %s", type(exc).__name__)
+        if conn is not None:
+            await self._database.give_back(conn, dirty=self._dirty)
 
     def __getattr__(self, name: str) -> Any:
         if self._conn is None:
@@ -145,28 +121,25 @@ class DatabasePool:
     def __init__(self, dsn: str, max_size: int) -> None:
         self.dsn = validate_dsn(dsn)
         self.max_size = max_size
-        self.pool = asyncpg.create_pool(
-            dsn,
-            min_size=0,
-            max_size=max_size,
-            max_inactive_connection_lifetime=IDLE_LIFETIME_S,
-            connect=_open,
-            reset=_reset,
-            connection_class=PooledConnection,
-        )
         self.heartbeat = SharedHeartbeat(dsn)
         self._schema_locks: dict[str, asyncio.Lock] = {}
-
-    async def start(self) -> None:
-        await self.pool  # min_size=0: opens nothing yet
+        self._idle: dict[str | None, list[PooledConnection]] = {}  # by the schema they are pinned to
+        self._size = 0  # sessions open or being opened
+        self._freed = asyncio.Condition()
+        self._closed = False
 
     def schema_lock(self, schema: str) -> asyncio.Lock:
         return self._schema_locks.setdefault(schema, asyncio.Lock())
 
     @property
+    def size(self) -> int:
+        """Sessions open (idle or borrowed) or being opened."""
+        return self._size
+
+    @property
     def in_use(self) -> int:
         """Sessions borrowed right now."""
-        return self.pool.get_size() - self.pool.get_idle_size()
+        return self._size - sum(len(idle) for idle in self._idle.values())
 
     @asynccontextmanager
     async def session(self, schema: str) -> AsyncIterator[Session]:
@@ -182,12 +155,99 @@ class DatabasePool:
             finally:
                 await session.give_back()
 
-    async def close(self) -> None:
-        await self.heartbeat.close()
+    async def borrow(self, schema: str) -> PooledConnection:
+        """An idle session of ``schema``, a new one, or (the budget spent) an idle one re-pinned."""
+        reuse: PooledConnection | None = None
+        async with self._freed:
+            while True:
+                if self._closed:
+                    raise asyncpg.InterfaceError("the database pool is closed")
+                await self._expire_idle()
+                if self._idle.get(schema):
+                    return self._idle[schema].pop()
+                if self._size < self.max_size:
+                    self._size += 1  # reserved: opened below, outside the lock
+                    break
+                reuse = next((idle.pop() for idle in self._idle.values() if idle), None)
+                if reuse is not None:
+                    break
+                await self._freed.wait()
+        if reuse is None:
+            return await self._open(schema)
         try:
-            await asyncio.wait_for(self.pool.close(), timeout=5.0)
-        except (TimeoutError, Exception):  # noqa: BLE001 - closing: whatever is left is terminated
-            self.pool.terminate()
+            await reuse.pin(schema)
+        except BaseException:
+            await self.give_back(reuse, dirty=True)
+            raise
+        return reuse
+
+    async def _open(self, schema: str) -> PooledConnection:
+        try:
+            conn = cast(
+                PooledConnection,
+                await connect(self.dsn, schema, timeout=CONNECT_TIMEOUT_S, connection_class=PooledConnection),
+            )
+        except BaseException:
+            async with self._freed:
+                self._size -= 1
+                self._freed.notify()
+            raise
+        conn.home = conn.pinned = schema
+        return conn
+
+    async def give_back(self, conn: PooledConnection, dirty: bool = False) -> None:
+        """Keep ``conn`` for the next borrower (fully reset first if ``dirty``), or drop it."""
+        keep = False
+        try:
+            if not conn.is_closed():
+                if dirty or conn.is_in_transaction():
+                    await conn.reset(timeout=RESET_TIMEOUT_S)  # ROLLBACK, RESET ALL (back to ``home``), ...
+                    conn.pinned = conn.home
+                keep = not self._closed
+        except Exception as exc:  # noqa: BLE001 - a session that cannot be reset is dropped
+            log.debug("dropped a pooled session that could not be reset: %s", type(exc).__name__)
+        finally:
+            if not keep:
+                conn.terminate()
+            async with self._freed:
+                if keep:
+                    conn.idle_since = asyncio.get_running_loop().time()
+                    self._idle.setdefault(conn.pinned, []).append(conn)
+                else:
+                    self._size -= 1
+                self._freed.notify()
+
+    async def _expire_idle(self) -> None:
+        """Close sessions idle for longer than :data:`IDLE_LIFETIME_S` (the caller holds ``_freed``)."""
+        oldest = asyncio.get_running_loop().time() - IDLE_LIFETIME_S
+        for idle in self._idle.values():
+            for conn in [c for c in idle if c.idle_since < oldest or c.is_closed()]:
+                idle.remove(conn)
+                self._size -= 1
+                with suppress(Exception):
+                    await conn.close(timeout=2.0)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.heartbeat.close()
+        async with self._freed:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+            self._size -= len(idle)
+            self._freed.notify_all()
+        for conn in idle:
+            try:
+                await conn.close(timeout=2.0)
+            except Exception:  # noqa: BLE001 - closing: whatever is left is terminated
+                conn.terminate()
+
+    def terminate(self) -> None:
+        """Drop every idle session at once (its event loop is gone)."""
+        self._closed = True
+        for conn in [conn for conns in self._idle.values() for conn in conns]:
+            conn.terminate()
+        self._idle.clear()
+        self.heartbeat.terminate()
 
 
 class Pools:
@@ -212,9 +272,7 @@ class Pools:
             self._loop = loop
         pool = self._pools.get(dsn)
         if pool is None:
-            pool = DatabasePool(dsn, self.max_size)
-            await pool.start()
-            self._pools[dsn] = pool
+            pool = self._pools[dsn] = DatabasePool(dsn, self.max_size)
         return pool
 
     @asynccontextmanager
@@ -236,9 +294,7 @@ class Pools:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:  # their loop is gone: drop the sessions without a goodbye
             with suppress(Exception):
-                pool.pool.terminate()
-            with suppress(Exception):
-                pool.heartbeat.terminate()
+                pool.terminate()
 
 
 POOLS = Pools()

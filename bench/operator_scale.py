@@ -14,7 +14,8 @@ each its own small table, spread over ``--schemas`` schemas) are created at once
   resource (asyncpg query loggers on every session the code opens) and its time per check.
 
 ``--before DIR`` runs the same with the operator package from ``DIR`` (e.g. /work/main/operator) on
-PYTHONPATH: the figures before this branch. The database is a scratch one on an embedded server of
+PYTHONPATH, with that checkout's own ``.venv`` interpreter when it has one: the figures before this
+branch. The database is a scratch one on an embedded server of
 its own (.dataflow/bench-scale-pgdata), so a run that exhausts ``max_connections`` harms no one else;
 ``--database-url`` picks another server. Nothing is asserted: this only measures.
 
@@ -72,6 +73,16 @@ def resource_body(i: int, schemas: int) -> dict[str, Any]:
             ],
         },
     }
+
+
+def python_for(code: str | None) -> str:
+    """The interpreter for the operator package in ``code``: its checkout's own virtualenv, if it has one
+    (its dependencies may differ from this branch's), else this one."""
+    if code:
+        venv = Path(code).resolve().parent / ".venv" / "bin" / "python"
+        if venv.exists():
+            return str(venv)
+    return sys.executable
 
 
 def proc_usage(pid: int) -> tuple[float, float]:
@@ -142,7 +153,7 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
             env["KUBECONFIG"] = str(kubeconfig)
             with log_path.open("wb") as log:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
+                    python_for(args.before),
                     "-m",
                     "kopf",
                     "run",
@@ -172,12 +183,16 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
                 done = await until(lambda: applied() == args.resources, args.timeout)
                 result["seconds_to_all_applied"] = round(time.monotonic() - start, 1) if done else None
                 result["applied"] = applied()
+                if proc.returncode is not None:
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                    raise RuntimeError("the operator exited:\n" + "\n".join(tail))
                 result["cpu_s"], result["peak_rss_mib"] = proc_usage(proc.pid)
                 result["peak_sessions"] = peak[0]
             finally:
                 stop.set()
                 await sampler
-                proc.send_signal(signal.SIGTERM)
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
                 await asyncio.sleep(0.3)
                 api.close_watches()
                 try:
@@ -201,7 +216,12 @@ async def steady_state(args: argparse.Namespace, dsn: str, bodies: list[dict], e
         json.dump({"dsn": dsn, "bodies": bodies}, f)
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__)), "--worker", f.name, env=env, stdout=asyncio.subprocess.PIPE
+            python_for(args.before),
+            str(Path(__file__)),
+            "--worker",
+            f.name,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
     finally:

@@ -3,7 +3,7 @@
 Supported: text with `{{ }}` actions and `{{-`/`-}}` trim markers, `{{/* comments */}}`,
 `define`/`include`, `if`/`else`/`end`, `range` over lists (dot rebinds to the element, `$` is the
 root context), fields `.a.b` and `$.a.b`, string/integer/bool literals, and pipelines through
-`quote`, `default`, `toYaml`, `nindent`, `indent`. Anything else raises TemplateError.
+`quote`, `default`, `toYaml`, `nindent`, `indent`, `join`. Anything else raises TemplateError.
 """
 
 from __future__ import annotations
@@ -125,6 +125,12 @@ def _default(fallback, value=None):
     return value if _truthy(value) else fallback
 
 
+def _join(sep, items) -> str:
+    if not isinstance(items, list):
+        raise TemplateError(f"join needs a list, got {items!r}")
+    return str(sep).join(_to_text(i) for i in items)
+
+
 def _to_yaml(value) -> str:
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip("\n")
 
@@ -148,6 +154,7 @@ class Renderer:
             "indent": _indent,
             "nindent": _nindent,
             "include": self._include,
+            "join": _join,
         }
 
     def _include(self, name, dot) -> str:

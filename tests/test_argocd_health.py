@@ -36,6 +36,7 @@ def dfs(status: dict | None, generation: int = 3) -> dict:
         ("Applied", "Healthy"),
         ("InSync", "Healthy"),
         ("Planning", "Progressing"),
+        ("Planned", "Healthy"),
         ("Applying", "Progressing"),
         ("AwaitingApproval", "Suspended"),
         ("WaitingForPromotion", "Suspended"),
@@ -97,3 +98,32 @@ def test_configmap_embeds_the_script():
     cm = yaml.safe_load((GITOPS / "argocd-cm-health.yaml").read_text())
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
     assert cm["data"]["resource.customizations.health.dataflow.dev_DataFlowSchema"] == SCRIPT
+
+
+def test_an_approved_apply_in_progress_is_progressing_not_suspended():
+    assert health(dfs({"phase": "Applying", "message": "Applying 20250101: 1 change(s), risk HIGH."}))[0] == (
+        "Progressing"
+    )
+
+
+def test_drift_is_degraded_with_the_differences():
+    drifted = {"type": "Drifted", "status": "True", "message": "Drifted: DROP_INDEX user: dba_email"}
+    status, message = health(dfs({"phase": "InSync", "conditions": [drifted]}))
+    assert (status, message) == ("Degraded", "Drifted: DROP_INDEX user: dba_email")
+    no_drift = {**drifted, "status": "False", "message": "No drift from the applied schema."}
+    assert health(dfs({"phase": "InSync", "conditions": [no_drift]}))[0] == "Healthy"
+
+
+def test_promotion_pending_stays_healthy_and_says_so():
+    pending = {
+        "type": "PromotionPending",
+        "status": "True",
+        "message": "shop-staging has applied schema ab12",
+    }
+    status, message = health(dfs({"phase": "InSync", "message": "In sync.", "conditions": [pending]}))
+    assert status == "Healthy" and "shop-staging has applied schema ab12" in message
+
+
+def test_dry_run_is_a_terminal_phase():
+    status, message = health(dfs({"phase": "Planned", "message": "Dry run: 3 change(s) planned"}))
+    assert (status, message) == ("Healthy", "Dry run: 3 change(s) planned")

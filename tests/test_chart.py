@@ -39,6 +39,7 @@ def test_every_template_renders_to_expected_kinds():
         "templates/serviceaccount.yaml",
         "templates/rbac.yaml",
         "templates/peering.yaml",
+        "templates/metrics.yaml",
     }
     kinds = {}
     for name, text in rendered.items():
@@ -48,6 +49,7 @@ def test_every_template_renders_to_expected_kinds():
         "templates/serviceaccount.yaml": ["ServiceAccount"],
         "templates/rbac.yaml": ["ClusterRole", "ClusterRoleBinding"],
         "templates/peering.yaml": ["ClusterKopfPeering"],
+        "templates/metrics.yaml": ["Service"],
     }
     for doc in documents():
         assert doc["apiVersion"] and doc["metadata"]["name"]
@@ -67,7 +69,7 @@ def test_defaults_watch_all_namespaces_with_a_cluster_role():
         "dataflowschemas/status",
         "secrets",
         "events",
-        "leases",
+        "configmaps",
         "clusterkopfpeerings",
         "namespaces",
         "customresourcedefinitions",
@@ -122,7 +124,10 @@ def test_rbac_is_least_privilege(values):
         if "customresourcedefinitions" in rule["resources"]:
             assert rule["verbs"] == ["list", "watch"]
     status = [rule for rule in rules if "dataflowschemas/status" in rule["resources"]]
-    assert status and all(set(rule["verbs"]) == {"get", "patch", "update"} for rule in status)
+    assert status and all(rule["verbs"] == ["patch"] for rule in status)
+    # the rules tests/test_ha.py finds unused are gone: leases, update, patching events
+    assert not [rule for rule in rules if "leases" in rule["resources"] or "update" in rule["verbs"]]
+    assert all(rule["verbs"] == ["create"] for rule in rules if "events" in rule["resources"])
 
 
 def test_deployment_is_non_root_with_probes_on_the_liveness_port():
@@ -140,16 +145,128 @@ def test_deployment_is_non_root_with_probes_on_the_liveness_port():
     }
     liveness = next(a for a in c["args"] if a.startswith("--liveness="))
     assert liveness == "--liveness=http://0.0.0.0:8080/healthz"
-    (port,) = c["ports"]
-    assert port["containerPort"] == 8080
+    port, metrics_port = c["ports"]
+    assert port["containerPort"] == 8080 and metrics_port == {
+        "name": "metrics",
+        "containerPort": 8081,
+        "protocol": "TCP",
+    }
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthz"
         assert c[probe]["httpGet"]["port"] in (8080, port["name"])
+    # a standby must outlive a leader takeover (peering lifetime 15 s) before liveness restarts it
+    liveness = c["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["DATAFLOW_METRICS_PORT"]["value"] == "8081"
     assert {"name": "DATAFLOW_LOG_LEVEL", "value": "INFO"} in c["env"]
     assert (
         deployment["spec"]["selector"]["matchLabels"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
     )
+
+
+def test_metrics_service_and_optional_service_monitor():
+    docs = documents()
+    (service,) = by_kind(docs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = by_kind(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert by_kind(docs, "ServiceMonitor") == []
+
+    docs = documents({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}})
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert (
+        monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        and monitor["metadata"]["labels"]["release"] == "prom"
+    )
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= by_kind(docs, "Service")[0]["metadata"]["labels"].items()
+    )
+
+    docs = documents({"metrics": {"enabled": False}})
+    assert by_kind(docs, "Service") == [] and [p["name"] for p in container(docs)["ports"]] == ["health"]
+    assert {"name": "DATAFLOW_METRICS_PORT", "value": "0"} in container(docs)["env"]
+
+
+def test_watched_namespaces_reach_the_probe():
+    env = container(documents({"watchedNamespaces": ["a", "b"]}))["env"]
+    assert {"name": "DATAFLOW_WATCHED_NAMESPACES", "value": "a,b"} in env
+    assert "DATAFLOW_WATCHED_NAMESPACES" not in {e["name"] for e in container(documents())["env"]}
+
+
+# the oldest and newest Kubernetes minor versions the chart supports, and one between
+KUBERNETES_VERSIONS = ("1.29.0", "1.33.0", "1.37.0")
+VALUE_SETS = [
+    {},
+    {"watchedNamespaces": ["a", "b"], "metrics": {"enabled": False}},
+    {"replicas": 1, "nodeSelector": {"pool": "ops"}, "tolerations": [{"key": "ops", "operator": "Exists"}]},
+]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_rendered_objects_are_valid_kubernetes(version, values):
+    """Every built-in object the chart renders, against that version's official OpenAPI schema (strict:
+    an unknown field is an error)."""
+    import kubernetes_validate
+
+    validated = 0
+    for doc in documents(values):
+        if doc["apiVersion"].startswith(("kopf.dev/", "monitoring.coreos.com/")):
+            continue  # custom resources: checked against their CRDs below
+        kubernetes_validate.validate(doc, version, strict=True)
+        validated += 1
+    assert validated >= 5
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_crds_are_valid_kubernetes(version):
+    import kubernetes_validate
+
+    crds = [
+        *yaml.safe_load_all((CHART / "crds" / "dataflowschema.yaml").read_text()),
+        *yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text()),
+    ]
+    assert [c["kind"] for c in crds] == ["CustomResourceDefinition"] * 3
+    for crd in crds:
+        kubernetes_validate.validate(crd, version, strict=True)
+
+
+def test_validation_catches_a_broken_object():
+    """The check above can fail: a wrong type and an unknown field are reported."""
+    import kubernetes_validate
+
+    (deployment,) = by_kind(documents(), "Deployment")
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+    (role,) = by_kind(documents(), "ClusterRole")
+    role["rules"][0]["verb"] = ["get"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(role, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_peering_objects_match_their_crds():
+    from jsonschema import Draft7Validator
+
+    crds = {
+        c["spec"]["names"]["kind"]: c
+        for c in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())
+    }
+    for values in ({}, {"watchedNamespaces": ["a"]}):
+        for doc in documents(values):
+            if doc["apiVersion"] != "kopf.dev/v1":
+                continue
+            crd = crds[doc["kind"]]
+            (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+            assert doc["apiVersion"] == f"{crd['spec']['group']}/v1"
+            Draft7Validator(version["schema"]["openAPIV3Schema"]).validate(doc)
 
 
 def test_values_are_substituted():

@@ -86,23 +86,15 @@ def sample() -> dict:
             "planHash": "0123456789ab",
             "maxRisk": "HIGH",
             "changes": 1,
-            "operations": [
-                {
-                    "table": "user",
-                    "operation": "DROP_COLUMN",
-                    "details": "drop legacy",
-                    "risk": "HIGH",
-                    "reason": "data loss",
-                }
-            ],
-            "sql": ['ALTER TABLE "user" DROP COLUMN legacy'],
-            "rollback": [],
+            "changesByKind": [{"operation": "DROP_COLUMN", "count": 1}],
+            "changesByRisk": [{"risk": "HIGH", "count": 1}],
+            "planConfigMap": "shop-plan",
             "verdict": "needs approval",
             "approveCommand": "kubectl annotate dfs shop dataflow.dev/approve=0123456789ab",
             "lastAppliedVersion": "1",
             "appliedSchemaHash": "cd" * 32,
             "message": "",
-            "lastReconcileTime": "2024-01-01T00:00:00Z",
+            "drifted": "False",
             "conditions": [
                 {
                     "type": "Ready",
@@ -149,6 +141,7 @@ def test_apiextensions_shape():
         "RISK": ("string", ".status.maxRisk"),
         "CHANGES": ("integer", ".status.changes"),
         "PLAN": ("string", ".status.planHash"),
+        "DRIFTED": ("string", ".status.drifted"),
         "AGE": ("date", ".metadata.creationTimestamp"),
     }
 
@@ -224,10 +217,9 @@ def test_enums_and_defaults():
     assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == [
         "type"
     ]
-    assert (
-        SCHEMA["properties"]["status"]["properties"]["operations"]["items"]["properties"]["operation"]["enum"]
-        == OPERATIONS
-    )
+    by_kind = SCHEMA["properties"]["status"]["properties"]["changesByKind"]
+    assert by_kind["x-kubernetes-list-map-keys"] == ["operation"]
+    assert by_kind["items"]["properties"]["operation"]["enum"] == OPERATIONS
 
 
 # --- validation ------------------------------------------------------------------------------------------

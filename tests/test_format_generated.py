@@ -79,8 +79,8 @@ def test_every_enum_in_the_crd_is_the_python_closed_list():
     assert fk["onDelete"]["enum"] == fk["onUpdate"]["enum"] == list(FK_ACTIONS)
     assert spec["policy"]["properties"]["maxRiskLevel"]["enum"] == risks
     assert spec["policy"]["properties"]["excludeOperations"]["items"]["enum"] == list(OPERATION_KINDS)
-    assert status["operations"]["items"]["properties"]["operation"]["enum"] == list(OPERATION_KINDS)
-    assert status["operations"]["items"]["properties"]["risk"]["enum"] == risks
+    assert status["changesByKind"]["items"]["properties"]["operation"]["enum"] == list(OPERATION_KINDS)
+    assert status["changesByRisk"]["items"]["properties"]["risk"]["enum"] == risks
     assert status["maxRisk"]["enum"] == [*risks, ""]
     assert status["phase"]["enum"] == [p.value for p in Phase]
 

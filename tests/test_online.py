@@ -155,7 +155,7 @@ async def test_drop_column_then_rollback_restores_every_value(dsn: str, conn: as
         balance: int = None
 
     success, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
-    assert success and m.operations[0].backup == '"dataflow_backup".' + f'"account_note_{m.schema_hash[:10]}"'
+    assert success and m.operations[0].backup == '"dataflow_backup".' + f'"account_note_{m.position[:10]}"'
     analysis = await db.analyze_rollback(m.version)
     assert analysis.fully_reversible and analysis.data_loss_warning is None
     assert await db.rollback_migration(m.version)

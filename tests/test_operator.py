@@ -172,6 +172,66 @@ async def kubectl(api: ApiServer, *args: str, stdin: bytes | None = None) -> str
     return out.decode()
 
 
+def phase_history(api: ApiServer, name: str) -> list[str]:
+    """Every status.phase the object has had, oldest first, from the emulator's watch-event log."""
+    out: list[str] = []
+    for event in api.events:
+        obj = event["object"]
+        if obj.get("kind") == "DataFlowSchema" and obj["metadata"]["name"] == name:
+            value = (obj.get("status") or {}).get("phase", "")
+            if not out or out[-1] != value:
+                out.append(value)
+    return out
+
+
+def secret_reads(api: ApiServer) -> int:
+    return sum(1 for request in api if request.url.path.startswith(f"/api/v1/namespaces/{NS}/secrets/"))
+
+
+def status_patches(api: ApiServer, name: str) -> int:
+    """PATCH requests sent to one DataFlowSchema (object or status) so far: kmock logs every request."""
+    return sum(
+        1
+        for request in api
+        if request.method.value.upper() == "PATCH" and request.url.path.startswith(f"{PATH}/{name}")
+    )
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    """What a DBA does by hand."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def indexes_of(dsn: str, table: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY 1", table)
+        return [r["indexname"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def condition(api: ApiServer, name: str, kind: str) -> dict[str, Any]:
+    return next((c for c in status_of(api, name).get("conditions", []) if c["type"] == kind), {})
+
+
+def events(api: ApiServer, reason: str) -> list[dict[str, Any]]:
+    return [e for e in api.list_objects("v1/events", NS) if e.get("reason") == reason]
+
+
+def config_map(api: ApiServer, name: str) -> dict[str, Any]:
+    return api.get("v1/configmaps", NS, name) or {}
+
+
 async def columns_of(dsn: str, table: str) -> list[str]:
     import asyncpg
 
@@ -201,13 +261,14 @@ async def test_create_applies_then_safe_change_applies(
         "Ready": "True",
         "Approved": "True",
         "Synced": "True",
+        "Drifted": "False",
     }
     assert await columns_of(dsn, "user") == ["id", "email"]
 
     table = await kubectl(api, "get", "dataflowschemas", "-n", NS)
     header, row = table.strip().splitlines()
-    assert header.split() == ["NAME", "PHASE", "RISK", "CHANGES", "PLAN", "AGE"]
-    assert row.split()[:4] == ["shop", "Applied", "SAFE", "1"]
+    assert header.split() == ["NAME", "PHASE", "RISK", "CHANGES", "PLAN", "DRIFTED", "AGE"]
+    assert row.split()[:4] == ["shop", "Applied", "SAFE", "1"] and row.split()[5] == "False"
 
     # a SAFE change is applied without anyone
     manifest.write_text(yaml.safe_dump(resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])))
@@ -240,7 +301,9 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(
         st["approveCommand"]
         == f"kubectl annotate dataflowschema shop -n {NS} {APPROVAL_ANNOTATION}={plan} --overwrite"
     )
-    assert st["operations"][0]["operation"] == "DROP_COLUMN" and "HIGH" in st["verdict"]
+    assert st["changesByKind"] == [{"operation": "DROP_COLUMN", "count": 1}]
+    assert st["changesByRisk"] == [{"risk": "HIGH", "count": 1}]
+    assert "HIGH" in st["verdict"]
     assert any(
         e.get("reason") == "ApprovalRequired" and e.get("type") == "Warning"
         for e in api.list_objects("v1/events", NS)
@@ -263,10 +326,13 @@ async def test_high_change_waits_for_approval_of_that_exact_plan(
     assert status_of(api, "shop")["phase"] == "AwaitingApproval"
     assert "legacy" in await columns_of(dsn, "user")
 
-    # the exact command from status applies it
+    # the exact command from status applies it; status shows Applying while it runs (Argo: Progressing)
     await kubectl(api, *st["approveCommand"].split()[1:])
-    await phase(api, "shop", "Applied")
+    done = await phase(api, "shop", "Applied")
     assert "legacy" not in await columns_of(dsn, "user")
+    phases = [p for p in phase_history(api, "shop") if p]
+    assert phases[phases.index("AwaitingApproval") :][-2:] == ["Applying", "Applied"], phases
+    assert done["approvedPlanHash"] == plan and done["appliedPlanHash"] == plan
 
     # a new HIGH change after the approval is blocked again: the old approval is for the old plan
     await send(
@@ -290,12 +356,9 @@ async def test_promotion_applies_production_only_after_staging(
         make_secret(api, "staging-db", dsn)
         make_secret(api, "production-db", prod_db)
         tables = [user_table(column("phone", "TEXT"))]
-        await send(
-            http,
-            "POST",
-            PATH,
-            resource("shop-production", "production-db", tables, promotion={"after": "shop-staging"}),
-        )
+        production = resource("shop-production", "production-db", tables, promotion={"after": "shop-staging"})
+        production["spec"]["policy"]["driftCheckInterval"] = "1s"
+        await send(http, "POST", PATH, production)
         st = await phase(api, "shop-production", "WaitingForPromotion")
         assert "shop-staging" in st["verdict"]
         assert await columns_of(prod_db, "user") == []
@@ -305,16 +368,40 @@ async def test_promotion_applies_production_only_after_staging(
         await phase(api, "shop-production", "Applied")
         assert await columns_of(prod_db, "user") == ["id", "email", "phone"]
 
-        # a new schema: production waits again until staging has it
-        await send(
-            http,
-            "PATCH",
-            f"{PATH}/shop-production",
-            {"spec": {"tables": [user_table(column("phone", "TEXT"), column("age", "BIGINT"))]}},
-            headers=MERGE,
+        # staging moves ahead: production, in sync with its own spec, stays Ready with PromotionPending
+        ahead = [user_table(column("phone", "TEXT"), column("age", "BIGINT"))]
+        await send(http, "PATCH", f"{PATH}/shop-staging", {"spec": {"tables": ahead}}, headers=MERGE)
+        await eventually(
+            lambda: condition(api, "shop-production", "PromotionPending").get("status") == "True",
+            what="PromotionPending on production",
         )
-        await phase(api, "shop-production", "WaitingForPromotion")
-        assert "age" not in await columns_of(prod_db, "user")
+        st = status_of(api, "shop-production")
+        assert (
+            st["phase"] in ("Applied", "InSync")
+            and condition(api, "shop-production", "Ready")["status"] == "True"
+        )
+        assert (
+            "shop-staging has applied schema"
+            in condition(api, "shop-production", "PromotionPending")["message"]
+        )
+
+        # and its drift checks go on: a column dropped by hand is reported
+        await execute(prod_db, 'ALTER TABLE "user" DROP COLUMN phone')
+        await eventually(
+            lambda: status_of(api, "shop-production").get("drifted") == "True", what="drift seen"
+        )
+        assert status_of(api, "shop-production")["phase"] in ("Applied", "InSync")
+        assert "phone" in condition(api, "shop-production", "Drifted")["message"]
+
+        # a new schema: production waits until staging has it; the applied state is still checked
+        newer = [user_table(column("phone", "TEXT"), column("nick", "TEXT"))]
+        await send(http, "PATCH", f"{PATH}/shop-production", {"spec": {"tables": newer}}, headers=MERGE)
+        st = await phase(api, "shop-production", "WaitingForPromotion")
+        assert (
+            st["drifted"] == "True"
+            and "fingerprint" in condition(api, "shop-production", "Drifted")["message"]
+        )
+        assert await columns_of(prod_db, "user") == ["id", "email"]
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(prod_db).path.strip("/")}" WITH (FORCE)')
         await admin.close()
@@ -424,6 +511,122 @@ async def test_no_secret_value_in_status_events_or_logs(
     await phase(api, "shop", "Failed")
     everything = json.dumps([api.list_objects(RESOURCE, NS), api.list_objects("v1/events", NS)])
     assert "Database unreachable" in everything
-    for secret in (PASSWORD, secret_dsn):
+    for secret in (PASSWORD, secret_dsn, base64.b64encode(secret_dsn.encode()).decode()):
         assert secret not in everything
         assert secret not in caplog.text
+
+
+async def test_drift_is_reported_and_nothing_applied(
+    api: ApiServer, operator: None, http, dsn: str, tmp_path: Path
+) -> None:
+    make_secret(api, "shop-db", dsn)
+    doc = resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])
+    doc["spec"]["policy"]["driftCheckInterval"] = "1s"
+    await send(http, "POST", PATH, doc)
+    await phase(api, "shop", "Applied")
+    await execute(dsn, 'CREATE INDEX dba_email ON "user" (email)')
+
+    await eventually(lambda: status_of(api, "shop").get("drifted") == "True", what="drift reported")
+    st = status_of(api, "shop")
+    drifted = condition(api, "shop", "Drifted")
+    assert (
+        drifted["status"] == "True" and drifted["reason"] == "Drifted" and "dba_email" in drifted["message"]
+    )
+    assert st["phase"] == "Applied" and condition(api, "shop", "Synced")["status"] == "False"
+    assert st["approveCommand"].endswith(f"={st['planHash']} --overwrite")  # approving reverts it
+    assert [e["type"] for e in events(api, "Drifted")] == ["Warning"]
+    row = (await kubectl(api, "get", "dfs", "shop", "-n", NS)).strip().splitlines()[1].split()
+    assert row[0] == "shop" and row[1] == "Applied" and "True" in row
+
+    await asyncio.sleep(2 * 5.5)  # two more drift checks: still reported once, still not reverted
+    assert await indexes_of(dsn, "user") == ["dba_email", "user_pkey"]
+    assert len(events(api, "Drifted")) == 1 and status_of(api, "shop")["drifted"] == "True"
+    assert not events(api, "DriftReverted")
+
+
+async def test_drift_is_reverted_under_revert_policy(api: ApiServer, operator: None, http, dsn: str) -> None:
+    make_secret(api, "shop-db", dsn)
+    doc = resource("shop", "shop-db", [user_table(column("phone", "TEXT"))])
+    doc["spec"]["policy"].update(driftCheckInterval="1s", drift="revert")
+    await send(http, "POST", PATH, doc)
+    await phase(api, "shop", "Applied")
+    await execute(dsn, 'ALTER TABLE "user" DROP COLUMN phone')
+
+    await eventually(lambda: bool(events(api, "DriftReverted")), what="drift reverted")
+    assert await columns_of(dsn, "user") == ["id", "email", "phone"]
+    (event,) = events(api, "DriftReverted")
+    assert event["type"] == "Normal" and "Drift reverted" in event["message"]
+    st = await phase(api, "shop", "Applied")
+    assert st["drifted"] == "False" and condition(api, "shop", "Drifted")["reason"] == "DriftReverted"
+
+
+async def test_dry_run_ends_planned_with_the_plan_in_a_config_map(
+    api: ApiServer, operator: None, http, dsn: str
+) -> None:
+    make_secret(api, "shop-db", dsn)
+    doc = resource("shop", "shop-db", [user_table()])
+    doc["spec"]["policy"]["dryRun"] = True
+    created = await send(http, "POST", PATH, doc)
+    st = await phase(api, "shop", "Planned")
+    assert (
+        st["planConfigMap"] == "shop-plan"
+        and st["changes"] == 1
+        and st["changesByKind"] == [{"operation": "CREATE_TABLE", "count": 1}]
+    )
+    cm = config_map(api, "shop-plan")
+    assert cm["data"]["planHash"] == st["planHash"] and "CREATE TABLE" in cm["data"]["up.sql"]
+    assert st["planHash"] in cm["data"]["plan.md"] and "DROP TABLE" in cm["data"]["down.sql"]
+    (owner,) = cm["metadata"]["ownerReferences"]
+    assert owner["kind"] == "DataFlowSchema" and owner["uid"] == created["metadata"]["uid"]
+    assert await columns_of(dsn, "user") == []
+
+
+async def test_steady_state_sends_no_patch(api: ApiServer, operator: None, http, dsn: str) -> None:
+    make_secret(api, "shop-db", dsn)
+    doc = resource("shop", "shop-db", [user_table()])
+    doc["spec"]["policy"]["driftCheckInterval"] = "1s"
+    await send(http, "POST", PATH, doc)
+    await phase(api, "shop", "Applied")
+    await asyncio.sleep(6)  # the first drift check may record InSync
+    patches, checks = status_patches(api, "shop"), secret_reads(api)
+    await asyncio.sleep(3 * 5.5)  # three drift checks (each reads the Secret)
+    assert secret_reads(api) >= checks + 2, "the drift checks did not run"
+    assert status_patches(api, "shop") == patches
+    assert "lastReconcileTime" not in status_of(api, "shop")
+
+
+async def test_status_stays_small_and_kopf_keeps_no_copy_of_the_spec(
+    api: ApiServer, operator: None, http, dsn: str
+) -> None:
+    make_secret(api, "shop-db", dsn)
+    tables = [
+        {
+            "name": f"t{i:03}",
+            "primaryKey": ["id"],
+            "columns": [column("id", "BIGINT", nullable=False), *(column(f"c{j}", "TEXT") for j in range(8))],
+        }
+        for i in range(120)
+    ]
+    doc = resource("big", "shop-db", tables)
+    doc["spec"]["policy"]["dryRun"] = True
+    await send(http, "POST", PATH, doc)
+    st = await phase(api, "big", "Planned")
+    obj = api.get(RESOURCE, NS, "big") or {}
+    assert st["changes"] == 120 and len(json.dumps(st)) < 4000, len(json.dumps(st))
+    annotations = obj["metadata"].get("annotations") or {}
+    assert len(json.dumps(annotations)) < 400, annotations
+    assert not any("last-handled-configuration" in key for key in annotations)
+    sql = config_map(api, "big-plan")["data"]["up.sql"]
+    assert sql.count("CREATE TABLE") == 120 and len(json.dumps(doc["spec"])) > 30_000
+
+
+def test_plan_parts_over_the_config_map_budget_are_cut_with_a_note() -> None:
+    from dataflow.k8s.reconciler import PLAN_PART_LIMIT, _truncated
+
+    sql = "".join(f'CREATE TABLE "t{i}" (id bigint);\n' for i in range(20_000))
+    cut = _truncated(sql, sql=True)
+    assert len(sql.encode()) > PLAN_PART_LIMIT >= len(cut.encode()) - 200
+    assert cut.endswith("run `dataflow plan -f <manifest>` for the whole plan\n") and cut.startswith(
+        sql[:100]
+    )
+    assert _truncated("short") == "short"

@@ -58,13 +58,22 @@ async def pools() -> AsyncIterator[None]:
 
 
 async def reconciled(doc: dict[str, Any], dsn: str) -> dict[str, Any]:
+    """One reconcile of ``doc``; its status is kept in ``doc``, as the API server would (the next
+    reconcile of an applied spec is a drift check)."""
+
     async def secret(namespace: str, name: str, key: str) -> str:
         return dsn
 
     async def no_peer(namespace: str, name: str) -> None:
         return None
 
-    reaction = await reconcile_resource(doc, read_secret=secret, read_peer=no_peer)
+    async def no_api_write(*_: Any, **__: Any) -> None:
+        return None
+
+    reaction = await reconcile_resource(
+        doc, read_secret=secret, read_peer=no_peer, write_plan=no_api_write, patch_status=no_api_write
+    )
+    doc["status"] = {**doc.get("status", {}), **reaction.status}
     return reaction.status
 
 

@@ -13,10 +13,32 @@ if generation ~= nil and status.observedGeneration ~= nil and status.observedGen
   hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
   return hs
 end
+local function condition(kind)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == kind and c.status == "True" then
+      return c
+    end
+  end
+  return nil
+end
 local phase = status.phase
 local message = status.message
-if phase == "Applied" or phase == "InSync" then
+local drifted = condition("Drifted")
+if drifted ~= nil and phase ~= "Applying" then
+  -- the database no longer matches the applied spec (spec.policy.drift: report, or a revert awaiting approval)
+  hs.status = "Degraded"
+  hs.message = drifted.message or "Drifted"
+  return hs
+end
+if phase == "Applied" or phase == "InSync" or phase == "Planned" then
   hs.status = "Healthy"
+  local pending = condition("PromotionPending")
+  if pending ~= nil and pending.message ~= nil then
+    message = (message or phase) .. " Promotion pending: " .. pending.message
+  end
 elseif phase == "Planning" or phase == "Applying" then
   hs.status = "Progressing"
 elseif phase == "AwaitingApproval" or phase == "WaitingForPromotion" then

@@ -31,6 +31,7 @@ PRINTER_COLUMNS = [
     {"name": "Risk", "type": "string", "jsonPath": ".status.maxRisk"},
     {"name": "Changes", "type": "integer", "jsonPath": ".status.changes"},
     {"name": "Plan", "type": "string", "jsonPath": ".status.planHash"},
+    {"name": "Drifted", "type": "string", "jsonPath": ".status.drifted"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 CRD_FILES = ("operator/dataflow/resources/crd.yaml", "charts/dataflow-operator/crds/dataflowschema.yaml")

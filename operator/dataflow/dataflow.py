@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from rich.console import Console
+from rich.text import Text
 
 from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
@@ -36,6 +37,7 @@ from dataflow.schema import Schema
 from dataflow.sqltext import identifier_problem
 
 C = TypeVar("C", bound=type)
+CONFIRM_PROMPT = "Apply these changes? [y/N]: "
 
 
 IDENTITY_CHECKS = {"schema": identifier_problem, "owner": text}
@@ -282,11 +284,12 @@ class DataFlow:
     def _ask(self) -> bool:
         if not sys.stdin or not sys.stdin.isatty():
             self.console.print(
-                "Apply these changes? [y/N]: stdin is not a terminal, answering no "
-                "(use auto_confirm=True to apply without asking)"
+                f"{CONFIRM_PROMPT}stdin is not a terminal, answering no "
+                "(use auto_confirm=True to apply without asking)",
+                markup=False,
             )
             return False
-        answer = self.console.input("Apply these changes? [y/N]: ")
+        answer = self.console.input(Text(CONFIRM_PROMPT))  # Text: "[y/N]" is not markup
         return answer.strip().lower() in ("y", "yes")
 
     def _report(self, result: Result) -> None:

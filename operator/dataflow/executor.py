@@ -13,6 +13,7 @@ A lost connection or a lost lease (``fence``) stops the migration and marks it `
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ from pglast.stream import RawStream
 
 from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, MigrationFailed
-from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
+from dataflow.ledger import (
+    PENDING_DONE,
+    PENDING_RUNNING,
+    PENDING_SKIPPED,
+    PENDING_WAITING,
+    STATUS_APPLIED,
+    STATUS_FAILED,
+    Ledger,
+    Unfinished,
+)
 from dataflow.operations import Operation, Step
 from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
@@ -310,25 +320,100 @@ async def run_in_transaction(
         await execute_one(conn, sql)
 
 
-async def _run_online_step(conn: asyncpg.Connection, step: Step, fence: Fence | None, where: str) -> None:
+# How the ledger tells pending work apart (``progress.pending[].kind``).
+PENDING_BACKFILL = "backfill"
+PENDING_VALIDATE = "validate"
+
+# Records how far a pending step got: (state, batches committed so far).
+Track = Callable[[str, int], Awaitable[None]]
+
+
+def pending_kind(step: Step) -> str | None:
+    """What a later run must finish if this step was cut short, or None when the schema shows it.
+
+    A batched backfill (``repeat``) and a ``VALIDATE CONSTRAINT`` run after their DDL committed; the
+    schema cannot show a half-filled column. Both are safe to run again: a backfill only touches rows
+    still to do, and validating a valid constraint is a no-op.
+    """
+    if step.repeat:
+        return PENDING_BACKFILL
+    if not step.transactional and _validates(step.sql):
+        return PENDING_VALIDATE
+    return None
+
+
+def _validates(sql: str) -> bool:
+    try:
+        [raw] = pglast.parser.parse_sql(sql)
+    except (pglast.parser.ParseError, ValueError):
+        return False
+    stmt = raw.stmt
+    return isinstance(stmt, ast.AlterTableStmt) and all(
+        isinstance(cmd, ast.AlterTableCmd) and cmd.subtype == enums.AlterTableType.AT_ValidateConstraint
+        for cmd in stmt.cmds or ()
+    )
+
+
+def pending_work(groups: list[Group]) -> dict[int, dict[str, Any]]:
+    """Group index -> the ledger's record of the pending step it runs (steps the schema cannot show)."""
+    work = {}
+    for n, group in enumerate(groups):
+        kind = None if group.transactional else pending_kind(group.steps[0][1])
+        if kind is not None:
+            work[n] = {
+                "step": n + 1,
+                "sql": group.steps[0][1].sql,
+                "kind": kind,
+                "batches": 0,
+                "state": PENDING_WAITING,
+            }
+    return work
+
+
+def _tracker(conn: asyncpg.Connection, ledger: Ledger, version: str, index: int) -> Track:
+    async def track(state: str, batches: int) -> None:
+        await ledger.pending_progress(conn, version, index, state, batches)
+
+    return track
+
+
+async def _run_online_step(
+    conn: asyncpg.Connection,
+    step: Step,
+    fence: Fence | None,
+    where: str,
+    track: Track | None = None,
+    batches: int = 0,
+) -> None:
+    """One step outside a transaction; ``track`` records each committed batch and the end in the ledger.
+
+    ``batches``: how many a run before this one committed (a resumed backfill counts on from there).
+    """
     if not step.repeat:
         await execute_one(conn, step.sql)
+        if track:
+            await track(PENDING_DONE, 0)
         return
     batch = await prepare_one(conn, batch_with_progress(step.sql, where))
-    batches = 0
+    this_run = 0
     while True:  # a backfill: each batch commits on its own
         _check_fence(fence)
         rows = await batch.fetch()
-        batches += 1
+        this_run += 1
         if not rows:
-            log.info("backfill done in %d batch(es)", batches)
+            log.info("backfill done in %d batch(es)", this_run)
+            if track:
+                await track(PENDING_DONE, batches)
             return
         if all(still_pending for (still_pending,) in rows):
             raise MigrationFailed(
-                f"{where}: batch {batches} changed {len(rows)} row(s) but none of them left the "
+                f"{where}: batch {this_run} changed {len(rows)} row(s) but none of them left the "
                 "set still to process, so the batched step would never finish; stopped"
             )
-        _boundary(f"{where} batch {batches}")  # this batch is committed
+        batches += 1
+        if track:
+            await track(PENDING_RUNNING, batches)
+        _boundary(f"{where} batch {this_run}")  # this batch is committed
 
 
 async def execute_migration(
@@ -350,8 +435,15 @@ async def execute_migration(
     ``fence`` (the lease) is checked between statements; ``dsn`` lets a lost connection be
     recorded as ``interrupted`` on a fresh one.
     """
-    version = await ledger.start(conn, migration, owner, applied_by)
     groups = group_steps(migration.operations)
+    pending = pending_work(groups)
+    version = await ledger.start(
+        conn,
+        migration,
+        owner,
+        applied_by,
+        {"stepsDone": 0, "stepsTotal": len(groups), "pending": list(pending.values())},
+    )
     retry = _Retrying(settings)
     done_groups = 0
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"dataflow-apply:{ledger.schema}")
@@ -364,12 +456,26 @@ async def execute_migration(
             _boundary(f"before {where}")
             await retry.run(
                 where,
-                _group_action(conn, ledger, group, version, owner, claim, release, last, retry, fence, where),
+                _group_action(
+                    conn,
+                    ledger,
+                    group,
+                    version,
+                    owner,
+                    claim,
+                    release,
+                    last,
+                    retry,
+                    fence,
+                    where,
+                    _tracker(conn, ledger, version, list(pending).index(n)) if n in pending else None,
+                    (n + 1, len(groups)),
+                ),
                 _cleanup_action(conn, group),
             )
             done_groups += 1
             _boundary(f"after {where}")
-            if not last or not group.transactional:
+            if not group.transactional:  # a transactional group records its progress as it commits
                 await ledger.progress(conn, version, done_groups, len(groups))
         _check_fence(fence)
         _boundary(f"finish of {version}")
@@ -493,10 +599,15 @@ def _group_action(
     retry: _Retrying,
     fence: Fence | None,
     where: str,
+    track: Track | None,
+    progress: tuple[int, int],
 ) -> Callable[[], Awaitable[None]]:
+    """The group's run. A transactional group records ``progress`` (steps done, total) in its own
+    transaction, so the ledger knows exactly which DDL committed: pending work after it may resume."""
+
     async def action() -> None:
         if not group.transactional:
-            await _run_online_step(conn, group.steps[0][1], fence, where)
+            await _run_online_step(conn, group.steps[0][1], fence, where, track)
             return
         async with conn.transaction():
             for _, step in group.steps:
@@ -504,6 +615,8 @@ def _group_action(
             if last:  # the ledger row closes atomically with the last DDL
                 await ledger.claim(conn, owner, claim, release)
                 await ledger.finish(conn, version, STATUS_APPLIED, retry.attempts)
+            else:
+                await ledger.progress(conn, version, *progress)
 
     return action
 
@@ -538,3 +651,65 @@ async def _undo(
     except (MigrationFailed, *CONNECTION_ERRORS) as exc:
         return f"; undoing the completed steps failed too ({type(exc).__name__}: {exc})"
     return f"; the {len(touched)} completed operation(s) were undone"
+
+
+# What a resumed step raises when what it works on is gone (the DDL before it never ran, or was undone).
+_GONE = (
+    asyncpg.exceptions.UndefinedColumnError,
+    asyncpg.exceptions.UndefinedTableError,
+    asyncpg.exceptions.UndefinedObjectError,
+)
+
+
+async def resume_pending(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    work: Unfinished,
+    settings: MigrationOptions,
+    *,
+    fence: Fence | None = None,
+) -> None:
+    """Run the pending steps an interrupted migration left, in order, recording progress on its row.
+
+    Call under the lease. Only steps the migration reached are run: every group before them committed
+    (``stepsDone``), so their DDL is there; the others are recorded as skipped, as is a step whose
+    column, table or constraint is gone (undone by hand): the next plan renders what is still needed.
+    Lock timeouts are retried as in a migration; any other failure leaves the work pending for the next
+    run and raises one clear error.
+    """
+    retry = _Retrying(settings)
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"dataflow-apply:{ledger.schema}")
+    try:
+        await configure_session(conn, ledger.schema, settings)
+        for index, item in work.left:
+            where = f"pending step {item['step']} of {work.version} (resumed)"
+            step = Step(item["sql"], transactional=False, repeat=item["kind"] == PENDING_BACKFILL)
+            track = _tracker(conn, ledger, work.version, index)
+            _check_fence(fence)
+            try:
+                run = functools.partial(
+                    _run_online_step, conn, step, fence, where, track, item.get("batches", 0)
+                )
+                await retry.run(where, run)
+            except _GONE as exc:
+                log.info("%s: skipped, %s", where, exc)
+                await ledger.pending_progress(
+                    conn, work.version, index, PENDING_SKIPPED, item.get("batches", 0)
+                )
+        for index, _ in work.unreached:  # the DDL they follow never committed: a new plan renders it
+            await ledger.pending_progress(conn, work.version, index, PENDING_SKIPPED, 0)
+    except (MigrationFailed, *CONNECTION_ERRORS) as exc:
+        if isinstance(exc, MigrationInterrupted):
+            raise
+        message = str(exc) if isinstance(exc, MigrationFailed) else f"{type(exc).__name__}: {exc}"
+        raise MigrationFailed(
+            f"resuming {work.version} failed: {message}; its pending steps are kept for the next run"
+        ) from None
+    finally:
+        await _leave_session(conn, ledger.schema)
+
+
+async def skip_pending(conn: asyncpg.Connection, ledger: Ledger, work: Unfinished) -> None:
+    """Record ``work``'s pending steps as skipped: it will not be resumed."""
+    for index, item in [*work.left, *work.unreached]:
+        await ledger.pending_progress(conn, work.version, index, PENDING_SKIPPED, item.get("batches", 0))

@@ -6,8 +6,12 @@ pg_constraint and pg_index rows and their indexes' pg_class rows (plus ``indisva
 which CREATE INDEX CONCURRENTLY may update in place) therefore changes with any DDL on those tables
 and with nothing else: rows written to a table, VACUUM and ANALYZE (in-place updates) and DDL on other
 tables leave it as it was. The requested names are part of it, so a table still missing counts too.
-The same statement reads the ownership rows that decide a plan and whether this owner has an attempt
-marked running (then the full path must run).
+The same statement reads the ownership rows that decide a plan and whether this owner has unfinished
+work: an attempt marked running, or an interrupted one with pending steps the schema cannot show
+(backfills, validations); then the full path must run, and it resumes that work under the lease.
+
+The database's identity (:data:`DATABASE_IDENTITY`) is part of the fingerprint, so two databases whose
+tables look alike never share one, and neither do the plans made from them (see ``plan.position``).
 
 A fingerprint is trusted only when it equals one taken of a state known to be in sync for the same
 plan key (desired schema and plan-filtering options): one cached in this process after a full plan
@@ -24,12 +28,23 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from dataflow.ledger import LEDGER, OWNERS, STATUS_APPLIED, STATUS_RUNNING, Ledger
+from dataflow.ledger import LEDGER, OWNERS, STATUS_APPLIED, UNFINISHED_SQL, Ledger
 from dataflow.options import MigrationOptions
 from dataflow.schema import Schema
 from dataflow.sqltext import qualified
 
 CACHE_SIZE = 256  # (database, schema, owner, plan key) entries kept per process
+
+# Which database this is, readable without superuser. ``current_database()`` alone is not enough (staging
+# and production are often both "shop"); the database's oid tells databases of one server apart; the
+# system identifier (chosen at initdb, ``pg_control_system()``, executable by PUBLIC since PostgreSQL 10
+# unless a platform revokes it: then it is left out rather than failing) tells servers apart even when
+# a restore reproduced names and oids. A physical copy (base backup, replica promoted to staging) shares
+# all three, and is told apart only by its position (its own DDL and ledger) once either side changes.
+DATABASE_IDENTITY = """current_database(),
+  (SELECT oid FROM pg_database WHERE datname = current_database()),
+  CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+       THEN (SELECT system_identifier FROM pg_catalog.pg_control_system()) END"""
 
 
 def _sum_of(key: str, xmin: str, source: str) -> str:
@@ -48,7 +63,8 @@ def _sum_of(key: str, xmin: str, source: str) -> str:
 _INDEX_RELATIONS = "pg_index i JOIN pg_class ic ON ic.oid::int8 = i.indexrelid::int8"
 _IN_REL = "ANY(ARRAY(SELECT oid FROM rel))"
 
-# $1 schema, $2 the table names (sorted), $3 the owner
+# $1 schema, $2 the table names (sorted), $3 the owner. The schema's own oid is not in it: creating the
+# schema (the ledger bootstrap does) changes no plan, and every table in it brings its own oid.
 _CATALOG = f"""
 WITH nsp AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
 rel AS MATERIALIZED (
@@ -56,7 +72,7 @@ rel AS MATERIALIZED (
   WHERE c.relnamespace = (SELECT oid FROM nsp) AND c.relname = ANY($2::text[])
 )
 SELECT concat_ws('|',
-  current_database(), (SELECT oid FROM nsp), $2::text[]::text,
+  {DATABASE_IDENTITY}, $2::text[]::text,
   {_sum_of("hashtextextended(c.relname, c.oid::int8 * 256 + ascii(c.relkind))", "c.xmin", "rel c")},
   {
     _sum_of(
@@ -92,18 +108,22 @@ _OWNERS = """(SELECT count(*) || ':' || coalesce(sum(hashtextextended(o.table_na
    LEFT JOIN pg_class c ON w.name IS NULL AND c.relname = o.table_name AND c.relnamespace = (SELECT oid FROM nsp)
    WHERE o.owner = $3 OR w.name IS NOT NULL)"""
 _LEDGER_COLUMNS = f""",
-  EXISTS (SELECT 1 FROM {{ledger}} WHERE owner = $3 AND status = '{STATUS_RUNNING}') AS running,
-  r.plan_key AS recorded_key, r.fingerprint AS recorded_fingerprint
+  EXISTS (SELECT 1 FROM {{ledger}} WHERE owner = $3 AND {UNFINISHED_SQL}) AS running,
+  r.version AS recorded_version, r.plan_key AS recorded_key, r.fingerprint AS recorded_fingerprint
 FROM (SELECT) one LEFT JOIN LATERAL (
-  SELECT plan_key, fingerprint FROM {{ledger}} WHERE owner = $3 AND status = '{STATUS_APPLIED}' ORDER BY id DESC LIMIT 1
+  SELECT version, plan_key, fingerprint FROM {{ledger}} WHERE owner = $3 AND status = '{STATUS_APPLIED}'
+  ORDER BY id DESC LIMIT 1
 ) r ON true"""
+# Without a ledger nobody owns anything: the same text as an empty ownership table, so creating the
+# ledger (the first apply does, before it plans under the lease) moves neither fingerprint nor plan hash.
+_NO_OWNERS = "'0:0'"
 
 
 @functools.lru_cache(maxsize=64)
 def _statement(schema: str | None) -> str:
     """The fingerprint query; with ``schema``, it also reads that schema's ledger (which must exist)."""
     if schema is None:
-        return _CATALOG.format(owners="'no ledger ' || $3::text", ledger_columns="")
+        return _CATALOG.format(owners=_NO_OWNERS, ledger_columns="")
     return _CATALOG.format(
         owners=_OWNERS.format(owners=qualified(schema, OWNERS)),
         ledger_columns=_LEDGER_COLUMNS.format(ledger=qualified(schema, LEDGER)),
@@ -115,8 +135,9 @@ class Reading:
     """One fingerprint query's answer: the fingerprint, and what the ledger says about this owner."""
 
     fingerprint: str
-    running: bool  # an attempt of this owner is marked running (or the ledger is too old to say)
-    recorded_key: str | None = None  # plan key of this owner's last applied migration
+    running: bool  # this owner has unfinished work: an attempt running, or one interrupted with steps pending
+    recorded_version: str | None = None  # this owner's last applied migration (None: none, or no ledger)
+    recorded_key: str | None = None  # its plan key
     recorded_fingerprint: str | None = None  # and the fingerprint taken when it closed
 
 
@@ -128,19 +149,25 @@ async def read(conn: asyncpg.Connection, schema: str, tables: Iterable[str], own
     catalog-only one (a second round trip only there). Inside a transaction, where a failed statement
     would abort it, the ledger's presence is looked up first instead.
     """
-    args = (schema, sorted(set(tables)), owner)
+    args = (schema, sorted(set(tables)), owner)  # the statement without the ledger takes no owner ($3)
     ledger = Ledger(schema)
     if conn.is_in_transaction() and not await ledger.is_current(conn):
         return Reading(
-            _digest(await conn.fetchval(_statement(None), *args)), running=await ledger.exists(conn)
+            _digest(await conn.fetchval(_statement(None), *args[:2])), running=await ledger.exists(conn)
         )
     try:
         row = await conn.fetchrow(_statement(schema), *args)
     except asyncpg.UndefinedTableError:
-        return Reading(_digest(await conn.fetchval(_statement(None), *args)), running=False)
+        return Reading(_digest(await conn.fetchval(_statement(None), *args[:2])), running=False)
     except asyncpg.UndefinedColumnError:  # a ledger of an older version: the full plan decides
-        return Reading(_digest(await conn.fetchval(_statement(None), *args)), running=True)
-    return Reading(_digest(row["catalog"]), row["running"], row["recorded_key"], row["recorded_fingerprint"])
+        return Reading(_digest(await conn.fetchval(_statement(None), *args[:2])), running=True)
+    return Reading(
+        _digest(row["catalog"]),
+        row["running"],
+        row["recorded_version"],
+        row["recorded_key"],
+        row["recorded_fingerprint"],
+    )
 
 
 def _digest(catalog: str) -> str:

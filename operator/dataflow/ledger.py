@@ -66,6 +66,18 @@ STATUS_REFUSED = "refused"
 STATUS_ROLLED_BACK = "rolled_back"
 STATUS_INTERRUPTED = "interrupted"  # stopped part-way: lost connection, lost lease, or the process died
 
+# Pending work (``progress.pending``): the steps of a migration the schema cannot show once its DDL is
+# done (batched backfills, validations), each with its state and how many batches have committed.
+PENDING_WAITING = "waiting"  # not started
+PENDING_RUNNING = "running"  # started, maybe part-way (a backfill records each committed batch)
+PENDING_DONE = "done"
+PENDING_SKIPPED = "skipped"  # not resumed: what it works on is gone, or the desired schema moved on
+# SQL, on a ledger row: its migration is unfinished (still running, or interrupted with pending work)
+UNFINISHED_SQL = (
+    f"(status = '{STATUS_RUNNING}' OR (status = '{STATUS_INTERRUPTED}'"
+    f' AND progress @? \'$.pending[*] ? (@.state == "{PENDING_WAITING}" || @.state == "{PENDING_RUNNING}")\'))'
+)
+
 
 @dataclass(frozen=True)
 class MigrationRecord:
@@ -94,6 +106,39 @@ class MigrationRecord:
     @property
     def applied_at(self) -> datetime | None:
         return self.finished_at if self.status in (STATUS_APPLIED, STATUS_ROLLED_BACK) else None
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An interrupted migration of one owner with pending work left: what a later run resumes."""
+
+    version: str
+    schema_hash: str  # the desired schema it was planned for
+    attempts: int
+    pending: list[dict[str, Any]]  # progress.pending: {"step", "sql", "kind", "batches", "state"}
+    steps_done: int  # progress.stepsDone: step groups known committed (exact for transactional ones)
+
+    def _reached(self, item: dict[str, Any]) -> bool:
+        return item["state"] == PENDING_RUNNING or item["step"] - 1 <= self.steps_done
+
+    @property
+    def left(self) -> list[tuple[int, dict[str, Any]]]:
+        """(index, item) of the pending steps to finish, in order: not done, and every step before them
+        committed (so the DDL they follow is there)."""
+        return [
+            (i, p)
+            for i, p in enumerate(self.pending)
+            if p["state"] in (PENDING_WAITING, PENDING_RUNNING) and self._reached(p)
+        ]
+
+    @property
+    def unreached(self) -> list[tuple[int, dict[str, Any]]]:
+        """(index, item) of the pending steps the migration never reached: a new plan renders them."""
+        return [
+            (i, p)
+            for i, p in enumerate(self.pending)
+            if p["state"] == PENDING_WAITING and not self._reached(p)
+        ]
 
 
 # Called inside the transaction that closes an applied migration: (plan key, fingerprint) to record.
@@ -140,8 +185,15 @@ class Ledger:
             for ddl in _DDL:
                 await execute_one(conn, ddl.format(ledger=self.table, locks=self.locks, owners=self.owners))
 
-    async def start(self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str) -> str:
-        """Record an attempt as running; returns the (unique) version it was stored under.
+    async def start(
+        self,
+        conn: asyncpg.Connection,
+        migration: Migration,
+        owner: str,
+        applied_by: str,
+        progress: dict[str, Any] | None = None,
+    ) -> str:
+        """Record an attempt as running (with its ``progress``: pending work); returns its (unique) version.
 
         Each candidate version is taken by one atomic ``INSERT ... ON CONFLICT DO NOTHING``, so
         attempts started in the same second by many processes get distinct versions, never an error.
@@ -161,7 +213,7 @@ class Ledger:
                 continue
             inserted = await conn.fetchval(
                 f"INSERT INTO {self.table} (version, owner, description, status, safety_level, checksum, schema_hash,"
-                " plan, applied_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)"
+                " plan, applied_by, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb)"
                 " ON CONFLICT (version) DO NOTHING RETURNING version",
                 version,
                 owner,
@@ -172,6 +224,7 @@ class Ledger:
                 migration.schema_hash,
                 json.dumps(migration.to_dict()),
                 applied_by,
+                None if progress is None else json.dumps(progress),
             )
             if inserted is not None:
                 migration.version = version
@@ -199,10 +252,41 @@ class Ledger:
     async def progress(self, conn: asyncpg.Connection, version: str, done: int, total: int) -> None:
         """After each committed step group: how far a migration got (a crash leaves this behind)."""
         await conn.execute(
-            f"UPDATE {self.table} SET progress = $2::jsonb WHERE version = $1",
+            f"UPDATE {self.table} SET progress = coalesce(progress, '{{}}'::jsonb)"
+            " || jsonb_build_object('stepsDone', $2::int, 'stepsTotal', $3::int) WHERE version = $1",
             version,
-            json.dumps({"stepsDone": done, "stepsTotal": total}),
+            done,
+            total,
         )
+
+    async def pending_progress(
+        self, conn: asyncpg.Connection, version: str, index: int, state: str, batches: int
+    ) -> None:
+        """How far pending step ``index`` of ``version`` got: its state and the batches committed."""
+        await conn.execute(
+            f"UPDATE {self.table} SET progress = jsonb_set(progress, ARRAY['pending', $2::text],"
+            " progress #> ARRAY['pending', $2::text] || jsonb_build_object('state', $3::text, 'batches', $4::int))"
+            " WHERE version = $1",
+            version,
+            str(index),
+            state,
+            batches,
+        )
+
+    async def unfinished(self, conn: asyncpg.Connection, owner: str) -> list[Unfinished]:
+        """``owner``'s interrupted migrations with pending work left, oldest first (call under the lease,
+        after :meth:`mark_interrupted`)."""
+        rows = await conn.fetch(
+            f"SELECT version, schema_hash, attempts, progress FROM {self.table}"
+            f" WHERE owner = $1 AND status = $2 AND {UNFINISHED_SQL} ORDER BY id",
+            owner,
+            STATUS_INTERRUPTED,
+        )
+        progress = [json.loads(r["progress"]) for r in rows]
+        return [
+            Unfinished(r["version"], r["schema_hash"], r["attempts"], p["pending"], p.get("stepsDone", 0))
+            for r, p in zip(rows, progress, strict=True)
+        ]
 
     async def record_refusal(
         self, conn: asyncpg.Connection, migration: Migration, owner: str, applied_by: str, reason: str
@@ -257,14 +341,13 @@ class Ledger:
             STATUS_RUNNING,
         )
 
-    async def has_running(self, conn: asyncpg.Connection, owner: str) -> bool:
-        """Whether an attempt of ``owner`` is still marked running (read-only: planning writes nothing)."""
+    async def has_unfinished(self, conn: asyncpg.Connection, owner: str) -> bool:
+        """Whether ``owner`` has a migration still marked running, or interrupted with pending work
+        (read-only: planning writes nothing)."""
         if not await self.exists(conn):
             return False
         return await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE owner = $1 AND status = $2)",
-            owner,
-            STATUS_RUNNING,
+            f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE owner = $1 AND {UNFINISHED_SQL})", owner
         )
 
     async def settle_ownership(self, conn: asyncpg.Connection, owner: str, tables: list[str]) -> None:
@@ -334,3 +417,14 @@ class Ledger:
             f"INSERT INTO {self.owners} (table_name, owner) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING",
             [(t, owner) for t in tables],
         )
+
+    async def release_owner(self, conn: asyncpg.Connection, owner: str) -> list[str]:
+        """Drop every claim of ``owner`` (its resource was deleted); returns the tables it released.
+
+        The tables and their data stay; another owner may claim them next. Without the ownership
+        table there is nothing to release, and nothing is created.
+        """
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
+            return []
+        rows = await conn.fetch(f"DELETE FROM {self.owners} WHERE owner = $1 RETURNING table_name", owner)
+        return sorted(r["table_name"] for r in rows)

@@ -24,7 +24,7 @@ from dataflow.jsonfields import from_json
 from dataflow.modelfile import load_dataflow, load_models
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions
-from dataflow.resource import DEFAULT_SECRET_KEY, Database, PolicySpec, Promotion
+from dataflow.resource import DEFAULT_SECRET_KEY, Database, DriftPolicy, PolicySpec, Promotion
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 
@@ -148,6 +148,7 @@ class Manifest:
     secret_key: str
     promotion_after: str | None
     drift_check_seconds: float
+    drift_policy: DriftPolicy = DriftPolicy.REPORT
 
     @property
     def owner(self) -> str:
@@ -189,4 +190,5 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         secret_key=db.secret_ref.key,
         promotion_after=from_json(Promotion, spec.get("promotion") or {}).after,
         drift_check_seconds=duration_ms(pol.drift_check_interval, "spec.policy.driftCheckInterval") / 1000,
+        drift_policy=DriftPolicy(pol.drift),
     )

@@ -48,6 +48,7 @@ class Migration:
     schema_hash: str
     checksum: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    position: str = ""  # where the database stood when planned (:func:`position`); backups are named from it
 
     @property
     def risk(self) -> Risk:
@@ -103,6 +104,7 @@ class Migration:
             "schemaHash": self.schema_hash,
             "checksum": self.checksum,
             "planHash": self.plan_hash,
+            "position": self.position,
             "operations": [op.to_dict() for op in self.operations],
             "backups": [op.backup for op in self.operations if op.backup],
             "sqlUp": self.sql_up,
@@ -182,9 +184,22 @@ def volatile_default(change: Change, catalog: FunctionCatalog) -> bool:
     return default is not None and catalog.is_volatile(function_names(default))
 
 
-def backup_name(change: Change, schema_hash: str) -> str:
-    """Deterministic (so a plan made again is the same plan), unique per change and schema."""
-    return constraint_name(change.table, [change.subject or "table"], schema_hash[:10])
+def position(reading: fingerprint.Reading) -> str:
+    """Where the database stands, as a hash: which database, its last applied migration, its schema.
+
+    A plan hash covers it, so an approval names one plan for one database at one point: after any apply
+    (a new last migration, new catalog rows) or any DDL by hand, or on another database that merely
+    looks alike (the fingerprint holds the database's identity), the same changes get another hash.
+    It is made of one fingerprint reading, already taken before a plan: no extra round trip.
+    """
+    parts = ("position-v1", reading.recorded_version or "", reading.fingerprint)
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def backup_name(change: Change, position: str) -> str:
+    """Deterministic for one position (so a plan made again is the same plan), unique per change; a later
+    migration starts from another position, so it never reuses (or overwrites) an earlier one's backup."""
+    return constraint_name(change.table, [change.subject or "table"], position[:10])
 
 
 async def build_migration(
@@ -194,11 +209,14 @@ async def build_migration(
     owned: Iterable[str] = (),
     *,
     options: MigrationOptions = MigrationOptions(),
+    at: str = "",
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
 
     ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
+    ``at`` is the database's :func:`position`: the checksum (what an approval names) and backup names
+    derive from it.
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
     changes = filter_changes(
@@ -217,7 +235,7 @@ async def build_migration(
         existing = state.schema.table(db_table)
         backup = None
         if options.backup is not False and kind.needs_backup(change, facts):
-            backup = backup_name(change, schema_hash)
+            backup = backup_name(change, at or schema_hash)
         render_options = Options(
             populated=facts.rows > 0,
             nulls=facts.nulls,
@@ -233,8 +251,8 @@ async def build_migration(
         operations.append(
             Operation(change, assessment, r.steps, r.down, r.irreversible, r.details, r.strategy, r.backup)
         )
-    checksum = plan_checksum(schema_hash, operations)
-    return Migration(new_version(), describe(operations), operations, schema_hash, checksum)
+    checksum = plan_checksum(schema_hash, operations, at)
+    return Migration(new_version(), describe(operations), operations, schema_hash, checksum, position=at)
 
 
 async def _facts(
@@ -265,10 +283,16 @@ async def _facts(
     return await kind.probe(conn, change, schema, db_table, known)
 
 
-def plan_checksum(schema_hash: str, operations: list[Operation]) -> str:
+def plan_checksum(schema_hash: str, operations: list[Operation], at: str = "") -> str:
+    """The plan's identity: desired schema, statements, risks and the position they were planned at.
+
+    An empty plan has nothing to approve: its hash is the same at any position, whichever path (the
+    fingerprint's or a full plan) found it.
+    """
     payload = json.dumps(
         {
             "schema": schema_hash,
+            "position": at if operations else "",
             "sql": [[(s.sql, s.transactional) for s in op.steps] for op in operations],
             "risk": [op.risk.name for op in operations],
         },

@@ -6,20 +6,20 @@ import getpass
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import asyncpg
 
 from dataflow import fingerprint
 from dataflow.errors import LockTimeout, MigrationFailed
-from dataflow.executor import CONNECTION_ERRORS, execute_migration
+from dataflow.executor import CONNECTION_ERRORS, execute_migration, resume_pending, skip_pending
 from dataflow.introspect import introspect
-from dataflow.ledger import Ledger, Seal
+from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
 from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
-from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration
+from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration, position
 from dataflow.schema import Schema
 
 log = logging.getLogger("dataflow.reconcile")
@@ -62,6 +62,7 @@ class Result:
     conflicts: dict[str, str] = field(default_factory=dict)
     refusal: Refusal | None = None  # set exactly when outcome is REFUSED
     approved_plan: str | None = None  # the plan hash approved (policy) or confirmed (a person), if any
+    resumed: tuple[str, ...] = ()  # versions of interrupted migrations whose pending work this run finished
 
     @property
     def plan_hash(self) -> str | None:
@@ -83,6 +84,7 @@ class Result:
 
 
 Confirm = Callable[[Migration], Awaitable[bool]]
+BeforeApply = Callable[[Migration], Awaitable[None]]  # told of the plan right before it is applied
 
 
 def applied_by() -> str:
@@ -94,6 +96,10 @@ def applied_by() -> str:
 
 
 IN_SYNC_REASON = "database matches the schema"
+UNFINISHED_DRY_RUN = (
+    "dry run: the schema matches, but a migration was left unfinished (running or interrupted with "
+    "pending steps); a run would resume it"
+)
 
 
 async def plan(
@@ -117,7 +123,7 @@ async def plan(
     known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
     if known:
         return empty_migration(fingerprint.schema_hash(desired)), {}
-    migration, conflicts = await full_plan(conn, desired, owner, options)
+    migration, conflicts = await full_plan(conn, desired, owner, options, reading)
     if not migration.operations and not conflicts and not reading.running:
         key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
         fingerprint.IN_SYNC.put(dsn, desired.name, owner, key, reading.fingerprint)
@@ -134,14 +140,24 @@ async def _known_in_sync(
 
 
 async def full_plan(
-    conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
+    conn: asyncpg.Connection,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    reading: fingerprint.Reading | None = None,
 ) -> tuple[Migration, dict[str, str]]:
-    """Introspect, diff, probe and render: the plan made without any fingerprint shortcut."""
+    """Introspect, diff, probe and render: the plan made without any fingerprint shortcut.
+
+    ``reading`` (taken just before, else read here) gives the database's position, which the plan
+    hash and the backup names derive from.
+    """
+    if reading is None:
+        reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
     ledger = Ledger(desired.name)
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
-    migration = await build_migration(conn, state, desired, mine, options=options)
+    migration = await build_migration(conn, state, desired, mine, options=options, at=position(reading))
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 
@@ -187,6 +203,7 @@ async def reconcile(
     options: MigrationOptions,
     confirm: Confirm | None = None,
     *,
+    before_apply: BeforeApply | None = None,
     heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
@@ -195,14 +212,49 @@ async def reconcile(
     the result is IN_SYNC) or be half-way through it, so policy (``gate``) and the approval are
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
     applied and the result says so. Unattended, nobody sees a preview: after the fingerprint check,
-    the only plan made is the one under the lease. ``heartbeat`` (the operator's, shared per
-    database) keeps the lease alive instead of a connection of its own.
+    the only plan made is the one under the lease. ``before_apply`` is awaited under the lease right
+    before a migration starts (the operator writes phase Applying). ``heartbeat`` (the operator's,
+    shared per database) keeps the lease alive instead of a connection of its own.
     """
-    if confirm is None and not options.dry_run:
+    if confirm is None:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
-        if known:
+        if known:  # one statement: the steady state of a drift check, dry run (drift: report) or not
             return Result(Outcome.IN_SYNC, empty_migration(fingerprint.schema_hash(desired)), IN_SYNC_REASON)
-        return await _apply(conn, dsn, desired, owner, options, None, None, heartbeat)
+    if confirm is None and not options.dry_run:
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply, heartbeat=heartbeat)
+    resumed: tuple[str, ...] = ()
+    if confirm is not None and not options.dry_run and await Ledger(desired.name).has_unfinished(conn, owner):
+        # what a stopped process left goes first (it was confirmed when it started): the preview a
+        # person confirms is then made of the database as that work left it
+        first = await _apply(
+            conn, dsn, desired, owner, replace(options, dry_run=True), None, None, heartbeat=heartbeat
+        )
+        if first.outcome is not Outcome.DRY_RUN:
+            return first
+        resumed = first.resumed
+    result = await _preview_and_apply(
+        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat
+    )
+    if not resumed:
+        return result
+    return replace(
+        result,
+        resumed=resumed + result.resumed,
+        reason=f"{result.reason} (after resuming {', '.join(resumed)})",
+    )
+
+
+async def _preview_and_apply(
+    conn: asyncpg.Connection,
+    dsn: str | None,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    confirm: Confirm | None,
+    before_apply: BeforeApply | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> Result:
+    """The preview, the person's answer (``confirm``), then the apply under the lease."""
     try:
         preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     except asyncpg.PostgresError as exc:
@@ -216,13 +268,18 @@ async def reconcile(
         if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
-        return await _apply(conn, dsn, desired, owner, options, None, None, heartbeat)
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply, heartbeat=heartbeat)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
-        if not options.dry_run and await Ledger(desired.name).has_running(conn, owner):
-            # a process died after its last step but before recording it: close that attempt under the lease
-            return await _apply(conn, dsn, desired, owner, options, preview, None, heartbeat)
+        if await Ledger(desired.name).has_unfinished(conn, owner):
+            # a process died part-way: the schema may show nothing left (a backfill, the ledger update),
+            # so close that attempt, and resume its pending work, under the lease
+            if options.dry_run:
+                return Result(Outcome.DRY_RUN, preview, UNFINISHED_DRY_RUN)
+            return await _apply(
+                conn, dsn, desired, owner, options, preview, None, before_apply, heartbeat=heartbeat
+            )
         return Result(Outcome.IN_SYNC, preview, IN_SYNC_REASON)
     if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
@@ -232,7 +289,7 @@ async def reconcile(
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
         if gate(preview, options) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
-    return await _apply(conn, dsn, desired, owner, options, preview, shown, heartbeat)
+    return await _apply(conn, dsn, desired, owner, options, preview, shown, before_apply, heartbeat=heartbeat)
 
 
 async def _apply(
@@ -243,6 +300,7 @@ async def _apply(
     options: MigrationOptions,
     preview: Migration | None,
     shown: Migration | None,
+    before_apply: BeforeApply | None = None,
     heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
@@ -257,7 +315,7 @@ async def _apply(
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
         async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn, heartbeat=heartbeat):
             result = await _apply_under_lease(
-                conn, dsn, ledger, lease, desired, owner, options, shown, planned
+                conn, dsn, ledger, lease, desired, owner, options, shown, planned, before_apply
             )
         if result.outcome is Outcome.APPLIED and sealed:
             key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
@@ -286,13 +344,26 @@ async def _apply_under_lease(
     options: MigrationOptions,
     shown: Migration | None,
     planned: list[Migration],
+    before_apply: BeforeApply | None = None,
 ) -> Result:
-    """The authoritative plan, policy check and apply; the caller holds the lease."""
+    """The authoritative plan, policy check and apply; the caller holds the lease.
+
+    First what a stopped process left: its attempts are marked interrupted, and this owner's pending
+    work (backfills, validations the schema cannot show) is resumed before the plan is made. With
+    ``dry_run`` (only ``reconcile`` passes it here, before a preview), nothing new is applied.
+    """
     interrupted = await ledger.mark_interrupted(conn)
+    resumed = await _resume(conn, ledger, lease, desired, owner, options)
     fresh, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
     planned.append(fresh)
+    after = f" (after resuming {', '.join(resumed)})" if resumed else ""
     if conflicts:
         return _conflict(fresh, conflicts)
+    if not fresh.operations:
+        if resumed:
+            return await _close_resumed(conn, ledger, desired, owner, options, fresh, resumed)
+    elif options.dry_run:  # only resuming (see ``reconcile``): the new plan is for a person to see first
+        return Result(Outcome.DRY_RUN, fresh, "resumed" + after, resumed=tuple(resumed))
     if not fresh.operations:
         if not interrupted:
             return Result(Outcome.IN_SYNC, fresh, IN_SYNC_REASON)
@@ -307,22 +378,82 @@ async def _apply_under_lease(
     if refusal:
         await ledger.record_refusal(conn, fresh, owner, applied_by(), refusal.reason)
         return Result(
-            Outcome.REFUSED, fresh, refusal.reason, refusal=refusal.kind, approved_plan=options.approved_plan
+            Outcome.REFUSED,
+            fresh,
+            refusal.reason + after,
+            refusal=refusal.kind,
+            approved_plan=options.approved_plan,
+            resumed=tuple(resumed),
         )
     if shown is not None and fresh.checksum != shown.checksum:
         return Result(
             Outcome.REFUSED,
             fresh,
-            "the database changed since this plan was made; plan again",
+            "the database changed since this plan was made; plan again" + after,
             refusal=Refusal.PLAN_CHANGED,
             approved_plan=shown.plan_hash,
+            resumed=tuple(resumed),
         )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = _claimed(desired, options)
+    if before_apply is not None:
+        await before_apply(fresh)
     await execute_migration(
         conn, ledger, fresh, owner, applied_by(), options, claim=claim, release=released, fence=lease, dsn=dsn
     )
-    return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}")
+    return Result(Outcome.APPLIED, fresh, f"applied {fresh.version}{after}", resumed=tuple(resumed))
+
+
+async def _resume(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    lease: MigrationLease,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+) -> list[str]:
+    """Finish the pending work of ``owner``'s interrupted migrations; the versions resumed.
+
+    Only work planned for this very desired schema is resumed: it was approved for it. Work of a
+    schema that has moved on is recorded as skipped, and the new plan decides what is needed.
+    """
+    resumed = []
+    for work in await ledger.unfinished(conn, owner):
+        if work.schema_hash != fingerprint.schema_hash(desired):
+            log.warning("not resuming %s: the desired schema changed since it was planned", work.version)
+            await skip_pending(conn, ledger, work)
+            continue
+        log.info("resuming %d pending step(s) of %s", len(work.left), work.version)
+        await resume_pending(conn, ledger, work, options, fence=lease)
+        resumed.append(work.version)
+    return resumed
+
+
+async def _close_resumed(
+    conn: asyncpg.Connection,
+    ledger: Ledger,
+    desired: Schema,
+    owner: str,
+    options: MigrationOptions,
+    fresh: Migration,
+    resumed: list[str],
+) -> Result:
+    """Nothing left to plan after resuming: the resumed migrations are complete, so they are applied.
+
+    Ownership first (the stopped attempt may have died before claiming its tables), then each row is
+    closed and sealed, so the next check is the one-query fast path.
+    """
+    await ledger.settle_ownership(conn, owner, _claimed(desired, options))
+    async with conn.transaction():
+        for version in resumed:
+            record = await ledger.get(conn, version)
+            await ledger.finish(conn, version, STATUS_APPLIED, record.attempts if record else 0)
+    return Result(
+        Outcome.APPLIED,
+        fresh,
+        f"resumed {', '.join(resumed)}: finished the pending steps a stopped process left",
+        resumed=tuple(resumed),
+    )
 
 
 def _sealer(desired: Schema, owner: str, options: MigrationOptions, sealed: list[str]) -> Seal:

@@ -8,6 +8,7 @@ from these types; :func:`dataflow.manifest.from_resource` reads manifests with t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
@@ -17,6 +18,9 @@ from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, Table
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
 DEFAULT_SECRET_KEY = "dsn"
+# spec.deletionPolicy: what deleting the resource does (the tables and their data are kept either way)
+RETAIN, ORPHAN = "Retain", "Orphan"
+DELETION_POLICIES = (RETAIN, ORPHAN)
 _DNS_NAME = {"minLength": 1, "maxLength": 253, "pattern": DNS_SUBDOMAIN}
 _DURATION = {"pattern": DURATION_PATTERN}
 _FUNCTION = {
@@ -26,6 +30,13 @@ _FUNCTION = {
     "maxLength": 127,
     "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
 }
+
+
+class DriftPolicy(StrEnum):
+    """``spec.policy.drift``: what the operator does when the database no longer matches the applied spec."""
+
+    REPORT = "report"  # a Drifted condition, a Warning event and the printer column; nothing applied
+    REVERT = "revert"  # apply the spec again, within maxRiskLevel (above it: approval as for any plan)
 
 
 # spec -----------------------------------------------------------------------------------------
@@ -100,6 +111,14 @@ class PolicySpec:
         publish_default=True,
         schema=_DURATION,
     )
+    drift: str = json_field(
+        "drift",
+        "When the database no longer matches the spec this resource applied (someone changed it by hand): "
+        "report it (a Drifted condition and a Warning event; nothing applied) or revert it.",
+        default=DriftPolicy.REPORT.value,
+        publish_default=True,
+        schema={"enum": [p.value for p in DriftPolicy]},
+    )
     allowed_functions: tuple[str, ...] = json_field(
         "allowedFunctions",
         "Functions a default or check may call although they reach outside the table "
@@ -132,4 +151,14 @@ class Spec:
     )
     promotion: Promotion | None = json_field(
         "promotion", "Promotion gating between environments.", default=None
+    )
+    deletion_policy: str = json_field(
+        "deletionPolicy",
+        "What deleting this resource does; the tables and their data are kept either way. Retain: "
+        "release its claim on the tables, so another DataFlowSchema may manage them (deletion waits "
+        "for the database). Orphan: leave the database untouched, claim included (for a database that "
+        "is gone, or a resource re-created under the same name).",
+        default=RETAIN,
+        publish_default=True,
+        schema={"enum": list(DELETION_POLICIES)},
     )

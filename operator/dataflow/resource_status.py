@@ -19,12 +19,15 @@ _TIME = {"format": "date-time"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class OperationStatus:
-    table: str | None = json_field("table", default=None)
-    operation: str | None = json_field("operation", default=None, schema={"enum": list(OPERATION_KINDS)})
-    details: str | None = json_field("details", default=None)
-    risk: str | None = json_field("risk", default=None, schema={"enum": list(RISK_LEVELS)})
-    reason: str | None = json_field("reason", default=None)
+class KindCount:
+    operation: str = json_field("operation", schema={"enum": list(OPERATION_KINDS)})
+    count: int = json_field("count", schema={"minimum": 0})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskCount:
+    risk: str = json_field("risk", schema={"enum": list(RISK_LEVELS)})
+    count: int = json_field("count", schema={"minimum": 0})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,15 +53,41 @@ class Status:
     )
     max_risk: str | None = json_field("maxRisk", default=None, schema={"enum": [*RISK_LEVELS, ""]})
     changes: int | None = json_field("changes", default=None, schema={"minimum": 0})
-    operations: tuple[OperationStatus, ...] = json_field("operations", default=())
-    sql: tuple[str, ...] = json_field("sql", default=())
-    rollback: tuple[str, ...] = json_field("rollback", default=())
+    changes_by_kind: tuple[KindCount, ...] = json_field(
+        "changesByKind",
+        "How many changes of each operation kind the plan holds.",
+        default=(),
+        schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["operation"]},
+    )
+    changes_by_risk: tuple[RiskCount, ...] = json_field(
+        "changesByRisk",
+        "How many changes of each risk level the plan holds.",
+        default=(),
+        schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["risk"]},
+    )
+    plan_config_map: str | None = json_field(
+        "planConfigMap",
+        "ConfigMap in this namespace holding the full plan (Markdown, SQL up and down); "
+        "`dataflow plan -f` prints the same.",
+        default=None,
+    )
     verdict: str | None = json_field("verdict", default=None)
     approve_command: str | None = json_field("approveCommand", default=None)
+    approved_plan_hash: str | None = json_field(
+        "approvedPlanHash", "The plan hash the approval annotation carries, if any.", default=None
+    )
+    applied_plan_hash: str | None = json_field(
+        "appliedPlanHash", "The hash of the plan this resource applied last.", default=None
+    )
     last_applied_version: str | None = json_field("lastAppliedVersion", default=None)
     applied_schema_hash: str | None = json_field("appliedSchemaHash", default=None)
+    drifted: str | None = json_field(
+        "drifted",
+        "Whether the database has drifted from the applied spec (the Drifted condition's status).",
+        default=None,
+        schema={"enum": ["True", "False", "Unknown"]},
+    )
     message: str | None = json_field("message", default=None)
-    last_reconcile_time: str | None = json_field("lastReconcileTime", default=None, schema=_TIME)
     conditions: tuple[Condition, ...] = json_field(
         "conditions",
         default=(),

@@ -240,8 +240,11 @@ def column_backup(table: str, column: str, opts: Options) -> tuple[str, tuple[st
     return backup, save, restore
 
 
-def backup_prelude(backup: str) -> tuple[str, str]:
-    return f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};", f"DROP TABLE IF EXISTS {backup};"
+def backup_prelude(backup: str) -> tuple[str]:
+    """What comes before a backup is made: its schema. Never a ``DROP`` of ``backup``: names are unique
+    per migration (:func:`dataflow.plan.backup_name`), so one that exists is an earlier migration's, which
+    its rollback needs; creating the backup then fails (relation already exists) and nothing is applied."""
+    return (f"CREATE SCHEMA IF NOT EXISTS {q(BACKUP_SCHEMA)};",)
 
 
 def index_details(ix: Index) -> str:

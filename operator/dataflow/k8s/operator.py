@@ -4,25 +4,30 @@ Run with ``kopf run -m dataflow.k8s.operator`` (or ``dataflow operator``). Tunab
 environment, read when the operator starts (not at import): ``DATAFLOW_DRIFT_TICK`` (seconds
 between drift and promotion checks of a resource, default 30; the timer wakes every
 :data:`TIMER_TICK_S`, so shorter values act as that), ``DATAFLOW_RETRY_BASE`` (first retry delay,
-default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``, ``DATAFLOW_POOL_MAX``
-(database sessions per database, shared by the resources there, default 5; plus one heartbeat).
+default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``, ``DATAFLOW_METRICS_PORT``
+(Prometheus metrics, default 8081, 0: off), ``DATAFLOW_WATCHED_NAMESPACES`` (comma-separated: where
+the namespaced peering objects are, for the health probe), ``POD_ID``/``POD_NAME`` (the replica's
+peering identity and priority, see :mod:`dataflow.k8s.ha`), ``DATAFLOW_POOL_MAX`` (database
+sessions per database, shared by the resources there, default 5; plus one lease heartbeat).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from dataflow.errors import SchemaError
-from dataflow.k8s import kube
+from dataflow.k8s import deletion, ha, kube, metrics, status
 from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
@@ -107,6 +112,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["config"] = config
     POOLS.configure(config.pool_max)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.posting.level = logging.WARNING  # our own events say what happened
     logging.getLogger("dataflow").setLevel(config.log_level)
 
@@ -124,14 +130,53 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kube.remember(info)
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's diff base as a digest of the handled spec and annotations, not a copy of them.
+
+    Kopf only needs to know whether anything changed since it last handled the object (the handlers
+    read the body, never Kopf's field diff); a full copy of a 1,000-table spec would not fit the API
+    server's 256 KiB limit on annotations beside kubectl's last-applied copy.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            prefix="kopf.dataflow.dev", key="handled-digest"
+        )  # not dataflow.dev: Kopf ignores its own prefix
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+        return cast(kopf.BodyEssence, {"sha256": hashlib.sha256(canonical.encode()).hexdigest()})
+
+
 def _lock(uid: str) -> asyncio.Lock:
     return _locks.setdefault(uid, asyncio.Lock())
 
 
-async def _react(body: kopf.Body, patch: kopf.Patch, retry: int, config: OperatorConfig) -> None:
+async def _react(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    retry: int,
+    memo: kopf.Memo,
+    config: OperatorConfig,
+    drift_check: bool = False,
+) -> None:
+    """Reconcile, then PATCH status only with what changed (nothing in a steady state)."""
     async with _lock(body.metadata.uid or body.metadata.name):
+        started = time.monotonic()
         reaction: Reaction = await reconcile_resource(body)
-    patch["status"] = reaction.status
+    metrics.observe_reconcile(
+        body.metadata.uid or body.metadata.name,
+        reaction.status,
+        body.get("status") or {},
+        time.monotonic() - started,
+        drift_check=drift_check,
+    )
+    memo["last_check"] = asyncio.get_running_loop().time()
+    current = reaction.written if reaction.written is not None else (body.get("status") or {})
+    changed = status.changes(current, reaction.status)
+    if changed:
+        patch["status"] = changed
     if reaction.event:
         kind, reason, message = reaction.event
         kopf.event(body, type=kind.value, reason=reason.value, message=message)
@@ -146,11 +191,15 @@ async def reconcile_handler(
     body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
 ) -> None:
     """Spec or annotation changed (or the operator restarted): plan, and apply what is allowed."""
-    await _react(body, patch, retry, _config(memo))
+    await _react(body, patch, retry, memo, _config(memo))
 
 
-def drift_check_due(body: kopf.Body) -> bool:
-    """Waiting resources are re-checked every tick; the others every spec.policy.driftCheckInterval."""
+def drift_check_due(body: kopf.Body, memo: kopf.Memo, now: float) -> bool:
+    """Waiting resources are re-checked every tick; the others every spec.policy.driftCheckInterval.
+
+    The time of the last check is this process's (Kopf's per-resource memo), not a status field:
+    a status that changes on every check would be PATCHed on every check.
+    """
     st = body.get("status") or {}
     if not st.get("phase"):
         return False
@@ -162,11 +211,8 @@ def drift_check_due(body: kopf.Body) -> bool:
         )
     except (SchemaError, AttributeError, TypeError):  # an invalid spec is reported by the reconcile handler
         interval = duration_ms("5m", "driftCheckInterval")
-    last = st.get("lastReconcileTime")
-    if not last:
-        return True
-    elapsed = datetime.now(UTC) - datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return elapsed.total_seconds() * 1000 >= interval
+    last = memo.get("last_check")
+    return last is None or (now - last) * 1000 >= interval
 
 
 def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
@@ -181,5 +227,49 @@ def drift_tick_due(memo: kopf.Memo, drift_tick_s: float, now: float) -> bool:
 async def drift_check(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int = 0, **_: Any) -> None:
     """Detect drift (someone changed the database) and promotion becoming possible."""
     config = _config(memo)
-    if drift_tick_due(memo, config.drift_tick_s, asyncio.get_running_loop().time()) and drift_check_due(body):
-        await _react(body, patch, retry, config)
+    now = asyncio.get_running_loop().time()
+    if drift_tick_due(memo, config.drift_tick_s, now) and drift_check_due(body, memo, now):
+        await _react(body, patch, retry, memo, config, drift_check=True)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def release_handler(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """Apply spec.deletionPolicy (Retain: release the tables' claim); Kopf's finalizer waits for it."""
+    uid = body.metadata.uid or body.metadata.name
+    async with _lock(uid):
+        try:
+            reason, message = await deletion.release(body)
+        except deletion.ReleasePending as exc:
+            kopf.event(body, type="Warning", reason=deletion.DeletionReason.RELEASE_PENDING, message=str(exc))
+            raise kopf.TemporaryError(str(exc), delay=_config(memo).retry.delay(retry + 1)) from None
+    kopf.event(body, type="Normal", reason=reason.value, message=message)
+    metrics.forget(uid)
+    _locks.pop(uid, None)
+
+
+# replicas and metrics ---------------------------------------------------------------------------
+@kopf.on.startup()
+def replicas_and_metrics(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """A distinct peering priority and a short peering lifetime (see dataflow.k8s.ha); serve /metrics."""
+    ha.configure_peering(settings)
+    raw = os.environ.get("DATAFLOW_METRICS_PORT") or str(metrics.DEFAULT_PORT)
+    if not raw.isdigit() or int(raw) > 65535:
+        raise kopf.PermanentError(
+            f"invalid operator setting: DATAFLOW_METRICS_PORT: expected a port, got {raw!r}"
+        )
+    memo["metrics_server"] = metrics.serve(int(raw))
+
+
+@kopf.on.cleanup()
+def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    metrics.forget_all()
+    server = memo.get("metrics_server")
+    if isinstance(server, metrics.Server):
+        server.stop()
+
+
+@kopf.on.probe(id="replica")
+async def replica_probe(settings: kopf.OperatorSettings, **_: Any) -> str:
+    """Fails (HTTP 500 on --liveness) when this replica is paused and no replica is active."""
+    namespaces = [ns for ns in os.environ.get("DATAFLOW_WATCHED_NAMESPACES", "").split(",") if ns]
+    return await ha.health(settings, namespaces)

@@ -17,6 +17,7 @@ class Phase(StrEnum):
     """``status.phase``; the values are the CRD's enum."""
 
     PLANNING = "Planning"
+    PLANNED = "Planned"  # dryRun: the plan is in status and its ConfigMap; terminal
     IN_SYNC = "InSync"
     AWAITING_APPROVAL = "AwaitingApproval"
     BLOCKED = "Blocked"
@@ -42,6 +43,11 @@ class Reason(StrEnum):
     INVALID_DATABASE_URL = "InvalidDatabaseURL"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
     WAITING_FOR_PROMOTION = "WaitingForPromotion"
+    PROMOTION_PENDING = "PromotionPending"
+    APPLYING = "Applying"
+    DRIFTED = "Drifted"
+    DRIFT_REVERTED = "DriftReverted"
+    NO_DRIFT = "NoDrift"
 
 
 class EventType(StrEnum):
@@ -64,7 +70,7 @@ class Classification:
 _BY_OUTCOME: dict[Outcome, Classification] = {
     Outcome.IN_SYNC: Classification(Phase.IN_SYNC, Reason.IN_SYNC, None),
     Outcome.APPLIED: Classification(Phase.APPLIED, Reason.APPLIED, EventType.NORMAL),
-    Outcome.DRY_RUN: Classification(Phase.PLANNING, Reason.DRY_RUN, None),
+    Outcome.DRY_RUN: Classification(Phase.PLANNED, Reason.DRY_RUN, None),
     Outcome.CONFLICT: Classification(Phase.BLOCKED, Reason.CONFLICT, EventType.WARNING),
     # the operator never asks a person: a DECLINED result (library/CLI only) is reported, not retried
     Outcome.DECLINED: Classification(Phase.BLOCKED, Reason.DECLINED, EventType.WARNING),

@@ -1,8 +1,15 @@
-"""Build a DataFlowSchema's ``.status`` (phase, plan, verdict, Kubernetes-style conditions)."""
+"""Build a DataFlowSchema's ``.status``: phase, a plan summary, hashes, verdict, Kubernetes-style conditions.
+
+The status stays small whatever the plan's size (counts, not SQL: the full plan goes to a ConfigMap)
+and holds no clock reading, so that an unchanged state builds an identical status and the operator
+can skip the PATCH (:func:`changes`).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +25,22 @@ _CONDITIONS: dict[Phase, tuple[str, str, str]] = {
     Phase.BLOCKED: ("False", "Unknown", "False"),
     Phase.WAITING_FOR_PROMOTION: ("False", "True", "False"),
     Phase.PLANNING: ("False", "Unknown", "Unknown"),
+    Phase.PLANNED: ("True", "Unknown", "False"),
     Phase.APPLYING: ("False", "True", "False"),
     Phase.FAILED: ("False", "Unknown", "Unknown"),
 }
-_APPLIED_PHASES = (Phase.IN_SYNC, Phase.APPLIED)  # the schema is in the database
+APPLIED_PHASES = (Phase.IN_SYNC, Phase.APPLIED)  # the schema is in the database
+KOPF_FIELD = "kopf"  # Kopf's own part of the status, never ours to write or compare
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A condition beyond Ready/Approved/Synced (Drifted, PromotionPending)."""
+
+    type: str
+    status: str
+    reason: Reason
+    message: str
 
 
 def now() -> str:
@@ -35,19 +54,32 @@ def approve_command(name: str, namespace: str, plan_hash: str) -> str:
 
 
 def conditions(
-    phase: Phase, reason: Reason, message: str, generation: int, previous: list[Mapping[str, Any]] | None
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    generation: int,
+    previous: list[Mapping[str, Any]] | None,
+    extra: tuple[Extra, ...] = (),
+    synced: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Ready/Approved/Synced, keeping lastTransitionTime when a condition's status did not change."""
+    """Ready/Approved/Synced and ``extra``, keeping lastTransitionTime when a condition's status did not change."""
     before = {c.get("type"): c for c in previous or []}
+    ready, approved, in_sync = _CONDITIONS[phase]
+    rows = [
+        ("Ready", ready, reason, message),
+        ("Approved", approved, reason, message),
+        ("Synced", synced or in_sync, reason, message),
+        *((e.type, e.status, e.reason, e.message) for e in extra),
+    ]
     out = []
-    for kind, status in zip(("Ready", "Approved", "Synced"), _CONDITIONS[phase], strict=True):
+    for kind, status, why, text in rows:
         old = before.get(kind) or {}
         out.append(
             {
                 "type": kind,
                 "status": status,
-                "reason": reason.value,
-                "message": message,
+                "reason": why.value,
+                "message": text,
                 "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status else now(),
                 "observedGeneration": generation,
             }
@@ -67,39 +99,67 @@ def build(
     name: str,
     namespace: str,
     applied_version: str | None = None,
-    message: str | None = None,
+    applied_plan: str | None = None,
+    approved_plan: str | None = None,
+    plan_config_map: str = "",
+    extra: tuple[Extra, ...] = (),
+    synced: str | None = None,
+    approvable: bool = False,
+    applied_schema_hash: str | None = None,
 ) -> dict[str, Any]:
-    """The full status for one reconcile; fields of an earlier apply are carried over."""
+    """The status for one reconcile; fields of an earlier apply are carried over.
+
+    ``approvable``: the plan may be applied by approving it (besides AwaitingApproval: reported drift).
+    """
     operations = migration.operations if migration else []
-    status: dict[str, Any] = {
+    planned = bool(migration and operations)
+    drifted = next((e.status for e in extra if e.type == "Drifted"), "Unknown")
+    return {
         "phase": phase.value,
         "observedGeneration": generation,
         "schemaHash": schema_hash,
-        "planHash": migration.plan_hash if migration and operations else "",
-        "maxRisk": migration.safety_level if migration and operations else "",
+        "planHash": migration.plan_hash if migration and planned else "",
+        "maxRisk": migration.safety_level if migration and planned else "",
         "changes": len(operations),
-        "operations": [
-            {
-                "table": op.table,
-                "operation": op.kind,
-                "details": op.details,
-                "risk": op.risk.name,
-                "reason": op.assessment.reason,
-            }
-            for op in operations
+        "changesByKind": [
+            {"operation": k, "count": n} for k, n in sorted(Counter(op.kind for op in operations).items())
         ],
-        "sql": migration.sql_up if migration and operations else [],
-        "rollback": migration.sql_down if migration and operations else [],
+        "changesByRisk": [
+            {"risk": r, "count": n} for r, n in sorted(Counter(op.risk.name for op in operations).items())
+        ],
+        "planConfigMap": plan_config_map if planned else "",
         "verdict": verdict,
         "approveCommand": approve_command(name, namespace, migration.plan_hash)
-        if phase is Phase.AWAITING_APPROVAL and migration
+        if migration and planned and (phase is Phase.AWAITING_APPROVAL or approvable)
         else "",
+        "approvedPlanHash": approved_plan or "",
+        "appliedPlanHash": applied_plan or previous.get("appliedPlanHash", ""),
         "lastAppliedVersion": applied_version or previous.get("lastAppliedVersion", ""),
-        "appliedSchemaHash": schema_hash
-        if phase in _APPLIED_PHASES
-        else previous.get("appliedSchemaHash", ""),
-        "message": message or verdict,
-        "lastReconcileTime": now(),
-        "conditions": conditions(phase, reason, verdict, generation, previous.get("conditions")),
+        "appliedSchemaHash": applied_schema_hash
+        or (schema_hash if phase in APPLIED_PHASES and drifted != "True" else "")
+        or previous.get("appliedSchemaHash", ""),
+        "drifted": drifted,
+        "message": verdict,
+        "conditions": conditions(
+            phase, reason, verdict, generation, previous.get("conditions"), extra=extra, synced=synced
+        ),
     }
-    return status
+
+
+def changes(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``previous`` into ``new``: {} when they are equal.
+
+    Fields no longer written are removed (None), maps are patched key by key (a merge patch merges
+    them, so a stale key would otherwise stay), lists are replaced. Kopf's own field is left alone.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        old = previous.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            inner = changes(old, value)
+            if inner:
+                patch[key] = inner
+        elif old != value or key not in previous:
+            patch[key] = value
+    patch.update({k: None for k in previous if k not in new and k != KOPF_FIELD})
+    return patch

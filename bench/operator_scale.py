@@ -97,11 +97,15 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return cpu, hwm / 1024
 
 
+# client sessions only: autovacuum workers of the database show up in pg_stat_activity too
+SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'"
+
+
 async def sample_sessions(
     admin: asyncpg.Connection, database: str, peak: list[int], stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
-        n = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database)
+        n = await admin.fetchval(SESSIONS, database)
         peak[0] = max(peak[0], n)
         try:
             await asyncio.wait_for(stop.wait(), 0.05)

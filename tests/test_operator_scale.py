@@ -44,6 +44,10 @@ def small_table(name: str) -> dict[str, Any]:
     }
 
 
+# client sessions only: autovacuum workers of the database show up in pg_stat_activity too
+SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'"
+
+
 class Sampler:
     """Counts the sessions open on one database every ~50 ms, from a session on another one."""
 
@@ -60,9 +64,7 @@ class Sampler:
 
         async def sample() -> None:
             while not stop.is_set():
-                n = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", self.database
-                )
+                n = await conn.fetchval(SESSIONS, self.database)
                 self.peak, self.samples = max(self.peak, n), self.samples + 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)

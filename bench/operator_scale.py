@@ -142,7 +142,9 @@ async def run(args: argparse.Namespace, server_url: str) -> dict[str, Any]:
         kubeconfig = Path(tmp) / "kubeconfig"
         log_path = Path(tmp) / "operator.log"
         async with run_api_server(kubeconfig) as api:
-            api.load_crd(ROOT / "crds" / "dataflowschema.yaml")
+            # each checkout's own CRD: its defaults fill in only the fields that code knows
+            checkout = Path(args.before).resolve().parent if args.before else ROOT
+            api.load_crd(checkout / "crds" / "dataflowschema.yaml")
             api.create("v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
             api.create(
                 "v1/secrets",

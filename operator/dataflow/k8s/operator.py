@@ -119,8 +119,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.cleanup()
 async def close_pools(**_: Any) -> None:
-    """Close the database sessions (and the lease heartbeats) the operator keeps."""
+    """Close the database sessions (and the lease heartbeats) and the API client the operator keeps."""
     await POOLS.close()
+    await kube.close()
 
 
 @kopf.on.login()

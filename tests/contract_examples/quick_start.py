@@ -105,7 +105,7 @@ async def basic_creates_then_evolves_after_a_yes(run: Runner) -> None:
         assert line in run.out, (line, run.out)
     for detail in ("phone (TEXT)", "is_active (BOOLEAN)", "updated_at (TIMESTAMPTZ)", "✅ SAFE"):
         assert detail in run.out
-    assert "ADD COLUMN \"phone\" TEXT NULL;" in run.out
+    assert 'ADD COLUMN "phone" TEXT NULL;' in run.out
 
 
 @BASIC.check()

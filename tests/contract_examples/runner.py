@@ -33,7 +33,7 @@ import pytest
 
 from dataflow import DataFlow, Field, MigrationConflictError
 
-SPEC = Path(__file__).with_name("dataflow-auto-migration.md")
+SPEC = Path(__file__).with_name("dataflow-auto-migration.md.txt")  # .txt: formatters leave it verbatim
 ADDED = re.compile(r"\s+# adapted: .*$")
 REPLACED = re.compile(r"^(?P<indent>\s*).*?\s+# was: (?P<line>.*)$")
 
@@ -194,6 +194,16 @@ class Runner:
         )
         return {r[0]: r[1] for r in rows}
 
+    async def backup_values(self, table: str, column: str) -> list[Any]:
+        """The values of ``table.column`` kept in the ``dataflow_backup`` schema, sorted."""
+        [name] = await self.fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'dataflow_backup'::regnamespace"
+            " AND starts_with(relname, $1)",
+            f"{table}_{column}_",
+        )
+        rows = await self.fetch(f'SELECT "{column}" FROM dataflow_backup."{name[0]}" ORDER BY 1')
+        return [r[0] for r in rows]
+
     async def quiet_db(self, **config: Any) -> DataFlow:
         """A DataFlow on the test database for a check's own setup (its output is not the block's)."""
         import io
@@ -238,5 +248,3 @@ def http_server() -> Iterator[tuple[str, list[Received]]]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-

@@ -100,7 +100,8 @@ else:
 
 first = success  # adapted: keep the first result
 # Rollback to specific point in time
-success = await db.rollback_to_version(FIRST)  # was: success = await db.rollback_to_version("migration_20250130_100000")
+# was: success = await db.rollback_to_version("migration_20250130_100000")
+success = await db.rollback_to_version(FIRST)  # adapted: a version this database has
 """,
 )
 
@@ -132,7 +133,8 @@ CHECKS = Example(
     "Rollback Safety Checks",
     """
 # Check if rollback is possible
-rollback_analysis = await db.analyze_rollback(VERSION)  # was: rollback_analysis = await db.analyze_rollback("migration_20250131_120000")
+# was: rollback_analysis = await db.analyze_rollback("migration_20250131_120000")
+rollback_analysis = await db.analyze_rollback(VERSION)  # adapted: a version this database has
 
 print(f"Rollback possible: {rollback_analysis.fully_reversible}")
 print(f"Data loss warning: {rollback_analysis.data_loss_warning}")

@@ -1,7 +1,8 @@
 """Run the product documentation's code blocks, adapted as little as possible, against a test database.
 
 An adapted block is the spec's block plus marked lines: a line ending ``# adapted: why`` is added,
-a line ending ``# was: <the spec's line>`` stands in for that line. :func:`original` undoes both, and
+a line ending ``# was: <the spec's line>`` stands in for that line (a long one: the comment
+on a line of its own, followed by its replacement marked ``# adapted``). :func:`original` undoes both, and
 the coverage test requires the result to equal the spec's block, so every block stays recognisable.
 
 A block runs as the body of an ``async def`` (the docs use top-level ``await``), with the names the
@@ -35,7 +36,7 @@ from dataflow import DataFlow, Field, MigrationConflictError
 
 SPEC = Path(__file__).with_name("dataflow-auto-migration.md.txt")  # .txt: formatters leave it verbatim
 ADDED = re.compile(r"\s+# adapted: .*$")
-REPLACED = re.compile(r"^(?P<indent>\s*).*?\s+# was: (?P<line>.*)$")
+REPLACED = re.compile(r"^(?P<indent>\s*)(?:.*?\s)?# was: (?P<line>.*)$")
 
 
 @dataclass(frozen=True)

@@ -381,10 +381,7 @@ class MigrationOptions:
             explicit_confirm=_flag("require_explicit_confirm", require_explicit_confirm),
             show_sql=_checked("show_sql", show_sql, "show_sql"),
             show_rollback_plan=_checked("show_rollback_plan", show_rollback_plan, "show_rollback_plan"),
-            show_safety_analysis=all(
-                self.show_safety_analysis if value is None else _flag(where, value)
-                for where, value in (("safety_analysis", safety_analysis), ("safety_check", safety_check))
-            ),
+            show_safety_analysis=self._shows_analysis(safety_analysis, safety_check),
             validate_after_migration=_checked(
                 "validate_after_migration", validate_after_migration, "validate_after_migration"
             ),
@@ -393,6 +390,15 @@ class MigrationOptions:
             generate_documentation=_flag("generate_documentation", generate_documentation),
             notify_team=_flag("notify_team", notify_team),
         )
+
+    def _shows_analysis(self, safety_analysis: bool | None, safety_check: bool | None) -> bool:
+        """Both aliases given: both must say yes; one given: it decides; none: the config's ``safety_checks``."""
+        given = [
+            _flag(where, value)
+            for where, value in (("safety_analysis", safety_analysis), ("safety_check", safety_check))
+            if value is not None
+        ]
+        return all(given) if given else self.show_safety_analysis
 
     def _capped(self, timeout: float | None) -> dict[str, Any]:
         """The fields ``auto_migrate(timeout=...)`` bounds: every wait of the migration fits in it."""

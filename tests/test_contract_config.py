@@ -224,7 +224,9 @@ async def test_timeout_caps_the_apply_and_leaves_the_database_as_it_was(dsn: str
     assert ok, db.last_result
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("INSERT INTO reading (value) SELECT md5(g::text) FROM generate_series(1, 2000000) g")
+        await conn.execute(
+            "INSERT INTO reading (value) SELECT md5(g::text) FROM generate_series(1, 2000000) g"
+        )
         await conn.execute("ANALYZE reading")
     finally:
         await conn.close()

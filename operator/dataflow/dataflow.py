@@ -423,7 +423,15 @@ class DataFlow:
         return RollbackAnalysis(version, not irreversible, warning, irreversible)
 
     async def rollback_migration(self, version: str) -> bool:
-        """Undo one applied migration in a single transaction; the ledger marks it rolled back."""
+        """Undo one applied migration in a single transaction; the ledger marks it rolled back.
+
+        With monitoring's ``alert_on_rollback``, the webhook hears of it (after the commit).
+        """
+        done = await self._undo_migration(version)
+        await self.monitor.rolled_back(version, done, "rolled back" if done else "rollback failed")
+        return done
+
+    async def _undo_migration(self, version: str) -> bool:
         async with self.connection() as conn:
             ledger = Ledger(self.schema_name)
             record = await self._record(conn, version)

@@ -4,6 +4,7 @@ measured per-step performance analysis, and the docs' advanced ``auto_migrate`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -35,6 +36,7 @@ class Receiver:
     attempts: int = 0
     fail_first: int = 0  # answer 500 to this many requests first
     delay_s: float = 0.0  # answer this late
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def alerts(self) -> list[list[str]]:
         return [b["alerts"] for b in self.bodies if "alerts" in b]
@@ -49,7 +51,8 @@ async def receiver() -> AsyncIterator[Receiver]:
         r = box[0]
         r.attempts += 1
         if r.delay_s:
-            await asyncio.sleep(r.delay_s)
+            with contextlib.suppress(TimeoutError):  # released at teardown: cleanup waits for handlers
+                await asyncio.wait_for(r.released.wait(), r.delay_s)
         if r.fail_first > 0:
             r.fail_first -= 1
             return web.Response(status=500)
@@ -66,6 +69,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     try:
         yield box[0]
     finally:
+        box[0].released.set()
         await runner.cleanup()
 
 

@@ -212,8 +212,9 @@ async def test_with_protection_it_waits_for_the_lock_up_to_the_timeout(dsn: str)
 
 
 # timeout caps the whole migration ---------------------------------------------------------------------------
-async def test_timeout_caps_the_apply_and_leaves_the_database_as_it_was(dsn: str) -> None:
-    """An index over 1,000,000 rows takes about a second: with timeout=0.3 it is cut short and undone."""
+async def reading_with_a_slow_index_to_build(dsn: str) -> DataFlow:
+    """A ``reading`` table of 1,000,000 rows and a model that adds a column and an index over them: the
+    index takes about 1.5 s to build (measured), in one transaction with the new column."""
     db = dataflow(dsn, strategy="transactional")
 
     class Reading:
@@ -233,24 +234,54 @@ async def test_timeout_caps_the_apply_and_leaves_the_database_as_it_was(dsn: str
 
     class Reading:  # type: ignore[no-redef]
         value: str
-        checked: str = "no"  # a new column, then an index over 1,000,000 rows in the same transaction
+        checked: str = "no"
         __dataflow__ = {"indexes": [{"name": "reading_value_checked_idx", "fields": ["value", "checked"]}]}
 
     db.model(Reading)
-    started = time.monotonic()
-    ok, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH", timeout=0.3)
-    took = time.monotonic() - started
-    assert not ok and db.last_result is not None and db.last_result.outcome is Outcome.FAILED
-    assert "timed out" in db.last_result.reason and "timeout=0.3s" in db.last_result.reason
-    assert took < 10.0, took
+    return db
+
+
+async def assert_timed_out_and_untouched(dsn: str, db: DataFlow, timeout: float) -> None:
+    assert db.last_result is not None and db.last_result.outcome is Outcome.FAILED
+    assert "timed out" in db.last_result.reason and f"timeout={timeout:g}s" in db.last_result.reason
     assert await columns(dsn, "reading") == ["id", "value"]  # left as it was
-    [record] = [r for r in await db.get_migration_history() if r.version == db.last_result.migration.version]  # type: ignore[union-attr]
+    version = db.last_result.migration.version  # type: ignore[union-attr]
+    [record] = [r for r in await db.get_migration_history() if r.version == version]
     assert record.status == "failed" and "timed out" in (record.error or "")
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT to_regclass('public.reading_value_checked_idx')") is None
     finally:
         await conn.close()
+
+
+async def test_timeout_caps_the_apply_and_leaves_the_database_as_it_was(dsn: str) -> None:
+    db = await reading_with_a_slow_index_to_build(dsn)
+    started = time.monotonic()
+    ok, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH", timeout=0.3)
+    took = time.monotonic() - started
+    assert not ok and took < 1.2, took  # the index alone takes about 1.5 s
+    await assert_timed_out_and_untouched(dsn, db, 0.3)
+
+
+async def test_the_lease_wait_counts_against_the_same_timeout(dsn: str) -> None:
+    """Another migration holds the lease for 0.7 s: with timeout=1.2, 0.5 s is left for the 1.5 s index."""
+    db = await reading_with_a_slow_index_to_build(dsn)
+    holder = await asyncpg.connect(dsn)
+    try:
+        lease = MigrationLease(Ledger("public"), "schema:public", holder="another-process")
+        async with lease.hold(holder):
+            started = time.monotonic()
+            migrating = asyncio.create_task(
+                db.auto_migrate(auto_confirm=True, max_risk_level="HIGH", timeout=1.2)
+            )
+            await asyncio.sleep(0.7)
+        ok, _ = await migrating
+        took = time.monotonic() - started
+    finally:
+        await holder.close()
+    assert not ok and 0.7 <= took < 1.9, took  # not 0.7 + 1.2 s, nor 0.7 + 1.5 s
+    await assert_timed_out_and_untouched(dsn, db, 1.2)
 
 
 def test_timeout_bounds_every_wait_of_the_migration() -> None:

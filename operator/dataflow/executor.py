@@ -421,13 +421,14 @@ async def _run_online_step(
 
 
 class Deadline:
-    """``timeout`` over a whole migration: checked between steps and batches, and each statement's
+    """``timeout`` over a whole migration, counted from ``deadline_from`` (auto_migrate's call, so the
+    lease wait and planning count too): checked between steps and batches, and each statement's
     ``statement_timeout`` is cut to the time left, so no step outlives it."""
 
     def __init__(self, seconds: float, settings: MigrationOptions) -> None:
         self.seconds = seconds
         self.settings = settings
-        self.at = time.monotonic() + seconds
+        self.at = (time.monotonic() if settings.deadline_from is None else settings.deadline_from) + seconds
 
     def check(self, where: str) -> None:
         if time.monotonic() >= self.at:

@@ -12,6 +12,7 @@ the type in exactly one constructor here: :meth:`MigrationOptions.from_config` (
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -215,6 +216,9 @@ class MigrationOptions:
     deadline_s: float | None = _option(
         None, optional_milliseconds, _optional_float
     )  # the whole migration (lease wait, plan, every step) within this many seconds; None: no cap
+    deadline_from: float | None = _option(
+        None, optional_milliseconds, _optional_float, compare=False
+    )  # time.monotonic() when that budget started (auto_migrate's call); None: when the apply starts
     dialect: str = _option("postgresql", dialect_name, _postgresql, "dialect")  # the only one there is
     # presentation (the library's auto_migrate)
     interactive: bool = _option(True, flag, config="interactive")  # auto_migrate's default for interactive
@@ -411,6 +415,7 @@ class MigrationOptions:
             "migration_timeout_s": min(self.migration_timeout_s, limit),
             "statement_timeout_ms": min(self.statement_timeout_ms or limit_ms, limit_ms),
             "deadline_s": limit,
+            "deadline_from": time.monotonic(),
         }
 
 

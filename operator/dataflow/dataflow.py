@@ -26,7 +26,7 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_to_table
+from dataflow.models import model_extensions, model_to_table
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, text
 from dataflow.plan import Migration
@@ -147,7 +147,8 @@ class DataFlow:
                     f"table {t.name!r} is renamed from {t.renamed_from!r}, "
                     f"which another model still defines; remove that model"
                 )
-        schema = Schema(tables, self.schema_name).normalised()
+        extensions = tuple(e for cls in self.models.values() for e in model_extensions(cls))
+        schema = Schema(tables, self.schema_name, extensions).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -117,6 +118,10 @@ class DataFlow:
         """Register a model class; registering a class of the same name replaces it."""
         model_to_table(cls, vars(sys.modules.get(cls.__module__, sys)))  # validate now, fail early
         self.models[cls.__name__] = cls
+        if importlib.util.find_spec("kailash") is not None:  # the optional extra: generated workflow nodes
+            from dataflow.nodes import register_model
+
+            register_model(self, cls.__name__)
         return cls
 
     def schema(self) -> Schema:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_to_table
+from dataflow.models import model_extensions, model_to_table
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, text
@@ -138,6 +139,10 @@ class DataFlow:
         """Register a model class; registering a class of the same name replaces it."""
         model_to_table(cls, vars(sys.modules.get(cls.__module__, sys)))  # validate now, fail early
         self.models[cls.__name__] = cls
+        if importlib.util.find_spec("kailash") is not None:  # the optional extra: generated workflow nodes
+            from dataflow.nodes import register_model
+
+            register_model(self, cls.__name__)
         return cls
 
     def schema(self) -> Schema:
@@ -168,7 +173,8 @@ class DataFlow:
                     f"table {t.name!r} is renamed from {t.renamed_from!r}, "
                     f"which another model still defines; remove that model"
                 )
-        schema = Schema(tables, self.schema_name).normalised()
+        extensions = tuple(e for cls in self.models.values() for e in model_extensions(cls))
+        schema = Schema(tables, self.schema_name, extensions).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")

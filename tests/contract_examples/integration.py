@@ -77,9 +77,7 @@ await db.auto_migrate(
 )
 
 
-@EXTERNAL.check(
-    missing="issue 10: auto_migrate(version_control, schema_registry_url, generate_documentation, notify_team)"
-)
+@EXTERNAL.check()
 async def external_tools_get_files_the_schema_and_a_notification(run: Runner) -> None:
     await user_table(run)
     with http_server() as (url, received):
@@ -227,7 +225,7 @@ results, run_id = LocalRuntime().execute(workflow.build())  # adapted: run it
 )
 
 
-@NODES.check(missing="issue 10: the kailash extra's generated nodes (UserCreateNode, UserListNode, ...)")
+@NODES.check()
 async def nodes_accept_and_return_the_new_field(run: Runner) -> None:
     names = await pending_user_change(run)
     db: DataFlow = names["db"]  # type: ignore[assignment]
@@ -274,7 +272,7 @@ results, run_id = LocalRuntime().execute(workflow.build())  # adapted: run it
 )
 
 
-@WORKFLOW.check(missing="issue 10: the kailash extra's MigrationCheckNode and AutoMigrationNode")
+@WORKFLOW.check()
 async def workflow_checks_migrates_then_creates(run: Runner) -> None:
     db = DataFlow()
 

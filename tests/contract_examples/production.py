@@ -213,7 +213,7 @@ db = DataFlow(
 )
 
 
-@ALERTING.check(missing="issue 10: migration_config['monitoring'] and its webhook alerts")
+@ALERTING.check()
 async def alerting_posts_a_json_alert_on_rollback(run: Runner) -> None:
     await user_table(run)
     with http_server() as (url, received):
@@ -362,7 +362,7 @@ for op in migration_metrics.slow_operations:
 )
 
 
-@PERFORMANCE.check(missing="issue 10: db.analyze_migration_performance (per-step durations, suggestions)")
+@PERFORMANCE.check()
 async def performance_names_the_slowest_steps_with_suggestions(run: Runner) -> None:
     db = await run.quiet_db()
 
@@ -404,7 +404,7 @@ success, migrations = await db.auto_migrate(
 )
 
 
-@DATA_LOSS.check(missing="issue 10: auto_migrate(require_explicit_confirm=True)")
+@DATA_LOSS.check()
 async def data_loss_prevention_applies_a_safe_change_after_approval(run: Runner) -> None:
     names = await pending_user_change(run)
     result = await run.run(DATA_LOSS, typed="y\n", **names)
@@ -413,7 +413,7 @@ async def data_loss_prevention_applies_a_safe_change_after_approval(run: Runner)
     assert "phone" in await run.columns("user")
 
 
-@DATA_LOSS.check(missing="issue 10: auto_migrate(require_explicit_confirm=True)")
+@DATA_LOSS.check()
 async def data_loss_prevention_blocks_a_drop_even_when_the_table_is_typed(run: Runner) -> None:
     await user_table(run)
     db = DataFlow()

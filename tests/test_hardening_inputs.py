@@ -346,8 +346,10 @@ def test_config_values_of_the_wrong_type(config: dict, field: str) -> None:
     assert info.value.field == field
 
 
-def test_unknown_config_key_is_still_allowed() -> None:
-    DataFlow("postgresql://u@127.0.0.1:1/d", migration_config={"some_future_key": object()})
+def test_unknown_config_key_is_an_error_naming_it() -> None:
+    with pytest.raises(SchemaError) as info:
+        DataFlow("postgresql://u@127.0.0.1:1/d", migration_config={"some_future_key": object()})
+    assert info.value.field == "migration_config.some_future_key"
 
 
 @pytest.mark.parametrize(

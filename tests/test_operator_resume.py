@@ -48,6 +48,7 @@ class Operator:
                 "KUBECONFIG": str(self.kubeconfig),
                 "DATAFLOW_METRICS_PORT": "0",
                 "DATAFLOW_RETRY_BASE": "0.3",
+                "DATAFLOW_DRIFT_TICK": "0",  # act on every timer tick (every 5 s)
             },
             stdout=self.log.open("ab"),
             stderr=asyncio.subprocess.STDOUT,
@@ -107,6 +108,7 @@ async def test_operator_killed_mid_backfill_is_finished_by_the_next_one(
         }
         shop = base.resource("shop", "shop-db", [table])
         shop["spec"]["policy"]["maxRiskLevel"] = "HIGH"
+        shop["spec"]["policy"]["driftCheckInterval"] = "1s"
 
         first = Operator(api.kubeconfig, tmp_path / "first.log")
         operators.append(first)
@@ -146,7 +148,7 @@ async def test_operator_killed_mid_backfill_is_finished_by_the_next_one(
         )
         assert await conn.fetchval("SELECT count(*) FROM dataflow_migration_lock") == 0
         # the drift checks after it keep what was applied (no stale body resets it)
-        await asyncio.sleep(6)
+        await asyncio.sleep(11)  # two timer ticks
         st = base.status_of(api, "shop")
         assert st["phase"] == "InSync" and st["lastAppliedVersion"] == finished, st
     finally:

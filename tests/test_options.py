@@ -64,7 +64,7 @@ def test_readme_lists_exactly_the_config_keys() -> None:
 def test_auto_migrate_arguments_are_exactly_those_for_auto_migrate_maps() -> None:
     library = [n for n in inspect.signature(DataFlow.auto_migrate).parameters if n != "self"]
     mapped = [n for n in inspect.signature(MigrationOptions.for_auto_migrate).parameters if n != "self"]
-    assert library == mapped and len(library) == 18
+    assert library == mapped and len(library) == 23
 
 
 def test_the_same_intent_gives_the_same_options_from_every_source() -> None:
@@ -179,7 +179,7 @@ def test_manifest_policy_and_cli_overrides() -> None:
         (lambda: for_auto_migrate(rollback_on_failure=0), "rollback_on_failure"),
         (lambda: for_auto_migrate(max_risk_level="EXTREME"), "max_risk_level"),
         (lambda: for_auto_migrate(auto_confirm="yes"), "auto_confirm"),
-        (lambda: for_auto_migrate(safety_check=None), "safety_check"),
+        (lambda: for_auto_migrate(safety_check="yes"), "safety_check"),
         (lambda: for_auto_migrate(show_sql="no"), "show_sql"),
         (lambda: for_auto_migrate(include_tables="item"), "include_tables"),
         (lambda: for_auto_migrate(exclude_operations=["DROP_EVERYTHING"]), "exclude_operations"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import asyncpg
 from rich.console import Console
 from rich.text import Text
 
+from dataflow.artifacts import register_schema, write_documentation, write_sql_files
 from dataflow.conflicts import conflict_error, drift_conflicts, ownership_conflicts
 from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
@@ -27,9 +29,12 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_to_table
+from dataflow.models import model_extensions, model_to_table
+from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
+from dataflow.performance import PerformanceAnalysis
+from dataflow.performance import analyze as analyze_performance
 from dataflow.plan import Migration
 from dataflow.preview import kept_line, render_console, stdout_console
 from dataflow.reconcile import Outcome, Result, plan, reconcile
@@ -43,6 +48,21 @@ CONFIRM_PROMPT = "Apply these changes? [y/N]: "
 
 
 IDENTITY_CHECKS = {"schema": identifier_problem, "owner": text}
+
+
+def high_risk_tables(migration: Migration) -> list[str]:
+    """The tables with a HIGH change, in plan order: what ``require_explicit_confirm`` asks for."""
+    return list(dict.fromkeys(op.table for op in migration.operations if op.risk >= Risk.HIGH))
+
+
+async def write_artifacts(migration: Migration, desired: Schema, options: MigrationOptions) -> None:
+    """What the advanced auto_migrate arguments ask for after an apply (dataflow.artifacts)."""
+    if options.version_control:
+        write_sql_files(migration, options.version_control_dir)
+    if options.generate_documentation:
+        write_documentation(desired, options.documentation_path, migration.version)
+    if options.schema_registry_url:
+        await register_schema(options.schema_registry_url, desired, migration.version)
 
 
 def check_identity(config: dict[str, Any]) -> None:
@@ -111,6 +131,7 @@ class DataFlow:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
         self.config = dict(migration_config or {})
+        MigrationOptions.check_config_keys(self.config, also=IDENTITY_CHECKS)
         check_identity(self.config)
         # the registered models may be a part of the application: tables they do not mention are kept
         # (and listed) unless the caller says the model set is complete
@@ -119,6 +140,7 @@ class DataFlow:
         self.options = replace(
             MigrationOptions.from_config(self.config), drop_missing_tables=drop_missing_tables
         )
+        self.monitor = Monitor(self.options.monitoring, self.options.slow_migration_threshold_ms)
         self.database_url = database_url
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
@@ -132,6 +154,10 @@ class DataFlow:
         """Register a model class; registering a class of the same name replaces it."""
         model_to_table(cls, vars(sys.modules.get(cls.__module__, sys)))  # validate now, fail early
         self.models[cls.__name__] = cls
+        if importlib.util.find_spec("kailash") is not None:  # the optional extra: generated workflow nodes
+            from dataflow.nodes import register_model
+
+            register_model(self, cls.__name__)
         return cls
 
     def schema(self) -> Schema:
@@ -162,7 +188,8 @@ class DataFlow:
                     f"table {t.name!r} is renamed from {t.renamed_from!r}, "
                     f"which another model still defines; remove that model"
                 )
-        schema = Schema(tables, self.schema_name).normalised()
+        extensions = tuple(e for cls in self.models.values() for e in model_extensions(cls))
+        schema = Schema(tables, self.schema_name, extensions).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")
@@ -214,7 +241,7 @@ class DataFlow:
 
     async def auto_migrate(
         self,
-        interactive: bool = True,
+        interactive: bool | None = None,
         dry_run: bool = False,
         auto_confirm: bool = False,
         max_risk_level: str | None = None,
@@ -222,9 +249,9 @@ class DataFlow:
         exclude_operations: Iterable[str] | None = None,
         show_sql: bool = True,
         show_rollback_plan: bool = False,
-        safety_analysis: bool = True,
+        safety_analysis: bool | None = None,
         data_loss_protection: bool = False,
-        safety_check: bool = True,
+        safety_check: bool | None = None,
         require_confirmation: bool = True,
         validate_after_migration: bool = False,
         timeout: float | None = None,
@@ -232,6 +259,11 @@ class DataFlow:
         backup_before_migration: bool | None = None,
         rollback_on_error: bool | None = None,
         rollback_on_failure: bool | None = None,
+        require_explicit_confirm: bool = False,
+        version_control: bool = False,
+        schema_registry_url: str | None = None,
+        generate_documentation: bool = False,
+        notify_team: bool = False,
     ) -> tuple[bool, list[Migration]]:
         """Bring the database in line with the models; returns ``(success, migrations)``.
 
@@ -243,7 +275,13 @@ class DataFlow:
         ``dataflow_backup`` schema, so a rollback restores it. ``rollback_on_error`` (alias
         ``rollback_on_failure``, default on) undoes the completed steps when a later, non-transactional
         step fails. Every argument maps onto :class:`MigrationOptions` in ``for_auto_migrate``; two
-        aliases given different values are refused.
+        aliases given different values are refused. ``interactive`` and ``safety_analysis``/``safety_check``
+        left None take ``migration_config``'s ``interactive`` and ``safety_checks`` (default True).
+        ``timeout`` (seconds) caps the lease wait and the apply: past it the migration is undone and
+        recorded failed. ``require_explicit_confirm`` asks for the table name of each HIGH change.
+        After an apply: ``version_control`` writes its up/down SQL files, ``generate_documentation`` a
+        Markdown description of the schema, ``schema_registry_url`` receives the canonical schema JSON,
+        ``notify_team`` posts it to the monitoring webhook (see :mod:`dataflow.artifacts`).
         """
         options = self.options.for_auto_migrate(
             interactive=interactive,
@@ -264,6 +302,11 @@ class DataFlow:
             backup_before_migration=backup_before_migration,
             rollback_on_error=rollback_on_error,
             rollback_on_failure=rollback_on_failure,
+            require_explicit_confirm=require_explicit_confirm,
+            version_control=version_control,
+            schema_registry_url=schema_registry_url,
+            generate_documentation=generate_documentation,
+            notify_team=notify_team,
         )
         show = dict(
             show_sql=options.show_sql,
@@ -278,7 +321,9 @@ class DataFlow:
             await refuse_drift(migration)  # nobody is asked to confirm what would be refused
             render_console(migration, self.console, **show)
             preview_shown = True
-            return await asyncio.to_thread(self._ask) if options.confirm else True
+            if not options.confirm:
+                return True
+            return await asyncio.to_thread(self._ask, migration if options.explicit_confirm else None)
 
         desired = self.schema()
         async with self.connection() as conn:
@@ -303,15 +348,47 @@ class DataFlow:
             self._report(result)
             applied = result.migration if result.outcome is Outcome.APPLIED else None
             if applied is not None and options.validate_after_migration:
-                again, _ = await plan(conn, desired, self.owner, options, fast=False)
-                if again.operations:
-                    raise MigrationFailed(
-                        f"after {applied.version} the database still differs: {again.description}"
-                    )
+                result = await self._validate(conn, desired, options, result)
+                self.last_result = result
+            duration = await self._duration(conn, result)
+        await self.monitor.migration_finished(
+            version=result.migration.version if result.migration and result.migration.operations else None,
+            outcome=result.outcome.value,
+            reason=result.reason,
+            duration_ms=duration,
+            notify=options.notify_team,
+        )
+        if applied is not None:
+            await write_artifacts(applied, desired, options)
         migrations = [result.migration] if result.migration and result.migration.operations else []
         return result.success, migrations
 
-    def _ask(self) -> bool:
+    async def _validate(
+        self, conn: asyncpg.Connection, desired: Schema, options: MigrationOptions, result: Result
+    ) -> Result:
+        """Plan again (no shortcut) under the same options: anything left is a failed result, reported."""
+        again, _ = await plan(conn, desired, self.owner, options, fast=False)
+        if not again.operations:
+            return result
+        version = result.migration.version if result.migration else "the migration"
+        failed = replace(
+            result,
+            outcome=Outcome.FAILED,
+            reason=f"validation after {version}: the database still differs: {again.description}",
+        )
+        self._report(failed)
+        return failed
+
+    async def _duration(self, conn: asyncpg.Connection, result: Result) -> float | None:
+        """The ledger's duration of the migration ``result`` is about (None when nothing ran)."""
+        if result.migration is None or not result.migration.operations:
+            return None
+        record = await Ledger(self.schema_name).get(conn, result.migration.version)
+        return record.duration_ms if record is not None else None
+
+    def _ask(self, explicit: Migration | None = None) -> bool:
+        """The person's answer; with ``explicit`` (require_explicit_confirm), each table with a HIGH
+        change must also be typed back exactly."""
         if not sys.stdin or not sys.stdin.isatty():
             self.console.print(
                 f"{CONFIRM_PROMPT}stdin is not a terminal, answering no "
@@ -320,7 +397,16 @@ class DataFlow:
             )
             return False
         answer = self.console.input(Text(CONFIRM_PROMPT))  # Text: "[y/N]" is not markup
-        return answer.strip().lower() in ("y", "yes")
+        if answer.strip().lower() not in ("y", "yes"):
+            return False
+        for table in high_risk_tables(explicit) if explicit is not None else []:
+            typed = self.console.input(
+                Text(f"{table!r} has a HIGH risk change; type the table name to confirm: ")
+            )
+            if typed.strip() != table:
+                self.console.print(f"{typed.strip()!r} is not {table!r}: nothing applied", markup=False)
+                return False
+        return True
 
     def _report(self, result: Result) -> None:
         colour = "green" if result.success else "red"
@@ -389,7 +475,13 @@ class DataFlow:
         False, with the reason printed, when ``version`` is unknown, not applied, or its undo fails
         (then nothing changed). Data written since into a column or table the migration added is
         copied to ``dataflow_backup`` before the undo drops it; the message says how to put it back.
+        With monitoring's ``alert_on_rollback``, the webhook hears of it (after the commit).
         """
+        done = await self._undo_migration(version)
+        await self.monitor.rolled_back(version, done, "rolled back" if done else "rollback failed")
+        return done
+
+    async def _undo_migration(self, version: str) -> bool:
         async with self.connection() as conn:
             ledger = Ledger(self.schema_name)
             record = await ledger.get(conn, version)
@@ -461,3 +553,16 @@ class DataFlow:
             lease = MigrationLease(ledger, f"user:{name}")
             async with lease.hold(conn, timeout=timeout, heartbeat_dsn=self.dsn):
                 yield lease
+
+    # monitoring (dataflow.monitoring, dataflow.performance) -----------------------------------
+    async def analyze_migration_performance(
+        self, threshold_ms: float | None = None, limit: int = 10, history: int = 100
+    ) -> PerformanceAnalysis:
+        """The slowest measured steps of the last ``history`` migrations, each with a suggestion.
+
+        ``threshold_ms`` defaults to ``slow_migration_threshold`` (0 when unset: the slowest steps).
+        """
+        records = await self.get_migration_history(limit=history)
+        if threshold_ms is None:
+            threshold_ms = self.options.slow_migration_threshold_ms or 0.0
+        return analyze_performance(records, threshold_ms, limit)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -384,6 +385,7 @@ async def _run_online_step(
     where: str,
     track: Track | None = None,
     batches: int = 0,
+    deadline: Deadline | None = None,
 ) -> None:
     """One step outside a transaction; ``track`` records each committed batch and the end in the ledger.
 
@@ -398,6 +400,8 @@ async def _run_online_step(
     this_run = 0
     while True:  # a backfill: each batch commits on its own
         _check_fence(fence)
+        if deadline is not None:
+            deadline.check(f"batch {this_run + 1} of {where}")
         rows = await batch.fetch()
         this_run += 1
         if not rows:
@@ -414,6 +418,48 @@ async def _run_online_step(
         if track:
             await track(PENDING_RUNNING, batches)
         _boundary(f"{where} batch {this_run}")  # this batch is committed
+
+
+class Deadline:
+    """``timeout`` over a whole migration, counted from ``deadline_from`` (auto_migrate's call, so the
+    lease wait and planning count too): checked between steps and batches, and each statement's
+    ``statement_timeout`` is cut to the time left, so no step outlives it."""
+
+    def __init__(self, seconds: float, settings: MigrationOptions) -> None:
+        self.seconds = seconds
+        self.settings = settings
+        self.at = (time.monotonic() if settings.deadline_from is None else settings.deadline_from) + seconds
+
+    def check(self, where: str) -> None:
+        if time.monotonic() >= self.at:
+            raise MigrationFailed(f"timed out: timeout={self.seconds:g}s reached before {where}")
+
+    async def limit_statements(self, conn: asyncpg.Connection, where: str) -> None:
+        self.check(where)
+        left_ms = max(1, int((self.at - time.monotonic()) * 1000))
+        limit = min(self.settings.statement_timeout_ms or left_ms, left_ms)
+        await conn.execute("SELECT set_config('statement_timeout', $1, false)", f"{limit}ms")
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """A statement the deadline cancelled becomes a timeout in the ledger, not a bare cancel."""
+        if isinstance(exc, asyncpg.exceptions.QueryCanceledError) and time.monotonic() >= self.at - 0.05:
+            return MigrationFailed(f"timed out: timeout={self.seconds:g}s reached during a step ({exc})")
+        return exc
+
+
+# Per-step durations, in the ledger (``progress.timings``) for ``DataFlow.analyze_migration_performance``.
+Timings = list[dict[str, Any]]
+
+
+def _timing(operation: Operation, step: Step, started: float, batches: int | None = None) -> dict[str, Any]:
+    entry = {
+        "operation": operation.kind,
+        "table": operation.table,
+        "sql": step.sql,
+        "batched": step.repeat,
+        "ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    return entry if batches is None else entry | {"batches": batches}
 
 
 async def execute_migration(
@@ -445,6 +491,8 @@ async def execute_migration(
         {"stepsDone": 0, "stepsTotal": len(groups), "pending": list(pending.values())},
     )
     retry = _Retrying(settings)
+    deadline = None if settings.deadline_s is None else Deadline(settings.deadline_s, settings)
+    timings: Timings = []
     done_groups = 0
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"dataflow-apply:{ledger.schema}")
     try:
@@ -453,6 +501,8 @@ async def execute_migration(
             last = n == len(groups) - 1
             where = f"step {n + 1}/{len(groups)} of {version}"
             _check_fence(fence)
+            if deadline is not None:
+                await deadline.limit_statements(conn, where)
             _boundary(f"before {where}")
             await retry.run(
                 where,
@@ -470,6 +520,7 @@ async def execute_migration(
                     where,
                     _tracker(conn, ledger, version, list(pending).index(n)) if n in pending else None,
                     (n + 1, len(groups)),
+                    (migration.operations, timings, deadline),
                 ),
                 _cleanup_action(conn, group),
             )
@@ -483,6 +534,8 @@ async def execute_migration(
             async with conn.transaction():
                 await ledger.claim(conn, owner, claim, release)
                 await ledger.finish(conn, version, STATUS_APPLIED, retry.attempts)
+        if settings.performance_tracking:
+            await ledger.record_timings(conn, version, timings)
         log.info("applied %s (%s) in %d attempt(s)", version, migration.description, retry.attempts)
     except asyncio.CancelledError:
         if fence is None or not fence.lost:
@@ -504,6 +557,8 @@ async def execute_migration(
                 f"{exc}) during step {done_groups + 1}/{len(groups)}",
             )
         else:
+            if deadline is not None:
+                exc = deadline.explain(exc)
             await _failed(
                 conn, dsn, ledger, migration, version, groups[:done_groups], settings, retry.attempts, exc
             )
@@ -601,22 +656,32 @@ def _group_action(
     where: str,
     track: Track | None,
     progress: tuple[int, int],
+    timed: tuple[list[Operation], Timings, Deadline | None],
 ) -> Callable[[], Awaitable[None]]:
     """The group's run. A transactional group records ``progress`` (steps done, total) in its own
-    transaction, so the ledger knows exactly which DDL committed: pending work after it may resume."""
+    transaction, so the ledger knows exactly which DDL committed: pending work after it may resume.
+    ``timed``: the migration's operations, where each step's duration goes, the deadline."""
+    operations, timings, deadline = timed
 
     async def action() -> None:
         if not group.transactional:
-            await _run_online_step(conn, group.steps[0][1], fence, where, track)
+            i, step = group.steps[0]
+            started = time.perf_counter()
+            await _run_online_step(conn, step, fence, where, track, deadline=deadline)
+            timings.append(_timing(operations[i], step, started))
             return
+        measured: Timings = []  # kept only once the transaction commits (a retried attempt counts once)
         async with conn.transaction():
-            for _, step in group.steps:
+            for i, step in group.steps:
+                started = time.perf_counter()
                 await execute_one(conn, step.sql)
+                measured.append(_timing(operations[i], step, started))
             if last:  # the ledger row closes atomically with the last DDL
                 await ledger.claim(conn, owner, claim, release)
                 await ledger.finish(conn, version, STATUS_APPLIED, retry.attempts)
             else:
                 await ledger.progress(conn, version, *progress)
+        timings.extend(measured)
 
     return action
 

@@ -98,6 +98,7 @@ class MigrationRecord:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: float | None
+    step_timings: tuple[dict[str, Any], ...] = ()  # per step: operation, table, sql, batched, ms
 
     @property
     def name(self) -> str:
@@ -259,6 +260,17 @@ class Ledger:
             total,
         )
 
+    async def record_timings(
+        self, conn: asyncpg.Connection, version: str, timings: list[dict[str, Any]]
+    ) -> None:
+        """Each step's measured duration (``progress.timings``), for the performance analysis."""
+        await conn.execute(
+            f"UPDATE {self.table} SET progress = coalesce(progress, '{{}}'::jsonb)"
+            " || jsonb_build_object('timings', $2::jsonb) WHERE version = $1",
+            version,
+            json.dumps(timings),
+        )
+
     async def pending_progress(
         self, conn: asyncpg.Connection, version: str, index: int, state: str, batches: int
     ) -> None:
@@ -391,6 +403,7 @@ class Ledger:
             started_at=r["started_at"],
             finished_at=r["finished_at"],
             duration_ms=r["duration_ms"],
+            step_timings=tuple(json.loads(r["progress"] or "{}").get("timings", ())),
         )
 
     # ownership ---------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataflow.sqltext import (
     quote_ident,
     quote_literal,
 )
-from dataflow.types import canonical_type, is_known_type
+from dataflow.types import canonical_type
 
 _MISSING = object()
 AUTO_TIMESTAMP_FIELDS = ("created_at", "updated_at")
@@ -120,9 +120,14 @@ def _check_modifiers(opts: Field, path: str) -> None:
 def _sql_type(tp: Any, opts: Field, path: str) -> str:
     _check_modifiers(opts, path)
     if opts.db_type:
-        if not isinstance(opts.db_type, str) or not is_known_type(opts.db_type):
-            raise SchemaError(f"{path}.db_type", f"unknown PostgreSQL type {opts.db_type!r}")
-        return canonical_type(opts.db_type)
+        # one type, nothing else (pglast); a type that is not built in (citext, geometry(Point,4326))
+        # is looked up on the server when a plan is made (dataflow.extensions)
+        if not isinstance(opts.db_type, str):
+            raise SchemaError(f"{path}.db_type", f"must be a type name, not {type(opts.db_type).__name__}")
+        try:
+            return canonical_type(opts.db_type)
+        except ValueError as exc:
+            raise SchemaError(f"{path}.db_type", f"unknown PostgreSQL type {opts.db_type!r}: {exc}") from None
     base = typing.get_origin(tp) or tp
     if base is typing.Annotated:
         base = typing.get_args(tp)[0]
@@ -327,3 +332,17 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
             )
         )
     return out
+
+
+def model_extensions(cls: type) -> tuple[str, ...]:
+    """The PostgreSQL extensions a model needs (``__dataflow__ = {"extensions": ["citext"]}``), checked names."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    value = options.get("extensions") or ()
+    path = f"{cls.__name__}.__dataflow__.extensions"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, 'must be a list of extension names, such as ["citext"]')
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
+        check_identifier(name, f"{path}[{i}]")
+    return tuple(value)

@@ -12,12 +12,14 @@ the type in exactly one constructor here: :meth:`MigrationOptions.from_config` (
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dataflow.durations import duration_ms
 from dataflow.errors import SchemaError
+from dataflow.monitoring import Monitoring, monitoring_problem, to_monitoring
 from dataflow.operations import Risk
 from dataflow.ops import kind_names
 
@@ -71,6 +73,41 @@ def risk(value: Any) -> str | None:
     return f"must be SAFE, MEDIUM or HIGH, not {value!r}"
 
 
+def dialect_name(value: Any) -> str | None:
+    """DataFlow speaks PostgreSQL only; naming another dialect is a mistake worth one clear line."""
+    if isinstance(value, str) and value.lower() in ("postgresql", "postgres"):
+        return None
+    return f"must be 'postgresql' (the only dialect DataFlow supports), not {value!r}"
+
+
+def _postgresql(value: str) -> str:
+    return "postgresql"
+
+
+def optional_risk(value: Any) -> str | None:
+    return None if value is None else risk(value)
+
+
+def _optional_risk(value: Any) -> Risk | None:
+    return None if value is None else Risk.parse(value)
+
+
+def optional_milliseconds(value: Any) -> str | None:
+    return None if value is None else seconds(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def optional_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.startswith(("http://", "https://")) and "\x00" not in value:
+        return None
+    return f"must be an http:// or https:// URL, not {value!r}"
+
+
 def strategy_name(value: Any) -> str | None:
     return (
         None
@@ -108,10 +145,19 @@ def _optional_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
 
 
 def _option(
-    default: Any, check: Check, convert: Callable[[Any], Any] = _same, config: str | None = None
+    default: Any,
+    check: Check,
+    convert: Callable[[Any], Any] = _same,
+    config: str | None = None,
+    compare: bool = True,
 ) -> Any:
-    """A field: its default, its check, how a checked value becomes the field's type, its migration_config key."""
-    return dataclasses.field(default=default, metadata={"check": check, "convert": convert, "config": config})
+    """A field: its default, its check, how a checked value becomes the field's type, its migration_config key.
+
+    ``compare=False``: a field only the library's prompt reads, left out of comparing two options.
+    """
+    return dataclasses.field(
+        default=default, compare=compare, metadata={"check": check, "convert": convert, "config": config}
+    )
 
 
 @dataclass(frozen=True)
@@ -120,6 +166,9 @@ class MigrationOptions:
 
     # policy: what may be applied without a person
     max_risk_level: Risk = _option(Risk.MEDIUM, risk, Risk.parse, "max_risk_level")  # noqa: RUF009  # highest unasked
+    confirm_ceiling: Risk | None = _option(
+        None, optional_risk, _optional_risk, "max_risk_level", compare=False
+    )  # highest a person may confirm at the prompt (None: any); the config's max_risk_level sets it
     include_tables: tuple[str, ...] | None = _option(
         None, optional_names, _optional_tuple
     )  # None: all tables
@@ -164,18 +213,63 @@ class MigrationOptions:
     lease_ttl_s: float = _option(
         30.0, positive_seconds, float
     )  # a holder that stops heart-beating loses it after
+    concurrent_access_protection: bool = _option(
+        True, flag, config="concurrent_access_protection"
+    )  # False: never wait for another applier's lease (fail at once); the lease is always taken
+    deadline_s: float | None = _option(
+        None, optional_milliseconds, _optional_float
+    )  # the whole migration (lease wait, plan, every step) within this many seconds; None: no cap
+    deadline_from: float | None = _option(
+        None, optional_milliseconds, _optional_float, compare=False
+    )  # time.monotonic() when that budget started (auto_migrate's call); None: when the apply starts
+    dialect: str = _option("postgresql", dialect_name, _postgresql, "dialect")  # the only one there is
     # presentation (the library's auto_migrate)
+    interactive: bool = _option(True, flag, config="interactive")  # auto_migrate's default for interactive
     confirm: bool = _option(False, flag)  # a person confirms the preview before anything applies
+    explicit_confirm: bool = _option(False, flag)  # a HIGH change needs its table name typed back
     show_sql: bool = _option(True, flag)  # the preview shows the SQL
     show_rollback_plan: bool = _option(False, flag)  # the preview shows the rollback SQL
-    show_safety_analysis: bool = _option(True, flag)  # the preview shows each change's risk and reason
+    show_safety_analysis: bool = _option(
+        True, flag, config="safety_checks"
+    )  # the preview shows each change's risk and reason
     validate_after_migration: bool = _option(
         False, flag
     )  # plan again after applying; a difference is an error
+    # monitoring (dataflow.monitoring)
+    monitoring: Monitoring = _option(Monitoring(), monitoring_problem, to_monitoring, "monitoring")  # noqa: RUF009
+    performance_tracking: bool = _option(
+        True, flag, config="performance_tracking"
+    )  # the ledger records each step's duration
+    slow_migration_threshold_ms: float | None = _option(
+        None, optional_milliseconds, _optional_float, "slow_migration_threshold"
+    )  # a migration slower than this logs a warning
+    # artifacts written after an apply (dataflow.artifacts), set by auto_migrate's arguments
+    version_control: bool = _option(False, flag)  # write the migration's up/down SQL files
+    version_control_dir: str = _option(
+        "migrations", text, config="version_control_dir"
+    )  # where those files go
+    generate_documentation: bool = _option(False, flag)  # write a Markdown description of the schema
+    documentation_path: str = _option(
+        "SCHEMA.md", text, config="documentation_path"
+    )  # where that description goes
+    schema_registry_url: str | None = _option(None, optional_url)  # POST the canonical schema JSON here
+    notify_team: bool = _option(False, flag)  # post every applied migration to the monitoring webhook
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f.name, getattr(self, f.name), f.name))
+        if not self.concurrent_access_protection:  # another applier holds the lease: fail, do not wait
+            object.__setattr__(self, "lease_timeout_s", 0.0)
+
+    @classmethod
+    def check_config_keys(cls, config: Mapping[str, Any], also: Iterable[str] = ()) -> None:
+        """Raise SchemaError naming the first key of ``config`` that no option (nor ``also``) reads."""
+        known = {*cls.config_keys(), *also}
+        for key in config:
+            if key not in known:
+                raise SchemaError(
+                    f"migration_config.{key}", f"unknown key; known keys: {', '.join(sorted(known))}"
+                )
 
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
@@ -221,7 +315,7 @@ class MigrationOptions:
     def for_auto_migrate(
         self,
         *,
-        interactive: bool,
+        interactive: bool | None,
         dry_run: bool,
         auto_confirm: bool,
         max_risk_level: str | None,
@@ -229,9 +323,9 @@ class MigrationOptions:
         exclude_operations: Iterable[str] | None,
         show_sql: bool,
         show_rollback_plan: bool,
-        safety_analysis: bool,
+        safety_analysis: bool | None,
         data_loss_protection: bool,
-        safety_check: bool,
+        safety_check: bool | None,
         require_confirmation: bool,
         validate_after_migration: bool,
         timeout: float | None,
@@ -239,17 +333,26 @@ class MigrationOptions:
         backup_before_migration: bool | None,
         rollback_on_error: bool | None,
         rollback_on_failure: bool | None,
+        require_explicit_confirm: bool,
+        version_control: bool,
+        schema_registry_url: str | None,
+        generate_documentation: bool,
+        notify_team: bool,
     ) -> MigrationOptions:
         """``DataFlow.auto_migrate``'s keyword arguments over these (the ``migration_config``) options.
 
         Aliases name one option twice (``create_backup``/``backup_before_migration``,
         ``rollback_on_error``/``rollback_on_failure``, ``safety_analysis``/``safety_check``); a person
         confirms unless ``interactive=False``, ``auto_confirm``, ``require_confirmation=False`` or a dry
-        run, and ``max_risk_level`` then defaults to HIGH (the person decides), otherwise to this one's.
+        run, and ``max_risk_level`` then defaults to the config's ``max_risk_level`` when it set one
+        (a person may confirm no more than that), else HIGH (the person decides); otherwise to this
+        one's. ``interactive``, ``safety_analysis`` and ``safety_check`` left None take the config's
+        ``interactive`` and ``safety_checks``. ``timeout`` caps the whole migration: the lease wait,
+        the lock retries, each statement (``statement_timeout``) and a deadline checked between steps.
         """
         asks = all(
             [
-                _flag("interactive", interactive),
+                self.interactive if interactive is None else _flag("interactive", interactive),
                 not _flag("auto_confirm", auto_confirm),
                 _flag("require_confirmation", require_confirmation),
                 not _flag("dry_run", dry_run),
@@ -257,7 +360,7 @@ class MigrationOptions:
         )
         return dataclasses.replace(
             self,
-            max_risk_level=(Risk.HIGH if asks else self.max_risk_level)
+            max_risk_level=((self.confirm_ceiling or Risk.HIGH) if asks else self.max_risk_level)
             if max_risk_level is None
             else _checked("max_risk_level", max_risk_level, "max_risk_level"),
             include_tables=_checked("include_tables", include_tables, "include_tables"),
@@ -280,18 +383,43 @@ class MigrationOptions:
                 rollback_on_error=rollback_on_error,
                 rollback_on_failure=rollback_on_failure,
             ),
-            lease_timeout_s=self.lease_timeout_s
-            if timeout is None
-            else _checked("lease_timeout_s", timeout, "timeout"),
+            **self._capped(timeout),
             confirm=asks,
+            explicit_confirm=_flag("require_explicit_confirm", require_explicit_confirm),
             show_sql=_checked("show_sql", show_sql, "show_sql"),
             show_rollback_plan=_checked("show_rollback_plan", show_rollback_plan, "show_rollback_plan"),
-            show_safety_analysis=_flag("safety_analysis", safety_analysis)
-            and _flag("safety_check", safety_check),
+            show_safety_analysis=self._shows_analysis(safety_analysis, safety_check),
             validate_after_migration=_checked(
                 "validate_after_migration", validate_after_migration, "validate_after_migration"
             ),
+            version_control=_flag("version_control", version_control),
+            schema_registry_url=_checked("schema_registry_url", schema_registry_url, "schema_registry_url"),
+            generate_documentation=_flag("generate_documentation", generate_documentation),
+            notify_team=_flag("notify_team", notify_team),
         )
+
+    def _shows_analysis(self, safety_analysis: bool | None, safety_check: bool | None) -> bool:
+        """Both aliases given: both must say yes; one given: it decides; none: the config's ``safety_checks``."""
+        given = [
+            _flag(where, value)
+            for where, value in (("safety_analysis", safety_analysis), ("safety_check", safety_check))
+            if value is not None
+        ]
+        return all(given) if given else self.show_safety_analysis
+
+    def _capped(self, timeout: float | None) -> dict[str, Any]:
+        """The fields ``auto_migrate(timeout=...)`` bounds: every wait of the migration fits in it."""
+        if timeout is None:
+            return {}
+        limit = _checked("lease_timeout_s", timeout, "timeout")
+        limit_ms = max(1, int(limit * 1000))  # statement_timeout 0 would mean no limit at all
+        return {
+            "lease_timeout_s": limit,  # 0 anyway without concurrent_access_protection (__post_init__)
+            "migration_timeout_s": min(self.migration_timeout_s, limit),
+            "statement_timeout_ms": min(self.statement_timeout_ms or limit_ms, limit_ms),
+            "deadline_s": limit,
+            "deadline_from": time.monotonic(),
+        }
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(MigrationOptions)}

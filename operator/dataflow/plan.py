@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from dataflow import fingerprint
+from dataflow import extensions, fingerprint
 from dataflow.diff import compare_schemas, missing_tables
 from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
@@ -222,10 +222,16 @@ async def build_migration(
     derive from it.
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
+    schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
+    resolved = await extensions.resolve(conn, desired)  # extension types as the server spells them
+    desired = resolved.schema
     drop = options.drop_missing_tables
-    changes = filter_changes(
-        compare_schemas(state.schema, desired, owned, drop),
-        options.include_tables,
+    changes = resolved.with_changes(
+        filter_changes(
+            compare_schemas(state.schema, desired, owned, drop),
+            options.include_tables,
+            options.exclude_operations,
+        ),
         options.exclude_operations,
     )
     include = options.include_tables
@@ -235,7 +241,6 @@ async def build_migration(
         if include is None or t.name in include
     ]
     renamed = {c.table: old for c in changes if (old := kind_of(c.kind).renamed_from(c))}
-    schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
     foreign_keys = tuple(state.foreign_keys)
     row_counts: dict[str, int] = {}
     operations: list[Operation] = []

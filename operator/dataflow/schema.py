@@ -195,6 +195,8 @@ class Schema:
 
     tables: tuple[Table, ...] = field(default_factory=tuple)
     name: str = "public"
+    # PostgreSQL extensions the tables need (created first, IF NOT EXISTS); sorted, each once
+    extensions: tuple[str, ...] = ()
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -213,12 +215,18 @@ class Schema:
 
     def normalised(self) -> Schema:
         return replace(
-            self, tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name))
+            self,
+            tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)),
+            extensions=tuple(sorted(set(self.extensions))),
         )
 
     # canonical form -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"tables": [to_json(t) for t in self.normalised().tables]}
+        normalised = self.normalised()
+        data: dict[str, Any] = {"tables": [to_json(t) for t in normalised.tables]}
+        if normalised.extensions:  # only when asked for: the hash of every other schema stays as it was
+            data["extensions"] = list(normalised.extensions)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], name: str = "public") -> Schema:

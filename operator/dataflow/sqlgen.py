@@ -81,7 +81,9 @@ _MULTI_WORD_TYPES = frozenset(
         "TIMESTAMP WITHOUT TIME ZONE",
     }
 )
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# one name, or a schema-qualified one, each part bare or quoted (an extension's type: public.citext)
+_NAME_PART = r'(?:[A-Za-z_][A-Za-z0-9_]*|"(?:[^"\x00]|"")+")'
+_WORD = re.compile(rf"{_NAME_PART}(?:\.{_NAME_PART})?")
 
 
 def primary_key_name(table: str) -> str:

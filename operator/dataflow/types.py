@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -10,6 +11,7 @@ from typing import Any
 import pglast
 from pglast import ast
 from pglast import parser as pg_parser
+from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
 
 # PostgreSQL's internal type names (what the parser resolves every spelling to) → canonical names.
 _CANONICAL = {
@@ -47,6 +49,10 @@ _CANONICAL = {
 _MAX_TYPE_BYTES = 256
 _MAX_TYPMODS = {"NUMERIC": 2, "INTERVAL": 2}
 _LENGTH_TYPES = frozenset({"VARCHAR", "CHAR", "BIT", "BIT VARYING", "NUMERIC"})  # a modifier of 0 is invalid
+_MAX_EXTENSION_TYPMODS = 4  # PostGIS takes two (geometry(Point,4326)), pgvector one (vector(3))
+_BARE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# names the grammar reads as something else when unquoted (``char`` is bpchar): always quoted
+_KEYWORDS = frozenset(RESERVED_KEYWORDS) | frozenset(COL_NAME_KEYWORDS) | frozenset(TYPE_FUNC_NAME_KEYWORDS)
 
 KNOWN_BASE_TYPES = frozenset(
     {
@@ -111,7 +117,9 @@ class PgType:
     """A parsed canonical type: base name, optional length/precision and scale, array or not.
 
     ``fields`` is an interval's field restriction (``DAY TO SECOND``). PostgreSQL ignores array
-    dimensions (``integer[][]`` is ``integer[]``), so ``array`` is 0 or 1.
+    dimensions (``integer[][]`` is ``integer[]``), so ``array`` is 0 or 1. ``modifiers`` are those of
+    a type that is not built in (an extension's: ``geometry(Point,4326)`` → ``("point", "4326")``),
+    which only the server can check.
     """
 
     base: str
@@ -119,12 +127,23 @@ class PgType:
     scale: int | None = None
     array: int = 0
     fields: str | None = None
+    modifiers: tuple[str, ...] = ()
+
+    @property
+    def builtin(self) -> bool:
+        """A built-in type DataFlow knows by name; any other is resolved by the server at plan time."""
+        return self.base in _BUILTIN_BASES
+
+    @property
+    def name(self) -> str:
+        """The type's name without modifiers or array brackets (what ``to_regtype`` resolves)."""
+        return "BPCHAR" if self.base == "CHAR" and self.length is None else self.base
 
     def __str__(self) -> str:
-        base = "BPCHAR" if self.base == "CHAR" and self.length is None else self.base
+        base = self.name
         if self.fields:
             base += f" {self.fields}"
-        mods = ""
+        mods = f"({','.join(self.modifiers)})" if self.modifiers else ""
         if self.length is not None:
             mods = f"({self.length})" if self.scale is None else f"({self.length},{self.scale})"
         return f"{base}{mods}{'[]' * self.array}"
@@ -170,7 +189,30 @@ def _type_name(text: str) -> Any:  # a pglast TypeName
 
 
 def _quoted(name: str) -> str:
+    """A name as PostgreSQL prints it: bare when it reads back the same unquoted, else quoted."""
+    if _BARE_NAME.fullmatch(name) and name not in _KEYWORDS:
+        return name
     return '"' + name.replace('"', '""') + '"'
+
+
+_BUILTIN_BASES = frozenset(_CANONICAL.values())
+
+
+def _extension_modifiers(tn: Any, text: str) -> tuple[str, ...]:
+    """Modifiers of a type that is not built in: non-negative integers or single names (``Point``)."""
+    mods: list[str] = []
+    for m in tn.typmods or ():
+        fields: Any = m.fields if isinstance(m, ast.ColumnRef) else None
+        value: Any = m.val.ival if isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer) else None
+        if value is not None and value >= 0:
+            mods.append(str(value))
+        elif fields and len(fields) == 1 and isinstance(fields[0], ast.String) and fields[0].sval:
+            mods.append(_quoted(fields[0].sval))
+        else:
+            raise ValueError(f"type modifiers must be non-negative integers or names: {text!r}")
+    if len(mods) > _MAX_EXTENSION_TYPMODS:
+        raise ValueError(f"too many type modifiers: {text!r}")
+    return tuple(mods)
 
 
 def _modifiers(tn: Any, base: str, text: str) -> tuple[int | None, int | None, str | None]:
@@ -190,8 +232,6 @@ def _modifiers(tn: Any, base: str, text: str) -> tuple[int | None, int | None, s
         raise ValueError(f"too many type modifiers: {text!r}")
     if base in _LENGTH_TYPES and mods and mods[0] < 1:
         raise ValueError(f"length or precision must be at least 1: {text!r}")
-    if base not in _CANONICAL.values() and mods:
-        raise ValueError(f"type modifiers on a user-defined type are not supported: {text!r}")
     return (mods[0] if mods else None), (mods[1] if len(mods) > 1 else None), fields
 
 
@@ -213,10 +253,12 @@ def _parse_type(text: str) -> PgType:
     names = [n.sval for n in tn.names]
     builtin = names[-1] if names[:-1] in ([], ["pg_catalog"]) else None
     base = _CANONICAL.get(builtin) if builtin else None
+    array = 1 if tn.arrayBounds else 0
     if base is None:
         base = ".".join(_quoted(n) for n in names)
+        return PgType(base, array=array, modifiers=_extension_modifiers(tn, text))
     length, scale, fields = _modifiers(tn, base, text)
-    return PgType(base, length, scale, 1 if tn.arrayBounds else 0, fields)
+    return PgType(base, length, scale, array, fields)
 
 
 def canonical_type(text: str) -> str:
@@ -237,6 +279,11 @@ def is_known_type(text: str) -> bool:
         return parse_type(text).base in KNOWN_BASE_TYPES
     except ValueError:
         return False
+
+
+def is_builtin_type(text: str) -> bool:
+    """Whether ``text`` (which must parse) names a built-in type: only other types need the server."""
+    return parse_type(text).builtin
 
 
 class Conversion(Enum):
@@ -282,7 +329,7 @@ def classify_conversion(old: str, new: str) -> Conversion:
         if a.length is not None and a.scale == b.scale and b.length >= a.length:
             return Conversion.IN_PLACE
         return Conversion.NARROWING
-    if a.base == b.base and a.length == b.length and a.scale == b.scale:
+    if a.base == b.base and a.length == b.length and a.scale == b.scale and a.modifiers == b.modifiers:
         return Conversion.IN_PLACE
     target = _WIDENS.get(a.base, set())
     if b.base in target and (b.base != "VARCHAR" or b.length is None):

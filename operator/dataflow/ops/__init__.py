@@ -7,6 +7,7 @@ from dataflow.ops import (  # noqa: F401
     add_column,
     add_constraint,
     alter_column_type,
+    create_extension,
     create_index,
     create_table,
     drop_column,

@@ -172,7 +172,9 @@ async def test_rollback_of_an_added_column_keeps_its_data(dsn: str, conn) -> Non
     assert not analysis.fully_reversible
     assert analysis.data_removed == ["user.phone: 2 rows hold a value that the undo would remove"]
     assert "removes data written since the migration" in analysis.data_loss_warning
-    assert analysis.irreversible_operations == []
+    assert analysis.irreversible_operations == [
+        "UNDO_ADD_COLUMN user.phone: 2 rows hold a value that the undo would remove"
+    ]
 
     assert await db.rollback_migration(m.version)
     [(backup, restore)] = [
@@ -226,6 +228,8 @@ async def test_rollback_details(dsn: str, conn) -> None:
 
     assert await db.rollback_migration("migration_20250131_120000") is False
     assert "rollback of migration_20250131_120000 refused: unknown migration version" in output(db)
+    assert await db.rollback_to_version("migration_20250130_100000") is False
+    assert "rollback to migration_20250130_100000 refused: unknown migration version" in output(db)
 
 
 async def test_conflict_error_for_a_column_changed_by_hand(dsn: str, conn) -> None:

@@ -467,7 +467,9 @@ class DataFlow:
                 + f" (the rollback first copies it to {', '.join(loss.backup for loss in losses)})"
             )
         warning = "; ".join(warnings) or None
-        return RollbackAnalysis(version, not irreversible and not removed, warning, irreversible, removed)
+        # the undo itself cannot keep that data in place: listed with the operations it undoes
+        irreversible += [f"UNDO_{loss.undone} {loss.describe()}" for loss in losses]
+        return RollbackAnalysis(version, not irreversible, warning, irreversible, removed)
 
     async def rollback_migration(self, version: str) -> bool:
         """Undo one applied migration in a single transaction; the ledger marks it rolled back.
@@ -521,7 +523,10 @@ class DataFlow:
         return await self.rollback_migration(applied[0].version) if applied else False
 
     async def rollback_to_version(self, version: str) -> bool:
-        """Roll back every applied migration newer than ``version``, newest first."""
+        """Roll back every applied migration newer than ``version``, newest first.
+
+        False, with a message, when ``version`` is unknown (nothing is rolled back) or a rollback fails.
+        """
         records = [r for r in await self.get_migration_history(limit=10_000)]
         newer: list[MigrationRecord] = []
         for r in records:
@@ -530,7 +535,10 @@ class DataFlow:
             if r.status == STATUS_APPLIED:
                 newer.append(r)
         else:
-            raise DataFlowError(f"unknown migration version {version!r}")
+            self.console.print(
+                f"[red]rollback to {version} refused:[/red] unknown migration version", highlight=False
+            )
+            return False
         for r in newer:
             if not await self.rollback_migration(r.version):
                 return False

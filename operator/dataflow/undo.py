@@ -35,6 +35,11 @@ class UndoLoss:
     primary_key: tuple[str, ...] = ()
 
     @property
+    def undone(self) -> str:
+        """The kind of the operation whose undo removes the data."""
+        return ADD_COLUMN if self.column else CREATE_TABLE
+
+    @property
     def what(self) -> str:
         return f"{self.table}.{self.column}" if self.column else f"table {self.table}"
 

@@ -184,9 +184,7 @@ async def ci_cd_on_a_new_database_has_nothing_to_do(run: Runner) -> None:
     assert "No migrations to apply" in run.out
 
 
-@CI_CD.check(
-    missing="issue 10: no implicit DROP_TABLE of tables the models do not mention (drop_missing_tables)"
-)
+@CI_CD.check()
 async def ci_cd_keeps_the_tables_of_the_application_that_made_them(run: Runner) -> None:
     await three_migrations(run)  # another DataFlow (same default owner) made "user"
     assert await exit_code(run, CI_CD) == 0
@@ -297,7 +295,7 @@ async def blue_green_stages_then_production(run: Runner) -> None:
     assert [db.dsn for db in tested] == [run.dsn]  # the tests ran against staging
 
 
-@BLUE_GREEN.check(missing="issue 10: a DataFlow without models plans no DROP_TABLE (drop_missing_tables)")
+@BLUE_GREEN.check()
 async def blue_green_plans_nothing_destructive(run: Runner) -> None:
     result, tested = await blue_green(run)
     staging = tested[0]
@@ -325,7 +323,7 @@ except MigrationConflictError as e:
 )
 
 
-@CONFLICTS.check(missing="issue 10: MigrationConflictError raised for a column changed by hand")
+@CONFLICTS.check()
 async def conflicts_a_column_changed_by_hand(run: Runner) -> None:
     await three_migrations(run)
     await run.execute('ALTER TABLE "user" ALTER COLUMN email TYPE varchar(100)')  # by hand, since

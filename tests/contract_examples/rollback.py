@@ -77,7 +77,7 @@ async def analysis_prints_each_undo_step(run: Runner) -> None:
     assert "phone" not in await run.columns("user")  # dry run
 
 
-@ANALYSIS.check(missing="issue 10: RollbackStep.risk_level grades the undo itself (DROP COLUMN is not SAFE)")
+@ANALYSIS.check()
 async def analysis_grades_the_undo_itself(run: Runner) -> None:
     names = await pending_user_change(run)
     result = await run.run(ANALYSIS, **names)
@@ -118,7 +118,7 @@ async def manual_rollback_of_the_latest_then_back_to_the_first(run: Runner) -> N
     assert [r.status for r in history] == ["rolled_back", "rolled_back", "applied"]
 
 
-@MANUAL.check(missing="issue 10: rollback_migration/rollback_to_version of an unknown version return False")
+@MANUAL.check()
 async def manual_rollback_of_the_docs_versions_returns_false(run: Runner) -> None:
     await three_migrations(run)  # none of them is the docs' migration_20250131_120000
     names = {"LATEST": "migration_20250131_120000", "FIRST": "migration_20250130_100000"}
@@ -150,7 +150,7 @@ async def checks_an_added_column_without_data_is_reversible(run: Runner) -> None
     assert "Rollback possible: True\nData loss warning: None\nIrreversible operations: []\n" in run.out
 
 
-@CHECKS.check(missing="issue 10: analyze_rollback reports the data an undone ADD COLUMN would remove")
+@CHECKS.check()
 async def checks_an_added_column_holding_data_warns(run: Runner) -> None:
     versions = await three_migrations(run)
     await run.execute("INSERT INTO \"user\" (name, email, phone) VALUES ('Al', 'al@x.org', '+1-555-0123')")

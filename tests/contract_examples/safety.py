@@ -75,7 +75,7 @@ class User:
 )
 
 
-@MEDIUM.check(missing="issue 10: narrowing graded by what the data holds (all values fit: MEDIUM)")
+@MEDIUM.check()
 async def medium_changes_are_medium_and_apply_under_a_medium_limit(run: Runner) -> None:
     await name_email_table(run)
     db = DataFlow()

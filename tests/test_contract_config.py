@@ -4,11 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import select
-import subprocess
-import sys
 import textwrap
 import time
 from typing import Any
@@ -23,6 +18,7 @@ from dataflow.lock import MigrationLease
 from dataflow.operations import Risk
 from dataflow.reconcile import Outcome
 from tests.helpers import dataflow, output
+from tests.terminal import converse
 from tests.test_options import for_auto_migrate
 
 URL = "postgresql://u@127.0.0.1:1/d"  # never connected to
@@ -337,37 +333,7 @@ EXPLICIT = textwrap.dedent(
 
 def _converse(dsn: str, answers: list[tuple[bytes, bytes]]) -> str:
     """Run EXPLICIT in a pseudo-terminal; type each answer once its prompt shows."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", EXPLICIT, dsn],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env={**os.environ, "COLUMNS": "160", "TERM": "dumb"},
-    )
-    os.close(follower)
-    seen = b""
-    waiting = list(answers)
-    try:
-        while True:
-            if not select.select([leader], [], [], 30)[0]:
-                proc.kill()
-                break
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if waiting and waiting[0][0] in seen:
-                prompt, answer = waiting.pop(0)
-                seen = seen.replace(prompt, b"<" + prompt + b">", 1)  # each prompt answered once
-                os.write(leader, answer)
-    finally:
-        proc.wait(timeout=60)
-        os.close(leader)
-    return seen.decode(errors="replace")
+    return converse(EXPLICIT, [dsn], answers)
 
 
 async def test_explicit_confirm_applies_a_high_change_once_the_table_name_is_typed(dsn: str) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import select
-import subprocess
-import sys
 import textwrap
 
 import asyncpg
+
+from tests.terminal import converse
 
 SCRIPT = textwrap.dedent(
     """
@@ -33,36 +30,7 @@ SCRIPT = textwrap.dedent(
 
 
 def _run_in_terminal(dsn: str, answer: bytes) -> str:
-    """Run SCRIPT with a pseudo-terminal as stdin/stdout; type ``answer`` once the prompt shows."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, dsn],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env={**os.environ, "COLUMNS": "160", "TERM": "dumb"},
-    )
-    os.close(follower)
-    seen = b""
-    try:
-        while True:  # until the child closes the terminal
-            if not select.select([leader], [], [], 30)[0]:  # no prompt shown: nobody would answer
-                proc.kill()
-                break
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if b"[y/N]:" in seen and answer:
-                os.write(leader, answer)
-                answer = b""
-    finally:
-        proc.wait(timeout=60)
-        os.close(leader)
-    return seen.decode(errors="replace")
+    return converse(SCRIPT, [dsn], [(b"[y/N]:", answer)])
 
 
 async def test_prompt_shows_y_n_and_a_yes_applies(dsn: str) -> None:

@@ -115,9 +115,9 @@ def render_console(
             console.print(f"  - {step.operation_type}: {step.sql}{flag}", markup=False, highlight=False)
     if safety_analysis:
         icon, colour = RISK_STYLE[m.risk]
-        console.print(
-            f"\n{icon} [bold]Migration Safety Assessment[/bold] ([{colour}]{m.safety_level}[/{colour}]):"
-        )
+        console.print(f"\n{icon} [bold]Migration Safety Assessment[/bold]:")  # as the docs show it
+        if m.risk > Risk.SAFE:
+            console.print(f"  • Overall risk: [{colour}]{m.safety_level}[/{colour}]")
         for line in assessment_lines(m):
             console.print(f"  • {line}", markup=False, highlight=False)
 

@@ -16,7 +16,7 @@ PREVIEW_LINES = (  # the fixed lines of the spec's "Visual Migration Preview"
     "│ Details",
     "│ Safety Level",
     "Generated SQL:",
-    "Migration Safety Assessment",
+    "✅ Migration Safety Assessment:",
     "  • All operations are backward compatible",
     "  • No data loss risk detected",
     "  • Estimated execution time: <100ms",

@@ -8,7 +8,8 @@ import sys
 import asyncpg
 import pytest
 
-from dataflow import DataFlowError, SchemaError
+from dataflow import DataFlow, DataFlowError, SchemaError
+from dataflow.migrations import MigrationStrategy
 from dataflow.schema import Column, Schema, Table
 from tests.helpers import dataflow
 
@@ -114,6 +115,21 @@ async def test_background_worker_cancel_and_failures(dsn: str, conn: asyncpg.Con
     assert failed.status == "failed" and "exceeds max_risk_level SAFE" in (failed.error or "")
     assert (await db.get_migration_status(after)).status == "applied"
     assert await conn.fetchval("SELECT to_regclass('never')") is None
+
+    # model classes as the target; the instance's strategy is consulted and may veto
+    class Gizmo:
+        label: str
+
+    class Never(MigrationStrategy):
+        def should_apply_migration(self, migration):  # type: ignore[no-untyped-def]
+            return migration.table_size > 0  # only over tables with rows
+
+    vetoing = DataFlow(dsn, migration_strategy=Never(), migration_config={"owner": "gizmo"})
+    vetoed = await vetoing.queue_migration({"target_schema": [Gizmo]}, process=False)
+    await vetoing.process_migration_queue()
+    status = await vetoing.get_migration_status(vetoed)
+    assert status.status == "failed" and "strategy declined" in (status.error or "")
+    assert await conn.fetchval("SELECT to_regclass('gizmo')") is None
 
     # an entry a stopped worker left running is failed by the next worker, never run twice
     stuck = await other.queue_migration({"target_schema": one_table("stuck")}, process=False)

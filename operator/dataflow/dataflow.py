@@ -512,12 +512,20 @@ class DataFlow:
         process sharing the database shares it. With ``process`` a worker task of this process runs the
         queue in the background unless another process's worker is at it.
         """
+        target = request.get("target_schema") if isinstance(request, dict) else None
+        if isinstance(target, (list, tuple)) and target and all(isinstance(m, type) for m in target):
+            request = {**request, "target_schema": self._models_schema(target)}  # model classes
         checked = parse_request(request, self.schema, self.options.migration_timeout_s)
         async with self.connection() as conn:
             entry_id = await MigrationQueue(self.schema_name).enqueue(conn, self.owner, checked)
         if process and (self._queue_worker is None or self._queue_worker.done()):
             self._queue_worker = asyncio.create_task(self.process_migration_queue())
         return entry_id
+
+    def _models_schema(self, classes: Iterable[type]) -> Schema:
+        """The desired schema of these model classes (not registered on this instance)."""
+        tables = tuple(model_to_table(c, vars(sys.modules.get(c.__module__, sys))) for c in classes)
+        return Schema(tables, self.schema_name).normalised()
 
     async def get_migration_status(self, migration_id: int) -> MigrationStatus:
         """``.status`` (queued, running, applied, failed, timed_out, cancelled) and ``.position``."""
@@ -562,6 +570,14 @@ class DataFlow:
             dry_run=False,
         )
         async with self.connection() as conn:
+            if self.migration_strategy is not None:
+                pending, _ = await plan(conn, desired, entry.owner, options, dsn=self.dsn)
+                if pending.operations:
+                    ok, options, _ = await consult(
+                        self.migration_strategy, conn, pending, self.schema_name, options
+                    )
+                    if not ok:
+                        return FAILED, None, f"the migration strategy declined it: {pending.description}"
             result = await reconcile(conn, self.dsn, desired, entry.owner, options)
         version = result.migration.version if result.migration and result.migration.operations else None
         return (APPLIED, version, None) if result.success else (FAILED, version, result.reason)

@@ -75,6 +75,7 @@ class DataMove:
     target_type: str
     link: str | None  # the target's column referencing ``key`` (None: same table)
     batch_size: int
+    new_target: bool = False  # the target table is created by this plan: empty, every row is inserted
 
 
 @dataclass
@@ -374,6 +375,7 @@ async def check_plan(
                 )
         if kind == "migrate_data":
             move = check_move(schema, raw, where, options.batch_size)
+            move = replace(move, new_target=state.schema.table(move.target_table) is None)
             existed_before = (t := state.schema.table(move.target_table)) is not None and t.column(
                 move.target_column
             ) is not None
@@ -431,12 +433,16 @@ def move_statements(schema: str, m: DataMove) -> list[str]:
             f"UPDATE {src} AS s SET {q(m.target_column)} = {value} WHERE s.{q(m.key)} BETWEEN $1 AND $2",
         ]
     tgt = qualified(schema, m.target_table)
+    insert = (
+        f"INSERT INTO {tgt} ({q(m.link)}, {q(m.target_column)}) SELECT s.{q(m.key)}, {value} FROM {src} AS s"
+        f" WHERE s.{q(m.key)} BETWEEN $1 AND $2 AND s.{q(m.source_column)} IS NOT NULL"
+    )
+    if m.new_target:  # created empty by this plan: nothing to pair with, no scan of the target per batch
+        return [insert]
     return [
         f"UPDATE {tgt} AS t SET {q(m.target_column)} = {value} FROM {src} AS s"
         f" WHERE t.{q(m.link)} = s.{q(m.key)} AND s.{q(m.key)} BETWEEN $1 AND $2",
-        f"INSERT INTO {tgt} ({q(m.link)}, {q(m.target_column)}) SELECT s.{q(m.key)}, {value} FROM {src} AS s"
-        f" WHERE s.{q(m.key)} BETWEEN $1 AND $2 AND s.{q(m.source_column)} IS NOT NULL"
-        f" AND NOT EXISTS (SELECT 1 FROM {tgt} AS t WHERE t.{q(m.link)} = s.{q(m.key)})",
+        f"{insert} AND NOT EXISTS (SELECT 1 FROM {tgt} AS t WHERE t.{q(m.link)} = s.{q(m.key)})",
     ]
 
 

@@ -18,11 +18,12 @@ from typing import Any
 import asyncpg
 
 from dataflow.errors import LockTimeout, SchemaError
+from dataflow.executor import execute_one
 from dataflow.ledger import QUEUE, Ledger
 from dataflow.lock import MigrationLease
 from dataflow.options import positive_seconds, risk
 from dataflow.schema import Schema
-from dataflow.sqltext import qualified
+from dataflow.sqltext import qualified, quote_ident
 
 log = logging.getLogger("dataflow.queue")
 
@@ -137,7 +138,6 @@ class MigrationQueue:
     def __init__(self, schema: str = "public") -> None:
         self.schema = schema
         self.table = qualified(schema, QUEUE)
-        self.index = qualified(schema, f"{QUEUE}_next")  # only for its name in the DDL
         self.ledger = Ledger(schema)
 
     async def exists(self, conn: asyncpg.Connection) -> bool:
@@ -148,15 +148,10 @@ class MigrationQueue:
         await self.ledger.ensure(conn)
         if await self.exists(conn):
             return
-        from dataflow.executor import execute_one
-
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dataflow-queue:{self.schema}")
-            index = QUEUE + "_next"
-            from dataflow.sqltext import quote_ident
-
             for ddl in _DDL:
-                await execute_one(conn, ddl.format(queue=self.table, index=quote_ident(index)))
+                await execute_one(conn, ddl.format(queue=self.table, index=quote_ident(f"{QUEUE}_next")))
 
     async def enqueue(self, conn: asyncpg.Connection, owner: str, request: QueueRequest) -> int:
         await self.ensure(conn)

@@ -161,6 +161,7 @@ def test_deployment_is_non_root_with_probes_on_the_liveness_port():
     assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["DATAFLOW_METRICS_PORT"]["value"] == "8081"
     assert {"name": "DATAFLOW_LOG_LEVEL", "value": "INFO"} in c["env"]
+    assert {"name": "DATAFLOW_POOL_MAX", "value": "5"} in c["env"]  # read by OperatorConfig.from_env
     assert (
         deployment["spec"]["selector"]["matchLabels"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()

@@ -105,18 +105,30 @@ def _params(query: str) -> dict[str, str]:
     return params
 
 
+def search_path(schema: str) -> str:
+    """The ``search_path`` value that pins a session to ``schema`` alone."""
+    return quote_ident(schema)
+
+
 async def connect(
-    dsn: str, schema: str | None = None, *, timeout: float = CONNECT_TIMEOUT_S
+    dsn: str,
+    schema: str | None = None,
+    *,
+    timeout: float = CONNECT_TIMEOUT_S,
+    connection_class: type[asyncpg.Connection] = asyncpg.Connection,
 ) -> asyncpg.Connection:
     """Open a session on ``dsn``; with ``schema``, its ``search_path`` is that schema alone.
 
     Raises InvalidDatabaseURL before the driver sees a malformed DSN, and DatabaseUnavailable
-    (with every credential redacted) when the session cannot be opened.
+    (with every credential redacted) when the session cannot be opened. ``connection_class`` is
+    for the operator's pool (dataflow.pool), whose sessions remember the schema they are pinned to.
     """
     validate_dsn(dsn)
-    settings = {"search_path": quote_ident(schema)} if schema else None
+    settings = {"search_path": search_path(schema)} if schema else None
     try:
-        return await asyncpg.connect(dsn, timeout=timeout, server_settings=settings)
+        return await asyncpg.connect(
+            dsn, timeout=timeout, server_settings=settings, connection_class=connection_class
+        )
     except Exception as exc:  # noqa: BLE001 - any driver error may echo the DSN; report it redacted
         message = " ".join(Redactor(dsn)(f"{type(exc).__name__}: {exc}").split())
         raise DatabaseUnavailable(f"cannot connect to the database: {message}") from None

@@ -16,7 +16,7 @@ from dataflow.errors import LockTimeout, MigrationFailed
 from dataflow.executor import CONNECTION_ERRORS, execute_migration, resume_pending, skip_pending
 from dataflow.introspect import introspect
 from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
-from dataflow.lock import MigrationLease
+from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.ops import kind_of
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration, position
@@ -204,6 +204,7 @@ async def reconcile(
     confirm: Confirm | None = None,
     *,
     before_apply: BeforeApply | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Preview a plan, ask ``confirm`` (if given), then plan again, check policy and apply, under the lease.
 
@@ -212,22 +213,28 @@ async def reconcile(
     checked against that plan. When a person confirmed a preview that differs from it, nothing is
     applied and the result says so. Unattended, nobody sees a preview: after the fingerprint check,
     the only plan made is the one under the lease. ``before_apply`` is awaited under the lease right
-    before a migration starts (the operator writes phase Applying).
+    before a migration starts (the operator writes phase Applying). ``heartbeat`` (the operator's,
+    shared per database) keeps the lease alive instead of a connection of its own.
     """
-    if confirm is None and not options.dry_run:
+    if confirm is None:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
-        if known:
+        if known:  # one statement: the steady state of a drift check, dry run (drift: report) or not
             return Result(Outcome.IN_SYNC, empty_migration(fingerprint.schema_hash(desired)), IN_SYNC_REASON)
-        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply)
+    if confirm is None and not options.dry_run:
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply, heartbeat=heartbeat)
     resumed: tuple[str, ...] = ()
     if confirm is not None and not options.dry_run and await Ledger(desired.name).has_unfinished(conn, owner):
         # what a stopped process left goes first (it was confirmed when it started): the preview a
         # person confirms is then made of the database as that work left it
-        first = await _apply(conn, dsn, desired, owner, replace(options, dry_run=True), None, None)
+        first = await _apply(
+            conn, dsn, desired, owner, replace(options, dry_run=True), None, None, heartbeat=heartbeat
+        )
         if first.outcome is not Outcome.DRY_RUN:
             return first
         resumed = first.resumed
-    result = await _preview_and_apply(conn, dsn, desired, owner, options, confirm, before_apply)
+    result = await _preview_and_apply(
+        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat
+    )
     if not resumed:
         return result
     return replace(
@@ -245,6 +252,7 @@ async def _preview_and_apply(
     options: MigrationOptions,
     confirm: Confirm | None,
     before_apply: BeforeApply | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> Result:
     """The preview, the person's answer (``confirm``), then the apply under the lease."""
     try:
@@ -260,7 +268,7 @@ async def _preview_and_apply(
         if options.dry_run or confirm is not None:
             return Result(Outcome.FAILED, None, reason)
         log.info("%s; planning again under the lease", reason)
-        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply)
+        return await _apply(conn, dsn, desired, owner, options, None, None, before_apply, heartbeat=heartbeat)
     if conflicts:
         return _conflict(preview, conflicts)
     if not preview.operations:
@@ -269,7 +277,9 @@ async def _preview_and_apply(
             # so close that attempt, and resume its pending work, under the lease
             if options.dry_run:
                 return Result(Outcome.DRY_RUN, preview, UNFINISHED_DRY_RUN)
-            return await _apply(conn, dsn, desired, owner, options, preview, None, before_apply)
+            return await _apply(
+                conn, dsn, desired, owner, options, preview, None, before_apply, heartbeat=heartbeat
+            )
         return Result(Outcome.IN_SYNC, preview, IN_SYNC_REASON)
     if options.dry_run:
         return Result(Outcome.DRY_RUN, preview, "dry run: nothing applied")
@@ -279,7 +289,7 @@ async def _preview_and_apply(
         # a preview policy refuses is not shown: the plan under the lease decides (and records) the refusal
         if gate(preview, options) is None and not await confirm(preview):
             return Result(Outcome.DECLINED, preview, "not confirmed: nothing applied")
-    return await _apply(conn, dsn, desired, owner, options, preview, shown, before_apply)
+    return await _apply(conn, dsn, desired, owner, options, preview, shown, before_apply, heartbeat=heartbeat)
 
 
 async def _apply(
@@ -291,6 +301,7 @@ async def _apply(
     preview: Migration | None,
     shown: Migration | None,
     before_apply: BeforeApply | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> Result:
     """Bootstrap the ledger, take the lease, then plan, check and apply.
 
@@ -302,7 +313,7 @@ async def _apply(
     try:
         await ledger.ensure(conn)  # before the lease: the lease table lives in the ledger schema
         lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
-        async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
+        async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn, heartbeat=heartbeat):
             result = await _apply_under_lease(
                 conn, dsn, ledger, lease, desired, owner, options, shown, planned, before_apply
             )

@@ -14,12 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube
-from dataflow.k8s.reconciler import CONNECT_TIMEOUT_S, SecretReader
+from dataflow.k8s.reconciler import SecretReader
 from dataflow.ledger import Ledger
 from dataflow.manifest import from_resource
+from dataflow.pool import POOLS
 from dataflow.redact import Redactor
 from dataflow.resource import ORPHAN, RETAIN
 
@@ -70,11 +70,8 @@ async def release(
         ) from None
     redact = Redactor(dsn)
     try:
-        conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
-        try:
-            tables = await Ledger(manifest.schema.name).release_owner(conn, manifest.owner)
-        finally:
-            await conn.close()
+        async with POOLS.session(dsn, manifest.schema.name) as session:  # the database's shared pool
+            tables = await Ledger(manifest.schema.name).release_owner(session.conn, manifest.owner)
     except InvalidDatabaseURL as exc:
         raise ReleasePending(f"Invalid database URL: {exc.problem}. {hatch}") from None
     except (TimeoutError, DatabaseUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -7,7 +7,8 @@ between drift and promotion checks of a resource, default 30; the timer wakes ev
 default 5 s, doubling with jitter up to 5 min), ``DATAFLOW_LOG_LEVEL``, ``DATAFLOW_METRICS_PORT``
 (Prometheus metrics, default 8081, 0: off), ``DATAFLOW_WATCHED_NAMESPACES`` (comma-separated: where
 the namespaced peering objects are, for the health probe), ``POD_ID``/``POD_NAME`` (the replica's
-peering identity and priority, see :mod:`dataflow.k8s.ha`).
+peering identity and priority, see :mod:`dataflow.k8s.ha`), ``DATAFLOW_POOL_MAX`` (database
+sessions per database, shared by the resources there, default 5; plus one lease heartbeat).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataflow.k8s.kube import GROUP, PLURAL, VERSION
 from dataflow.k8s.reasons import Phase
 from dataflow.k8s.reconciler import Reaction, reconcile_resource
 from dataflow.manifest import duration_ms
+from dataflow.pool import DEFAULT_MAX_SIZE, POOLS
 from dataflow.retry import Backoff
 
 TIMER_TICK_S = 5.0  # how often each resource's timer wakes; it acts every OperatorConfig.drift_tick_s
@@ -46,6 +48,7 @@ class OperatorConfig:
     drift_tick_s: float = 30.0
     retry: Backoff = field(default_factory=lambda: Backoff(5.0, RETRY_MAX_S))
     log_level: str = "INFO"
+    pool_max: int = DEFAULT_MAX_SIZE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -54,6 +57,7 @@ class OperatorConfig:
             drift_tick_s=_seconds(env, "DATAFLOW_DRIFT_TICK", cls.drift_tick_s, allow_zero=True),
             retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
             log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)),
+            pool_max=_count(env, "DATAFLOW_POOL_MAX", cls.pool_max),
         )
 
 
@@ -72,6 +76,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool
             f"{RETRY_MAX_S * 12:.0f}, got {raw!r}",
         )
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, most: int = 100) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.strip().isdigit()) or not 1 <= int(raw) <= most:
+        raise SchemaError(name, f"expected a whole number from 1 to {most}, got {raw!r}")
+    return int(raw)
 
 
 def _log_level(raw: str) -> str:
@@ -97,10 +110,18 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     except SchemaError as exc:
         raise kopf.PermanentError(f"invalid operator setting: {exc}") from None
     memo["config"] = config
+    POOLS.configure(config.pool_max)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.posting.level = logging.WARNING  # our own events say what happened
     logging.getLogger("dataflow").setLevel(config.log_level)
+
+
+@kopf.on.cleanup()
+async def close_pools(**_: Any) -> None:
+    """Close the database sessions (and the lease heartbeats) and the API client the operator keeps."""
+    await POOLS.close()
+    await kube.close()
 
 
 @kopf.on.login()

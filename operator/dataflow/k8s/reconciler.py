@@ -20,14 +20,15 @@ from typing import Any
 import asyncpg
 
 from dataflow import fingerprint
-from dataflow.connect import connect
 from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
 from dataflow.k8s import kube, status
+from dataflow.k8s.manifest_cache import MANIFESTS
 from dataflow.k8s.reasons import EventType, Phase, Reason, classify
 from dataflow.k8s.status import Extra
 from dataflow.ledger import Ledger
-from dataflow.manifest import Manifest, from_resource
+from dataflow.manifest import Manifest
 from dataflow.plan import Migration
+from dataflow.pool import POOLS
 from dataflow.preview import render_markdown
 from dataflow.reconcile import Outcome, Refusal, Result, reconcile
 from dataflow.redact import Redactor
@@ -169,7 +170,7 @@ async def reconcile_resource(
     """One full reconcile of ``body`` (a DataFlowSchema object as the API returns it)."""
     ctx = _Context(body)
     try:
-        manifest = from_resource(body)
+        manifest = MANIFESTS.parsed(body)
     except SchemaError as exc:
         return ctx.failed(Reason.INVALID_SPEC, f"Invalid spec: {exc}", event_message=str(exc), retry=False)
     ctx.approved_plan = manifest.options.approved_plan
@@ -326,13 +327,10 @@ async def _applied_state_drifted(dsn: str, manifest: Manifest) -> bool | None:
     The ledger records a fingerprint of the state each apply leaves; the fingerprint query reads it
     together with the current one.
     """
-    conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
-    try:
-        owners = await Ledger(manifest.schema.name).owners_of(conn)
+    async with POOLS.session(dsn, manifest.schema.name) as session:
+        owners = await Ledger(manifest.schema.name).owners_of(session.conn)
         mine = sorted(t for t, o in owners.items() if o == manifest.owner)
-        reading = await fingerprint.read(conn, manifest.schema.name, mine, manifest.owner)
-    finally:
-        await conn.close()
+        reading = await fingerprint.read(session.conn, manifest.schema.name, mine, manifest.owner)
     if reading.recorded_fingerprint is None or reading.running:
         return None
     return reading.fingerprint != reading.recorded_fingerprint
@@ -341,13 +339,23 @@ async def _applied_state_drifted(dsn: str, manifest: Manifest) -> bool | None:
 async def _reconcile_database(
     dsn: str, manifest: Manifest, before_apply: BeforeApply | None = None
 ) -> Result:
-    conn = await connect(dsn, manifest.schema.name, timeout=CONNECT_TIMEOUT_S)
-    try:
-        return await reconcile(
-            conn, dsn, manifest.schema, manifest.owner, manifest.options, before_apply=before_apply
+    """On a session of the database's shared pool, after the resources ahead of it on the same schema.
+
+    A result other than in-sync may have left session state behind: the session is fully reset.
+    """
+    async with POOLS.session(dsn, manifest.schema.name) as session:
+        result = await reconcile(
+            session.conn,
+            dsn,
+            manifest.schema,
+            manifest.owner,
+            manifest.options,
+            before_apply=before_apply,
+            heartbeat=session.heartbeat,
         )
-    finally:
-        await conn.close()
+        if result.outcome is not Outcome.IN_SYNC:
+            session.mark_dirty()
+        return result
 
 
 def _react(

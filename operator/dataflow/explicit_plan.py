@@ -191,10 +191,8 @@ def next_schema(schema: Schema, step: Mapping[str, Any], where: str) -> Schema:
         if not isinstance(columns, list) or not columns or not all(isinstance(c, Mapping) for c in columns):
             raise SchemaError(f"{where}.columns", "must be a non-empty list of column dicts")
         cols = [_column_dict(c, f"{where}.columns[{i}]") for i, c in enumerate(columns)]
+        # exactly the columns given (no implicit key, unlike a model): the plan says what the table is
         pk = [c["name"] for c in columns if c.get("primary_key")] or list(step.get("primary_key") or [])
-        if not pk:  # as for models: an implicit identity key
-            cols.insert(0, {"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"})
-            pk = ["id"]
         for c in cols:
             if c["name"] in pk:
                 c["nullable"] = False
@@ -393,12 +391,46 @@ async def check_plan(
         rendered = await build_migration(
             conn, before, after, dropped, options=step_options, at=f"{version}:{i}:{after.hash()}"
         )
-        segments.append(Segment(where, list(rendered.operations)))
-        ops.extend(rendered.operations)
+        if rendered.operations:
+            op = one_operation(kind, rendered.operations)
+            segments.append(Segment(where, [op]))
+            ops.append(op)
         schema = after
     digest = hashlib.sha256(json.dumps([op.to_dict() for op in ops], sort_keys=True).encode()).hexdigest()
     migration = Migration(version, "explicit plan: " + describe(ops), ops, schema.hash(), digest)
     return CheckedPlan(segments, migration, schema, [s.move for s in segments if s.move])
+
+
+# the operation kind each schema step is recorded as (the step may need more: a new table's foreign keys)
+STEP_KIND = {
+    "add_table": "CREATE_TABLE",
+    "drop_table": "DROP_TABLE",
+    "rename_table": "RENAME_TABLE",
+    "add_column": "ADD_COLUMN",
+    "drop_column": "DROP_COLUMN",
+    "rename_column": "RENAME_COLUMN",
+    "add_index": "CREATE_INDEX",
+}
+
+
+def one_operation(step: str, ops: Sequence[Operation]) -> Operation:
+    """A step's operations as one: its statements in order, its undo in reverse, its worst grade.
+
+    The ledger then holds one operation per step of the plan, as the person wrote it.
+    """
+    main = next((op for op in ops if op.kind == STEP_KIND[step]), ops[0])
+    worst = max(ops, key=lambda op: op.risk)
+    assessment = replace(worst.assessment, data_loss=any(op.assessment.data_loss for op in ops))
+    return Operation(
+        main.change,
+        assessment,
+        tuple(s for op in ops for s in op.steps),
+        tuple(s for op in reversed(ops) for s in op.sql_down),
+        irreversible=any(op.irreversible for op in ops),
+        details="; ".join(op.details for op in ops if op.details),
+        strategy=main.strategy,
+        backup=next((op.backup for op in ops if op.backup), None),
+    )
 
 
 async def _live_rows(conn: asyncpg.Connection, state: DatabaseState, table: str) -> int:

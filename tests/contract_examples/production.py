@@ -54,7 +54,7 @@ print(f"Queue position: {status.position}")
 )
 
 
-@QUEUE.check(missing="issue 10: db.queue_migration and db.get_migration_status (the migration queue)")
+@QUEUE.check()
 async def queue_returns_an_id_and_a_status(run: Runner) -> None:
     names = await pending_user_change(run)
     db: DataFlow = names["db"]  # type: ignore[assignment]

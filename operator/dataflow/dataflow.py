@@ -549,14 +549,22 @@ class DataFlow:
             return await drain(conn, MigrationQueue(self.schema_name), self.dsn, self._run_queued)
 
     async def wait_for_migration(self, migration_id: int, timeout: float = 300.0) -> MigrationStatus:
-        """Poll until the queued migration is final (applied, failed, timed_out, cancelled)."""
+        """Poll until the queued migration is final (applied, failed, timed_out, cancelled).
+
+        Then this instance's worker task, if it is still running, is given the rest of ``timeout`` to
+        finish, so nothing of it outlives the caller's use of the database.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             status = await self.get_migration_status(migration_id)
             if status.status in FINAL or loop.time() >= deadline:
-                return status
+                break
             await asyncio.sleep(0.05)
+        worker = self._queue_worker
+        if worker is not None and not worker.done():
+            await asyncio.wait({worker}, timeout=max(deadline - loop.time(), 0))
+        return status
 
     async def _run_queued(self, entry: Entry) -> tuple[str, str | None, str | None]:
         desired = Schema.from_dict(entry.target, self.schema_name)

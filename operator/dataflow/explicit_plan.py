@@ -25,6 +25,13 @@ from dataflow.introspect import DatabaseState, introspect
 from dataflow.ledger import STATUS_APPLIED, STATUS_FAILED, Ledger
 from dataflow.lock import MigrationLease
 from dataflow.operations import Assessment, Change, Operation, Risk
+from dataflow.ops.add_column import ADD_COLUMN
+from dataflow.ops.create_index import CREATE_INDEX
+from dataflow.ops.create_table import CREATE_TABLE
+from dataflow.ops.drop_column import DROP_COLUMN
+from dataflow.ops.drop_table import DROP_TABLE
+from dataflow.ops.rename_column import RENAME_COLUMN
+from dataflow.ops.rename_table import RENAME_TABLE
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, build_migration, describe, new_version
 from dataflow.reconcile import applied_by
@@ -403,13 +410,13 @@ async def check_plan(
 
 # the operation kind each schema step is recorded as (the step may need more: a new table's foreign keys)
 STEP_KIND = {
-    "add_table": "CREATE_TABLE",
-    "drop_table": "DROP_TABLE",
-    "rename_table": "RENAME_TABLE",
-    "add_column": "ADD_COLUMN",
-    "drop_column": "DROP_COLUMN",
-    "rename_column": "RENAME_COLUMN",
-    "add_index": "CREATE_INDEX",
+    "add_table": CREATE_TABLE,
+    "drop_table": DROP_TABLE,
+    "rename_table": RENAME_TABLE,
+    "add_column": ADD_COLUMN,
+    "drop_column": DROP_COLUMN,
+    "rename_column": RENAME_COLUMN,
+    "add_index": CREATE_INDEX,
 }
 
 

@@ -20,6 +20,7 @@ from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
+from dataflow.explicit_plan import MigrationPlan, PlanReport, apply_plan
 from dataflow.ledger import (
     STATUS_APPLIED,
     STATUS_FAILED,
@@ -37,10 +38,21 @@ from dataflow.performance import PerformanceAnalysis
 from dataflow.performance import analyze as analyze_performance
 from dataflow.plan import Migration
 from dataflow.preview import kept_line, render_console, stdout_console
+from dataflow.queue import (
+    APPLIED,
+    FAILED,
+    FINAL,
+    Entry,
+    MigrationQueue,
+    MigrationStatus,
+    drain,
+    parse_request,
+)
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
 from dataflow.schema import Schema
 from dataflow.sqltext import identifier_problem
+from dataflow.strategy import MigrationStrategy, StrategyMigration, consult
 from dataflow.undo import keep, undo_losses
 
 C = TypeVar("C", bound=type)
@@ -127,6 +139,7 @@ class DataFlow:
         migration_config: dict[str, Any] | None = None,
         console: Console | None = None,
         drop_missing_tables: bool = False,
+        migration_strategy: MigrationStrategy | None = None,
     ) -> None:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
@@ -148,6 +161,9 @@ class DataFlow:
         self.console = console or stdout_console()
         self.last_result: Result | None = None
         self._schema: tuple[tuple[Any, ...], Schema] | None = None  # (what it was built from, the schema)
+        self.migration_strategy = self._bind_strategy(migration_strategy)
+        self.last_plan: PlanReport | None = None  # what the last apply_migration_plan did
+        self._queue_worker: asyncio.Task[list[int]] | None = None
 
     # models ---------------------------------------------------------------
     def model(self, cls: C) -> C:
@@ -308,6 +324,10 @@ class DataFlow:
             generate_documentation=generate_documentation,
             notify_team=notify_team,
         )
+        if self.migration_strategy is not None:
+            options, vetoed = await self._consult_strategy(options)
+            if vetoed is not None:
+                return False, [vetoed]
         show = dict(
             show_sql=options.show_sql,
             show_rollback_plan=options.show_rollback_plan,
@@ -574,3 +594,180 @@ class DataFlow:
         if threshold_ms is None:
             threshold_ms = self.options.slow_migration_threshold_ms or 0.0
         return analyze_performance(records, threshold_ms, limit)
+
+    # strategies (dataflow.strategy) --------------------------------------------------------------
+    def _bind_strategy(self, strategy: MigrationStrategy | None) -> MigrationStrategy | None:
+        if strategy is None:
+            return None
+        if not isinstance(strategy, MigrationStrategy):
+            raise SchemaError(
+                "migration_strategy", f"must be a MigrationStrategy, not {type(strategy).__name__}"
+            )
+        strategy.approver = self._approve_by_person
+        return strategy
+
+    def _approve_by_person(self, migration: StrategyMigration) -> bool:
+        self.console.print(
+            f"The migration strategy asks for manual approval of {migration.description}"
+            f" (risk {migration.risk_level}, largest table {migration.table_size} rows)",
+            markup=False,
+            highlight=False,
+        )
+        return self._ask()
+
+    async def _consult_strategy(self, options: MigrationOptions) -> tuple[MigrationOptions, Migration | None]:
+        """The strategy's options for this run, or the migration it vetoed (then nothing is applied)."""
+        assert self.migration_strategy is not None
+        async with self.connection() as conn:
+            migration, _ = await plan(conn, self.schema(), self.owner, options, dsn=self.dsn)
+            if not migration.operations:
+                return options, None
+            ok, options, _ = await consult(
+                self.migration_strategy, conn, migration, self.schema_name, options
+            )
+        if ok:
+            return options, None
+        self.last_result = Result(
+            Outcome.DECLINED, migration, f"the migration strategy declined it: {migration.description}"
+        )
+        self._report(self.last_result)
+        return options, migration
+
+    # explicit plans (dataflow.explicit_plan) -------------------------------------------------------
+    async def apply_migration_plan(
+        self, migration_plan: MigrationPlan, *, max_risk_level: str = "HIGH", dry_run: bool = False
+    ) -> bool:
+        """Apply an explicit plan as one ledger migration (``rollback_migration`` undoes it).
+
+        Every step is checked first; a bad one raises SchemaError naming it and nothing runs. An
+        explicit plan is a decision already made, so HIGH risk is allowed unless ``max_risk_level``
+        says otherwise; destructive steps keep their data in ``dataflow_backup``. The configured
+        strategy may veto the plan or change its batch size. ``last_plan`` tells what happened.
+        """
+        options = replace(
+            self.options,
+            max_risk_level=Risk.parse(max_risk_level),
+            dry_run=bool(dry_run),
+            include_tables=None,
+            exclude_operations=(),
+            drop_missing_tables=True,  # a drop_table step says so explicitly
+        )
+        async with self.connection() as conn:
+            if self.migration_strategy is not None:
+                from dataflow.explicit_plan import check_plan
+                from dataflow.introspect import introspect
+
+                checked = await check_plan(
+                    conn, await introspect(conn, self.schema_name), migration_plan, options
+                )
+                ok, options, _ = await consult(
+                    self.migration_strategy, conn, checked.migration, self.schema_name, options
+                )
+                if not ok:
+                    self.last_plan = PlanReport(
+                        None, False, "the migration strategy declined the plan", migration=checked.migration
+                    )
+                    self.console.print(f"[red]Declined[/red]: {self.last_plan.reason}", highlight=False)
+                    return False
+            report = await apply_plan(
+                conn, self.dsn, self.schema_name, self.owner, migration_plan, options, self.console
+            )
+        self.last_plan = report
+        colour = "green" if report.success else "red"
+        self.console.print(f"[{colour}]{report.reason}[/{colour}]", highlight=False, markup=True)
+        return report.success
+
+    # the queue (dataflow.queue) --------------------------------------------------------------------
+    async def queue_migration(self, request: dict[str, Any], *, process: bool = True) -> int:
+        """Queue a migration to ``target_schema`` (default: the models' schema); returns its id.
+
+        ``priority`` (higher first, then first come) and ``timeout`` (seconds it may wait before it is
+        ``timed_out``; default ``migration_timeout``). The queue is a table next to the ledger, so every
+        process sharing the database shares it. With ``process`` a worker task of this process runs the
+        queue in the background unless another process's worker is at it.
+        """
+        target = request.get("target_schema") if isinstance(request, dict) else None
+        if isinstance(target, (list, tuple)) and target and all(isinstance(m, type) for m in target):
+            request = {**request, "target_schema": self._models_schema(target)}  # model classes
+        checked = parse_request(request, self.schema, self.options.migration_timeout_s)
+        async with self.connection() as conn:
+            entry_id = await MigrationQueue(self.schema_name).enqueue(conn, self.owner, checked)
+        if process and (self._queue_worker is None or self._queue_worker.done()):
+            self._queue_worker = asyncio.create_task(self.process_migration_queue())
+        return entry_id
+
+    def _models_schema(self, classes: Iterable[type]) -> Schema:
+        """The desired schema of these model classes (not registered on this instance)."""
+        tables = tuple(model_to_table(c, vars(sys.modules.get(c.__module__, sys))) for c in classes)
+        return Schema(tables, self.schema_name).normalised()
+
+    async def get_migration_status(self, migration_id: int) -> MigrationStatus:
+        """``.status`` (queued, running, applied, failed, timed_out, cancelled) and ``.position``."""
+        async with self.connection() as conn:
+            status = await MigrationQueue(self.schema_name).status(conn, migration_id)
+        if status is None:
+            raise DataFlowError(f"unknown queued migration {migration_id!r}")
+        return status
+
+    async def cancel_migration(self, migration_id: int) -> bool:
+        """Cancel a queued migration; False once it has started or finished."""
+        async with self.connection() as conn:
+            return await MigrationQueue(self.schema_name).cancel(conn, migration_id)
+
+    async def process_migration_queue(self) -> list[int]:
+        """Run queued migrations (this process's and others') until the queue is empty; the ids run.
+
+        Returns at once when another process's worker holds the queue.
+        """
+        async with self.connection() as conn:
+            return await drain(conn, MigrationQueue(self.schema_name), self.dsn, self._run_queued)
+
+    async def wait_for_migration(self, migration_id: int, timeout: float = 300.0) -> MigrationStatus:
+        """Poll until the queued migration is final (applied, failed, timed_out, cancelled).
+
+        Then this instance's worker task, if it is still running, is given the rest of ``timeout`` to
+        finish, so nothing of it outlives the caller's use of the database.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status = await self.get_migration_status(migration_id)
+            if status.status in FINAL or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        worker = self._queue_worker
+        if worker is not None and not worker.done():
+            await asyncio.wait({worker}, timeout=max(deadline - loop.time(), 0))
+        return status
+
+    async def _run_queued(self, entry: Entry) -> tuple[str, str | None, str | None]:
+        desired = Schema.from_dict(entry.target, self.schema_name)
+        options = replace(
+            self.options,
+            max_risk_level=Risk.parse(entry.max_risk_level)
+            if entry.max_risk_level
+            else self.options.max_risk_level,
+            lease_timeout_s=entry.remaining_s,
+            confirm=False,
+            dry_run=False,
+        )
+        async with self.connection() as conn:
+            if self.migration_strategy is not None:
+                pending, _ = await plan(conn, desired, entry.owner, options, dsn=self.dsn)
+                if pending.operations:
+                    ok, options, _ = await consult(
+                        self.migration_strategy, conn, pending, self.schema_name, options
+                    )
+                    if not ok:
+                        return FAILED, None, f"the migration strategy declined it: {pending.description}"
+            result = await reconcile(conn, self.dsn, desired, entry.owner, options)
+        version = result.migration.version if result.migration and result.migration.operations else None
+        return (APPLIED, version, None) if result.success else (FAILED, version, result.reason)
+
+    # the configured system (dataflow.migrations.AutoMigrationSystem) ------------------------------
+    @property
+    def migration_system(self) -> Any:
+        """This instance's :class:`dataflow.migrations.AutoMigrationSystem`."""
+        from dataflow.migrations import AutoMigrationSystem
+
+        return AutoMigrationSystem(dataflow=self)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 LEDGER = "dataflow_migrations"
 LOCKS = "dataflow_migration_lock"
 OWNERS = "dataflow_owned_tables"
-INTERNAL_TABLES = frozenset({LEDGER, LOCKS, OWNERS})  # DataFlow's own tables: never diffed
+QUEUE = "dataflow_migration_queue"  # created by dataflow.queue, only when a migration is queued
+INTERNAL_TABLES = frozenset({LEDGER, LOCKS, OWNERS, QUEUE})  # DataFlow's own tables: never diffed
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS {ledger} (

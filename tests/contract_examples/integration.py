@@ -34,9 +34,7 @@ db = DataFlow(migration_strategy=CustomMigrationStrategy())
 )
 
 
-@STRATEGY.check(
-    missing="issue 10: dataflow.migrations.MigrationStrategy and DataFlow(migration_strategy=...)"
-)
+@STRATEGY.check()
 async def strategy_lets_safe_through_and_holds_high_for_a_person(run: Runner) -> None:
     await user_table(run)
     result = await run.run(STRATEGY)

@@ -246,7 +246,13 @@ def test_operator_settings_are_read_from_the_environment_given() -> None:
     )
     assert config.drift_tick_s == 0.5 and config.retry.base_s == 0.3 and config.log_level == "DEBUG"
     assert config.retry.ceiling(1) == 0.3 and config.retry.ceiling(20) == 300.0
+    sized = OperatorConfig.from_env({"DATAFLOW_POOL_MAX": "3", "DATAFLOW_METRICS_PORT": "0"})
+    assert sized.pool_max == 3 and sized.metrics_port == 0
     for name, value in [
+        ("DATAFLOW_POOL_MAX", "0"),
+        ("DATAFLOW_POOL_MAX", "five"),
+        ("DATAFLOW_METRICS_PORT", "65536"),
+        ("DATAFLOW_METRICS_PORT", "-1"),
         ("DATAFLOW_DRIFT_TICK", "soon"),
         ("DATAFLOW_RETRY_BASE", "0"),
         ("DATAFLOW_RETRY_BASE", "nan"),

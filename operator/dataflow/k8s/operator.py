@@ -49,6 +49,7 @@ class OperatorConfig:
     retry: Backoff = field(default_factory=lambda: Backoff(5.0, RETRY_MAX_S))
     log_level: str = "INFO"
     pool_max: int = DEFAULT_MAX_SIZE
+    metrics_port: int = metrics.DEFAULT_PORT  # 0: no metrics endpoint
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -58,6 +59,7 @@ class OperatorConfig:
             retry=Backoff(_seconds(env, "DATAFLOW_RETRY_BASE", 5.0), RETRY_MAX_S),
             log_level=_log_level(env.get("DATAFLOW_LOG_LEVEL", cls.log_level)),
             pool_max=_count(env, "DATAFLOW_POOL_MAX", cls.pool_max),
+            metrics_port=_count(env, "DATAFLOW_METRICS_PORT", cls.metrics_port, least=0, most=65535),
         )
 
 
@@ -78,12 +80,12 @@ def _seconds(env: Mapping[str, str], name: str, default: float, allow_zero: bool
     return value
 
 
-def _count(env: Mapping[str, str], name: str, default: int, most: int = 100) -> int:
+def _count(env: Mapping[str, str], name: str, default: int, least: int = 1, most: int = 100) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.strip().isdigit()) or not 1 <= int(raw) <= most:
-        raise SchemaError(name, f"expected a whole number from 1 to {most}, got {raw!r}")
+    if not (raw.isascii() and raw.strip().isdigit()) or not least <= int(raw) <= most:
+        raise SchemaError(name, f"expected a whole number from {least} to {most}, got {raw!r}")
     return int(raw)
 
 
@@ -111,6 +113,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         raise kopf.PermanentError(f"invalid operator setting: {exc}") from None
     memo["config"] = config
     POOLS.configure(config.pool_max)
+    ha.configure_peering(settings)  # a distinct peering priority and a short peering lifetime
+    memo["metrics_server"] = metrics.serve(config.metrics_port)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.posting.level = logging.WARNING  # our own events say what happened
@@ -253,19 +257,7 @@ async def release_handler(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any
     _locks.pop(uid, None)
 
 
-# replicas and metrics ---------------------------------------------------------------------------
-@kopf.on.startup()
-def replicas_and_metrics(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """A distinct peering priority and a short peering lifetime (see dataflow.k8s.ha); serve /metrics."""
-    ha.configure_peering(settings)
-    raw = os.environ.get("DATAFLOW_METRICS_PORT") or str(metrics.DEFAULT_PORT)
-    if not raw.isdigit() or int(raw) > 65535:
-        raise kopf.PermanentError(
-            f"invalid operator setting: DATAFLOW_METRICS_PORT: expected a port, got {raw!r}"
-        )
-    memo["metrics_server"] = metrics.serve(int(raw))
-
-
+# metrics and probes ---------------------------------------------------------------------------
 @kopf.on.cleanup()
 def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
     metrics.forget_all()

@@ -6,6 +6,7 @@ Each step re-plans empty (full plan and fingerprint path) and the undo restores 
 """
 
 import enum
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -198,3 +199,64 @@ async def test_a_dbas_enum_is_never_touched(dsn: str, conn: asyncpg.Connection) 
     assert [op.kind for op in m.operations] == ["CREATE_ENUM", "CREATE_TABLE"]
     await replans_empty(db)
     assert await labels(conn, "colour") == ["red", "green"]
+
+
+async def test_a_label_added_by_hand_moves_the_fingerprint_and_is_planned_away(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+
+    class Tier(enum.Enum):
+        FREE = "free"
+        PRO = "pro"
+
+    @db.model
+    class Plan:
+        tier: Tier = Tier.FREE
+
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await replans_empty(db)
+    # DDL by hand on the type only: the fast path must not trust its cached empty plan
+    await conn.execute("ALTER TYPE tier ADD VALUE 'gold'")
+    async with db.connection() as c:
+        fast, _ = await plan(c, db.schema(), db.owner, db.options)
+    [op] = fast.operations
+    assert (op.kind, op.risk.name, op.assessment.affected_rows) == ("ALTER_ENUM", "HIGH", 0)
+
+
+async def test_an_unused_enum_is_dropped_after_its_table_only_when_the_owner_set_is_complete(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    @db.model
+    class Car:
+        colour: Colour = Colour.RED
+
+    @db.model
+    class Driver:
+        name: str
+
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+
+    db2 = dataflow(dsn)
+
+    @db2.model
+    class Driver:  # type: ignore[no-redef]  # noqa: F811
+        name: str
+
+    async with db2.connection() as c:
+        kept, _ = await plan(c, db2.schema(), db.owner, db2.options, fast=False)
+        complete = replace(db2.options, drop_missing_tables=True)
+        dropped, _ = await plan(c, db2.schema(), db.owner, complete, fast=False)
+    assert [op.kind for op in kept.operations] == []
+    assert [(op.kind, op.table) for op in dropped.operations] == [
+        ("DROP_TABLE", "car"),
+        ("DROP_ENUM", "colour"),
+    ]
+    assert dropped.operations[1].sql_down == ("""CREATE TYPE "public"."colour" AS ENUM ('red');""",)

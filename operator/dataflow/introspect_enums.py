@@ -9,17 +9,24 @@ from dataflow.sqltext import normalise_default
 
 # $1: the schema. Labels in sort order; usages: columns of that schema's tables of exactly the type.
 _ENUMS = """
-SELECT t.typname AS name,
-       ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) AS labels,
-       ARRAY(SELECT ARRAY[c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid)]
-             FROM pg_attribute a
-             JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-             WHERE a.atttypid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY c.relname, a.attnum) AS usages
-FROM pg_type t
-WHERE t.typtype = 'e' AND t.typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-ORDER BY t.typname
+WITH ty AS MATERIALIZED (
+  SELECT t.oid, t.typname FROM pg_type t
+  WHERE t.typtype = 'e' AND t.typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+),
+used AS (  -- one pass over pg_attribute for all the types (atttypid has no index)
+  SELECT a.atttypid AS oid,
+         array_agg(ARRAY[c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid)] ORDER BY c.relname, a.attnum) AS usages
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE a.atttypid IN (SELECT oid FROM ty) AND a.attnum > 0 AND NOT a.attisdropped
+  GROUP BY a.atttypid
+)
+SELECT ty.typname AS name,
+       ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = ty.oid ORDER BY e.enumsortorder) AS labels,
+       coalesce(used.usages, '{}') AS usages
+FROM ty LEFT JOIN used ON used.oid = ty.oid
+ORDER BY ty.typname
 """
 
 

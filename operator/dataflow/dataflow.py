@@ -30,7 +30,7 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_extensions, model_to_table
+from dataflow.models import model_enums, model_extensions, model_to_table, unique_enums
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
@@ -205,7 +205,12 @@ class DataFlow:
                     f"which another model still defines; remove that model"
                 )
         extensions = tuple(e for cls in self.models.values() for e in model_extensions(cls))
-        schema = Schema(tables, self.schema_name, extensions).normalised()
+        enums = unique_enums(
+            e
+            for cls in self.models.values()
+            for e in model_enums(cls, vars(sys.modules.get(cls.__module__, sys)))
+        )
+        schema = Schema(tables, self.schema_name, extensions, enums).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")

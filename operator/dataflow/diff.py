@@ -14,6 +14,7 @@ from dataflow.ops import sort_changes
 from dataflow.ops.add_column import ADD_COLUMN
 from dataflow.ops.add_constraint import ADD_CONSTRAINT
 from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
+from dataflow.ops.alter_enum import compare_enums
 from dataflow.ops.create_index import CREATE_INDEX
 from dataflow.ops.create_table import CREATE_TABLE
 from dataflow.ops.drop_column import DROP_COLUMN
@@ -60,6 +61,7 @@ def compare_schemas(
             continue
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
+    changes.extend(compare_enums(current, desired, owned, drop_missing))
     if drop_missing:
         changes.extend(Change(DROP_TABLE, t.name, old=t) for t in missing_tables(current, desired, owned))
     return sort_changes(changes)

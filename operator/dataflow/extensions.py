@@ -54,10 +54,11 @@ class Resolution:
 def _extension_types(schema: Schema) -> dict[str, list[tuple[str, str, PgType]]]:
     """Type name → ``(table, column, parsed type)`` of every column whose type is not built in."""
     found: dict[str, list[tuple[str, str, PgType]]] = {}
+    enums = {e.name for e in schema.enums}  # created by the plan itself (CREATE_ENUM)
     for table in schema.tables:
         for column in table.columns:
             t = parse_type(column.type)
-            if not t.builtin:
+            if not t.builtin and t.name not in enums:
                 found.setdefault(t.name, []).append((table.name, column.name, t))
     return found
 

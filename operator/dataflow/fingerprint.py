@@ -95,6 +95,20 @@ SELECT concat_ws('|',
         f"{_INDEX_RELATIONS} WHERE i.indrelid = {_IN_REL}",
     )
 },
+  -- the schema's enum types and their labels (NULL, so left out, while it has none)
+  nullif({
+    _sum_of(
+        "ty.oid", "ty.xmin", "pg_type ty WHERE ty.typtype = 'e' AND ty.typnamespace = (SELECT oid FROM nsp)"
+    )
+}
+    || {
+    _sum_of(
+        "e.oid",
+        "e.xmin",
+        "pg_enum e JOIN pg_type et ON et.oid = e.enumtypid"
+        " WHERE et.typtype = 'e' AND et.typnamespace = (SELECT oid FROM nsp)",
+    )
+}, '0:00:0'),
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

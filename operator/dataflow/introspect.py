@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from dataflow.introspect_enums import introspect_enums
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -199,7 +200,8 @@ async def introspect(
         )
         for name, cols in columns.items()
     )
-    return DatabaseState(Schema(read, schema_name).normalised(), facts, tuple(outside))
+    enums = await introspect_enums(conn, schema_name)
+    return DatabaseState(Schema(read, schema_name, enums=enums).normalised(), facts, tuple(outside))
 
 
 def _names(named: list[str] | None, keys: list[int], attnames: dict[int, str]) -> tuple[str, ...]:

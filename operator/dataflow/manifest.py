@@ -184,7 +184,9 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
     return Manifest(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",
-        schema=Schema.from_dict({"tables": spec.get("tables") or []}, name=db.schema),
+        schema=Schema.from_dict(
+            {"tables": spec.get("tables") or [], "enums": spec.get("enums") or []}, name=db.schema
+        ),
         options=options,
         secret_name=db.secret_ref.name,
         secret_key=db.secret_ref.key,

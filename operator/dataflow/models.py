@@ -11,18 +11,31 @@ A model is a plain class with annotated fields::
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from dataflow.errors import SchemaError
-from dataflow.schema import FK_ACTIONS, Check, Column, ForeignKey, Index, Table, Unique, keyword_choice
+from dataflow.schema import (
+    FK_ACTIONS,
+    Check,
+    Column,
+    EnumRename,
+    EnumType,
+    ForeignKey,
+    Index,
+    Table,
+    Unique,
+    checked_enum,
+    keyword_choice,
+)
 from dataflow.sqltext import (
     check_identifier,
     constraint_name,
@@ -131,6 +144,8 @@ def _sql_type(tp: Any, opts: Field, path: str) -> str:
     base = typing.get_origin(tp) or tp
     if base is typing.Annotated:
         base = typing.get_args(tp)[0]
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return enum_type(base).name
     if base not in PYTHON_TYPES:
         raise SchemaError(
             path,
@@ -150,6 +165,8 @@ def _sql_type(tp: Any, opts: Field, path: str) -> str:
 def _default_sql(value: Any, sql_type: str, path: str) -> str | None:
     if value is None or value is _MISSING:
         return None
+    if isinstance(value, enum.Enum):
+        value = enum_label(value)
     try:
         if isinstance(value, (dict, list)):
             return normalise_default(quote_literal(json.dumps(value, sort_keys=True)), sql_type)
@@ -346,3 +363,51 @@ def model_extensions(cls: type) -> tuple[str, ...]:
             raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
         check_identifier(name, f"{path}[{i}]")
     return tuple(value)
+
+
+def enum_label(member: enum.Enum) -> str:
+    """The PostgreSQL label of an enum member: its value when a string, else its name."""
+    return member.value if isinstance(member.value, str) else member.name
+
+
+def enum_type(cls: type[enum.Enum]) -> EnumType:
+    """The PostgreSQL enum type of an ``enum.Enum`` class: named after it in snake_case (or
+    ``__dataflow__ = {"name": ...}`` in the class body), labels in member order; renames declared as
+    ``__dataflow__ = {"renamed_values": {"old": "new"}}``."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", None) or {}
+    path = f"{cls.__name__}.__dataflow__"
+    name = options.get("name") or snake_case(cls.__name__)
+    check_identifier(name, f"{path}.name")
+    renames = options.get("renamed_values") or {}
+    if not isinstance(renames, Mapping):
+        raise SchemaError(f"{path}.renamed_values", 'must map old labels to new ones, such as {"old": "new"}')
+    return checked_enum(
+        EnumType(
+            name,
+            tuple(enum_label(m) for m in cls),
+            tuple(EnumRename(str(old), str(new)) for old, new in renames.items()),
+        ),
+        cls.__name__,
+    )
+
+
+def model_enums(cls: type, namespace: Mapping[str, Any] | None = None) -> tuple[EnumType, ...]:
+    """The enum types a model's fields are annotated with (``status: Status``, ``Status | None``)."""
+    hints = typing.get_type_hints(cls, globalns=dict(namespace) if namespace is not None else None)
+    found: list[EnumType] = []
+    for name, hint in hints.items():
+        if name.startswith("_"):
+            continue
+        tp, _ = _unwrap_optional(hint)
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            found.append(enum_type(tp))
+    return tuple(found)
+
+
+def unique_enums(enums: Iterable[EnumType]) -> tuple[EnumType, ...]:
+    """Each enum type once; two different classes that map to one type name are an error."""
+    by_name: dict[str, EnumType] = {}
+    for e in enums:
+        if by_name.setdefault(e.name, e) != e:
+            raise SchemaError(e.name, "two enum classes map to this type with different labels")
+    return tuple(by_name.values())

@@ -291,7 +291,9 @@ async def _facts(
     """
     kind = kind_of(change.kind)
     table_facts = state.facts.get(db_table)
-    if table_facts is None or not kind.reads_table:
+    if not kind.reads_table:  # a database object (an enum type): its kind probes what it needs
+        return await kind.probe(conn, change, schema, db_table, Facts())
+    if table_facts is None:
         return Facts()
     if db_table not in row_counts and (kind.needs_row_count(change) or table_facts.rows == 0):
         row_counts[db_table] = await count_rows(conn, schema, db_table, table_facts.rows)

@@ -189,6 +189,32 @@ class Table:
         )
 
 
+ENUM_LABEL = {"type": "string", "minLength": 1, "maxLength": MAX_IDENTIFIER_BYTES}
+
+
+@dataclass(frozen=True)
+class EnumRename:
+    """One label of an enum type renamed in place (rows keep their value under the new label)."""
+
+    old: str = json_field("from", "The label in the database.", schema=ENUM_LABEL)
+    new: str = json_field("to", "Its new label (one of values).", schema=ENUM_LABEL)
+
+
+@dataclass(frozen=True)
+class EnumType:
+    """A PostgreSQL enum type: its labels in sort order."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    values: tuple[str, ...] = json_field(
+        "values", "Labels in sort order, each once.", schema={"minItems": 1}, items=ENUM_LABEL
+    )
+    renamed_values: tuple[EnumRename, ...] = json_field(
+        "renamedValues", "Labels to rename instead of removing one and adding another.", default=()
+    )
+    # the columns of the schema that use the type, as (table, column, default): introspection only
+    usages: tuple[tuple[str, str, str | None], ...] = json_field(None, default=(), compare=False)
+
+
 @dataclass(frozen=True)
 class Schema:
     """A set of tables in one PostgreSQL schema (namespace)."""
@@ -197,6 +223,11 @@ class Schema:
     name: str = "public"
     # PostgreSQL extensions the tables need (created first, IF NOT EXISTS); sorted, each once
     extensions: tuple[str, ...] = ()
+    # enum types the tables use (created before them), sorted by name
+    enums: tuple[EnumType, ...] = ()
+
+    def enum(self, name: str) -> EnumType | None:
+        return next((e for e in self.enums if e.name == name), None)
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -218,6 +249,7 @@ class Schema:
             self,
             tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)),
             extensions=tuple(sorted(set(self.extensions))),
+            enums=tuple(sorted(self.enums, key=lambda e: e.name)),
         )
 
     # canonical form -------------------------------------------------------
@@ -226,6 +258,8 @@ class Schema:
         data: dict[str, Any] = {"tables": [to_json(t) for t in normalised.tables]}
         if normalised.extensions:  # only when asked for: the hash of every other schema stays as it was
             data["extensions"] = list(normalised.extensions)
+        if normalised.enums:  # likewise
+            data["enums"] = [to_json(e) for e in normalised.enums]
         return data
 
     @classmethod
@@ -234,7 +268,11 @@ class Schema:
         if not isinstance(tables, list):
             raise SchemaError("tables", "must be a list of tables")
         parsed = tuple(_table_from_dict(t, f"tables[{i}]") for i, t in enumerate(tables))
-        return cls(tables=parsed, name=name).normalised()
+        enums = data.get("enums") or []
+        if not isinstance(enums, list):
+            raise SchemaError("enums", "must be a list of enum types")
+        parsed_enums = tuple(_enum_from_dict(e, f"enums[{i}]") for i, e in enumerate(enums))
+        return cls(tables=parsed, name=name, enums=parsed_enums).normalised()
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -386,3 +424,40 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
         renamed_from=_optional_name(c, "renamedFrom", path),
     )
+
+
+def _enum_from_dict(d: Mapping[str, Any], path: str) -> EnumType:
+    values = _req(d, "values", path, list)
+    renames = d.get("renamedValues") or []
+    if not isinstance(renames, list):
+        raise SchemaError(f"{path}.renamedValues", "must be a list of {from, to}")
+    return checked_enum(
+        EnumType(
+            _name(d, "name", path),
+            tuple(values),
+            tuple(
+                EnumRename(
+                    _req(r, "from", f"{path}.renamedValues[{i}]"), _req(r, "to", f"{path}.renamedValues[{i}]")
+                )
+                for i, r in enumerate(renames)
+            ),
+        ),
+        path,
+    )
+
+
+def checked_enum(e: EnumType, path: str) -> EnumType:
+    """``e`` if its labels are non-empty strings of at most 63 bytes, each once, and each rename names a label."""
+    if not e.values:
+        raise SchemaError(f"{path}.values", "needs at least one label")
+    for i, v in enumerate(e.values):
+        if not isinstance(v, str) or not v or len(v.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in v:
+            raise SchemaError(f"{path}.values[{i}]", f"must be a label of 1 to 63 bytes, not {v!r}")
+    if len(set(e.values)) != len(e.values):
+        raise SchemaError(f"{path}.values", "each label must appear once")
+    for i, r in enumerate(e.renamed_values):
+        if r.new not in e.values:
+            raise SchemaError(f"{path}.renamedValues[{i}].to", f"{r.new!r} is not one of the values")
+        if r.old in e.values:
+            raise SchemaError(f"{path}.renamedValues[{i}].from", f"{r.old!r} is still one of the values")
+    return e

@@ -176,8 +176,7 @@ async def introspect(
         elif kind == "c":
             bucket["checks"].append(Check(name, strip_check(r["definition"]), r["validated"]))
         elif kind == "x":
-            names = set(attnames[r["table_name"]].values())
-            bucket["exclusions"].append(exclusion_from_definition(name, r["definition"], names))
+            bucket["exclusions"].append(exclusion_from_definition(name, r["definition"]))
 
     indexes_sql = _INDEXES.replace("{flags}", index_flags(conn.get_server_version().major * 10000))
     for r in await conn.fetch(indexes_sql, schema_name, only):

@@ -13,6 +13,7 @@ from dataflow.operations import Change
 from dataflow.ops import sort_changes
 from dataflow.ops.add_column import ADD_COLUMN
 from dataflow.ops.add_constraint import ADD_CONSTRAINT
+from dataflow.ops.add_exclusion import compare_exclusions
 from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
 from dataflow.ops.alter_enum import compare_enums
 from dataflow.ops.create_index import CREATE_INDEX
@@ -170,4 +171,5 @@ TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (
     compare_uniques,
     compare_foreign_keys,
     compare_checks,
+    compare_exclusions,
 )

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from dataflow.introspect_enums import introspect_enums
+from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -57,7 +58,8 @@ x AS MATERIALIZED (
   FROM pg_constraint con
   LEFT JOIN t mine ON mine.oid = con.conrelid
   LEFT JOIN t theirs ON theirs.oid = con.confrelid
-  WHERE con.contype IN ('p', 'u', 'f', 'c') AND (mine.oid IS NOT NULL OR (con.contype = 'f' AND theirs.oid IS NOT NULL))
+  WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')
+    AND (mine.oid IS NOT NULL OR (con.contype = 'f' AND theirs.oid IS NOT NULL))
 ),
 outside_columns AS (
   SELECT x.oid, array_agg(a.attname ORDER BY k.ord) AS names
@@ -72,7 +74,7 @@ outside_refs AS (
   WHERE x.contype = 'f' AND NOT x.ref_read GROUP BY x.oid
 )
 SELECT c.relname AS table_name, x.conname AS name, x.contype::text AS kind,
-       CASE WHEN x.contype = 'c' THEN pg_get_constraintdef(x.oid) END AS definition,
+       CASE WHEN x.contype IN ('c', 'x') THEN pg_get_constraintdef(x.oid) END AS definition,
        x.conkey AS keys, oc.names AS columns, fc.relname AS ref_table, x.confkey AS ref_keys,
        orf.names AS ref_columns,
        x.confdeltype::text AS on_delete, x.confupdtype::text AS on_update, x.convalidated AS validated
@@ -86,7 +88,8 @@ ORDER BY c.relname, x.conname
 """
 
 # Plain column keys come back as attribute numbers; pg_get_indexdef runs only for an index with an
-# expression key (attribute number 0). Either way only the key columns (not INCLUDE) are compared.
+# expression key (attribute number 0); pg_get_indexdef(oid) only for an index with INCLUDE columns, a sort
+# order, an operator class or NULLS NOT DISTINCT (dataflow.introspect_indexes parses it).
 _INDEXES = f"""
 WITH t AS MATERIALIZED ({_TABLES})
 SELECT t.relname AS table_name, i.relname AS name, ix.indisunique AS is_unique, am.amname AS method,
@@ -95,7 +98,8 @@ SELECT t.relname AS table_name, i.relname AS name, ix.indisunique AS is_unique, 
        CASE WHEN 0 = ANY(ix.indkey::int2[]) THEN
          ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k::int, true) FROM generate_series(1, 32) k
                WHERE k <= ix.indnkeyatts ORDER BY k)
-       END AS elements
+       END AS elements,
+       CASE WHEN {{flags}} THEN pg_get_indexdef(ix.indexrelid) END AS definition
 FROM t
 JOIN pg_index ix ON ix.indrelid = t.oid
 JOIN pg_class i ON i.oid = ix.indexrelid
@@ -172,8 +176,11 @@ async def introspect(
             bucket["foreign_keys"].append(_foreign_key(r, attnames))
         elif kind == "c":
             bucket["checks"].append(Check(name, strip_check(r["definition"]), r["validated"]))
+        elif kind == "x":
+            bucket["exclusions"].append(exclusion_from_definition(name, r["definition"]))
 
-    for r in await conn.fetch(_INDEXES, schema_name, only):
+    indexes_sql = _INDEXES.replace("{flags}", index_flags(conn.get_server_version().major * 10000))
+    for r in await conn.fetch(indexes_sql, schema_name, only):
         if r["table_name"] not in columns:
             continue
         parts[r["table_name"]]["indexes"].append(
@@ -184,6 +191,7 @@ async def introspect(
                 method=r["method"],
                 where=normalise_expression(r["predicate"]) if r["predicate"] else None,
                 valid=r["valid"],
+                **index_features(r["definition"]),
             )
         )
 
@@ -197,6 +205,7 @@ async def introspect(
             uniques=tuple(parts[name].get("uniques", ())),
             foreign_keys=tuple(parts[name].get("foreign_keys", ())),
             checks=tuple(parts[name].get("checks", ())),
+            exclusions=tuple(parts[name].get("exclusions", ())),
         )
         for name, cols in columns.items()
     )

@@ -24,16 +24,20 @@ from typing import Any
 
 from dataflow.errors import SchemaError
 from dataflow.schema import (
+    EXCLUSION_OPERATOR,
     FK_ACTIONS,
+    INDEX_METHODS,
     Check,
     Column,
     EnumRename,
     EnumType,
+    Exclusion,
     ForeignKey,
     Index,
     Table,
     Unique,
     checked_enum,
+    index_order,
     keyword_choice,
 )
 from dataflow.sqltext import (
@@ -253,6 +257,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         primary_key = ["id"]
     column_names = {c.name for c in columns}
     indexes.extend(_option_indexes(table, options, column_names, cls.__name__))
+    exclusions = model_exclusions(table, options, column_names, cls.__name__)
     return Table(
         name=table,
         columns=tuple(columns),
@@ -262,6 +267,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         foreign_keys=tuple(fks),
         checks=tuple(checks),
         renamed_from=options.get("renamed_from"),
+        exclusions=tuple(exclusions),
     ).with_sorted_parts()
 
 
@@ -313,15 +319,17 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
     for i, spec in enumerate(options.get("indexes") or ()):
         path = f"{model}.__dataflow__.indexes[{i}]"
         spec = {"fields": spec} if isinstance(spec, (str, list, tuple)) else spec
-        fields = _field_list(spec.get("fields"), f"{path}.fields", known)
+        fields = _index_elements(spec.get("fields"), f"{path}.fields", known)
         unique = bool(spec.get("unique", False))
         if spec.get("name") is not None:
             check_identifier(spec["name"], f"{path}.name")
+        named = [f for f in fields if f in known] or ["expr"]
         out.append(
             Index(
-                spec.get("name") or constraint_name(table, fields, "key" if unique else "idx"),
+                spec.get("name") or constraint_name(table, named, "key" if unique else "idx"),
                 fields,
                 unique=unique,
+                **_index_features(spec, fields, known, path),
             )
         )
     pg = options.get("postgresql") or {}
@@ -351,6 +359,97 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
     return out
 
 
+def _index_elements(value: Any, path: str, known: set[str]) -> tuple[str, ...]:
+    """Index keys: field names, or SQL expressions such as ``lower(email)`` (a bare unknown name is a typo)."""
+    names = (value,) if isinstance(value, str) else tuple(value or ())
+    if not names:
+        raise SchemaError(path, "needs at least one field")
+    out = []
+    for n in names:
+        if n in known:
+            out.append(n)
+            continue
+        expr = _expression(n, path)
+        if "(" not in expr and " " not in expr:
+            raise SchemaError(path, f"unknown field {n!r}")
+        out.append(expr)
+    return tuple(out)
+
+
+def _per_key(spec: Mapping[str, Any], key: str, fields: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """``{"field": "value"}`` (or a list in key order) as one entry per index key, "" where not given."""
+    value = spec.get(key) or {}
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(fields):
+            raise SchemaError(f"{path}.{key}", f"needs one entry per key ({len(fields)})")
+        return tuple(str(v or "") for v in value)
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"{path}.{key}", 'must map keys to values, such as {"created_at": "DESC"}')
+    for k in value:
+        if k not in fields:
+            raise SchemaError(f"{path}.{key}", f"{k!r} is not a key of this index")
+    return tuple(str(value.get(f) or "") for f in fields)
+
+
+def _index_features(
+    spec: Mapping[str, Any], fields: tuple[str, ...], known: set[str], path: str
+) -> dict[str, Any]:
+    """INCLUDE, method, sort order, operator classes, partial predicate and NULLS NOT DISTINCT of an index."""
+    features: dict[str, Any] = {}
+    if spec.get("include"):
+        features["include"] = _field_list(spec["include"], f"{path}.include", known)
+    if spec.get("method") is not None:
+        features["method"] = keyword_choice(spec["method"], f"{path}.method", INDEX_METHODS)
+    if spec.get("where") is not None:
+        features["where"] = _expression(spec["where"], f"{path}.where")
+    order = tuple(o or "ASC" for o in _per_key(spec, "order", fields, path))
+    for o in order:
+        try:
+            index_order(o)
+        except ValueError as exc:
+            raise SchemaError(f"{path}.order", str(exc)) from None
+    features["order"] = order
+    opclasses = _per_key(spec, "opclasses", fields, path)
+    for o in opclasses:
+        if o:
+            check_identifier(o, f"{path}.opclasses")
+    features["opclasses"] = opclasses
+    features["nulls_not_distinct"] = bool(spec.get("nulls_not_distinct", False))
+    return features
+
+
+def model_exclusions(table: str, options: Mapping[str, Any], known: set[str], model: str) -> list[Exclusion]:
+    """``__dataflow__ = {"exclusions": [{"name": ..., "using": "gist", "elements": [("room", "="), ...]}]}``."""
+    out: list[Exclusion] = []
+    for i, spec in enumerate(options.get("exclusions") or ()):
+        path = f"{model}.__dataflow__.exclusions[{i}]"
+        if not isinstance(spec, Mapping):
+            raise SchemaError(
+                path, 'must be a mapping such as {"elements": [("room", "="), ("during", "&&")]}'
+            )
+        pairs = spec.get("elements") or ()
+        if not pairs or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+            raise SchemaError(f"{path}.elements", "must be a list of (field or expression, operator) pairs")
+        elements = _index_elements([p[0] for p in pairs], f"{path}.elements", known)
+        operators = tuple(str(p[1]) for p in pairs)
+        for op in operators:
+            if not re.fullmatch(EXCLUSION_OPERATOR, op):
+                raise SchemaError(f"{path}.elements", f"must use operators such as = or &&, not {op!r}")
+        if spec.get("name") is not None:
+            check_identifier(spec["name"], f"{path}.name")
+        named = [e for e in elements if e in known] or ["expr"]
+        out.append(
+            Exclusion(
+                spec.get("name") or constraint_name(table, named, "excl"),
+                elements,
+                operators,
+                keyword_choice(spec.get("using", "gist"), f"{path}.using", INDEX_METHODS),
+                _expression(spec["where"], f"{path}.where") if spec.get("where") is not None else None,
+            )
+        )
+    return out
+
+
 def model_extensions(cls: type) -> tuple[str, ...]:
     """The PostgreSQL extensions a model needs (``__dataflow__ = {"extensions": ["citext"]}``), checked names."""
     options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
@@ -362,6 +461,8 @@ def model_extensions(cls: type) -> tuple[str, ...]:
         if not isinstance(name, str):
             raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
         check_identifier(name, f"{path}[{i}]")
+    if any(str(x.get("using", "gist")).lower() == "gist" for x in options.get("exclusions") or ()):
+        value = (*value, "btree_gist")  # equality on scalar columns in a gist exclusion needs it
     return tuple(value)
 
 

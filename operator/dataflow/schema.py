@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -22,6 +23,9 @@ DEFAULT_FK_ACTION = "NO ACTION"
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
 INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
 IDENTITY_KINDS = ("ALWAYS", "BY DEFAULT")
+INDEX_ORDERS = ("ASC", "DESC", "ASC NULLS FIRST", "DESC NULLS LAST")
+# a PostgreSQL operator: symbols only (pasted into SQL as is, so nothing else may pass)
+EXCLUSION_OPERATOR = "^[-+*/<>=~!@#%^&|`?]{1,63}$"
 
 # The JSON-schema form of the format's strings (dataflow.crdgen publishes them in the CRD).
 # maxLength counts characters; the 63-byte limit itself is checked by dataflow.sqltext.check_identifier.
@@ -96,6 +100,42 @@ class Index:
     )
     # False: a failed concurrent build left it unusable; the diff rebuilds it (introspection only)
     valid: bool = json_field(None, default=True)
+    include: tuple[str, ...] = json_field(
+        "include", "Non-key columns stored in the index (INCLUDE).", default=(), items=IDENTIFIER_ITEM
+    )
+    order: tuple[str, ...] = json_field(
+        "order",
+        "Sort order per key column, in the order of columns (empty: all ASC).",
+        default=(),
+        items={"type": "string", "enum": list(INDEX_ORDERS)},
+    )
+    opclasses: tuple[str, ...] = json_field(
+        "opclasses",
+        "Operator class per key column, in the order of columns; an empty string keeps the default.",
+        default=(),
+        items={"type": "string", "maxLength": MAX_IDENTIFIER_BYTES, "pattern": "^[^\\x00]*$"},
+    )
+    nulls_not_distinct: bool = json_field(
+        "nullsNotDistinct", "Unique index treating NULLs as equal (PostgreSQL 15+).", default=False
+    )
+
+    def __post_init__(self) -> None:
+        # one spelling per definition: all-default per-column options are stored as none at all
+        order = tuple(index_order(o) for o in self.order)
+        object.__setattr__(self, "order", () if all(o == "ASC" for o in order) else order)
+        if not any(self.opclasses):
+            object.__setattr__(self, "opclasses", ())
+
+
+def index_order(text: str) -> str:
+    """A key column's sort order in canonical spelling (``DESC NULLS FIRST`` → ``DESC``), or ValueError."""
+    words = " ".join(str(text).upper().split()) or "ASC"
+    if words.startswith("NULLS"):
+        words = f"ASC {words}"
+    canonical = {"ASC NULLS LAST": "ASC", "DESC NULLS FIRST": "DESC"}.get(words, words)
+    if canonical not in INDEX_ORDERS:
+        raise ValueError(f"sort order must be one of {', '.join(INDEX_ORDERS)}, not {text!r}")
+    return canonical
 
 
 @dataclass(frozen=True)
@@ -139,6 +179,31 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """``EXCLUDE USING method (element WITH operator, ...)``: no two rows whose elements all match by the operators."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    elements: tuple[str, ...] = json_field(
+        "elements",
+        "Column names or SQL expressions such as tstzrange(starts, ends).",
+        schema={"minItems": 1},
+        items={"type": "string", **SQL_TEXT},
+    )
+    operators: tuple[str, ...] = json_field(
+        "operators",
+        "Operator per element, in the order of elements, such as = or &&.",
+        schema={"minItems": 1},
+        items={"type": "string", "pattern": EXCLUSION_OPERATOR},
+    )
+    method: str = json_field(
+        "method", "Index access method.", default="gist", schema={"enum": list(INDEX_METHODS)}
+    )
+    where: str | None = json_field(
+        "where", "Predicate limiting the rows compared (one SQL expression).", default=None, schema=SQL_TEXT
+    )
+
+
+@dataclass(frozen=True)
 class Table:
     """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
 
@@ -164,6 +229,9 @@ class Table:
     # the primary key constraint's name in the database (introspection only); not part of the
     # canonical form nor of equality: the diff drops the key by it, e.g. after a table rename
     primary_key_name: str | None = json_field(None, default=None, compare=False)
+    exclusions: tuple[Exclusion, ...] = json_field(
+        "exclusions", "Exclusion constraints, sorted by name.", default=()
+    )
 
     def column(self, name: str) -> Column | None:
         return self._columns_by_name.get(name)
@@ -186,6 +254,7 @@ class Table:
             uniques=by_name(self.uniques),
             foreign_keys=by_name(self.foreign_keys),
             checks=by_name(self.checks),
+            exclusions=by_name(self.exclusions),
         )
 
 
@@ -368,16 +437,7 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         columns=columns,
         primary_key=_names(d, "primaryKey", path) if d.get("primaryKey") else (),
         indexes=tuple(
-            Index(
-                name=_name(x, "name", f"{path}.indexes[{i}]"),
-                columns=tuple(
-                    e if e in column_names else _sql_text(e, f"{path}.indexes[{i}].columns")
-                    for e in _names(x, "columns", f"{path}.indexes[{i}]", identifiers=False)
-                ),
-                unique=bool(x.get("unique", False)),
-                method=_choice(x, "method", f"{path}.indexes[{i}]", INDEX_METHODS, "btree") or "btree",
-                where=_sql(x.get("where"), f"{path}.indexes[{i}].where"),
-            )
+            _index_from_dict(x, f"{path}.indexes[{i}]", column_names)
             for i, x in enumerate(d.get("indexes") or ())
         ),
         uniques=tuple(
@@ -410,6 +470,73 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("checks") or ())
         ),
         renamed_from=_optional_name(d, "renamedFrom", path),
+        exclusions=tuple(
+            _exclusion_from_dict(x, f"{path}.exclusions[{i}]", column_names)
+            for i, x in enumerate(d.get("exclusions") or ())
+        ),
+    )
+
+
+def _elements(x: Mapping[str, Any], key: str, path: str, column_names: set[Any]) -> tuple[str, ...]:
+    """Index or exclusion elements: column names as they are, anything else a normalised expression."""
+    return tuple(
+        e if e in column_names else _sql_text(e, f"{path}.{key}")
+        for e in _names(x, key, path, identifiers=False)
+    )
+
+
+def _per_element(x: Mapping[str, Any], key: str, path: str, count: int) -> tuple[str, ...]:
+    """An optional list of strings with one entry per key element."""
+    values = x.get(key) or []
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise SchemaError(f"{path}.{key}", "must be a list of strings")
+    if values and len(values) != count:
+        raise SchemaError(f"{path}.{key}", f"needs one entry per element ({count}), not {len(values)}")
+    return tuple(values)
+
+
+def _index_from_dict(x: Mapping[str, Any], path: str, column_names: set[Any]) -> Index:
+    columns = _elements(x, "columns", path, column_names)
+    order = _per_element(x, "order", path, len(columns))
+    for o in order:
+        try:
+            index_order(o)
+        except ValueError as exc:
+            raise SchemaError(f"{path}.order", str(exc)) from None
+    opclasses = _per_element(x, "opclasses", path, len(columns))
+    for o in opclasses:
+        if o:
+            check_identifier(o, f"{path}.opclasses")
+    include = tuple(x.get("include") or ())
+    if include:
+        include = _names(x, "include", path)
+    return Index(
+        name=_name(x, "name", path),
+        columns=columns,
+        unique=bool(x.get("unique", False)),
+        method=_choice(x, "method", path, INDEX_METHODS, "btree") or "btree",
+        where=_sql(x.get("where"), f"{path}.where"),
+        include=include,
+        order=order,
+        opclasses=opclasses,
+        nulls_not_distinct=bool(x.get("nullsNotDistinct", False)),
+    )
+
+
+def _exclusion_from_dict(x: Mapping[str, Any], path: str, column_names: set[Any]) -> Exclusion:
+    elements = _elements(x, "elements", path, column_names)
+    operators = _per_element(x, "operators", path, len(elements))
+    if not operators:
+        raise SchemaError(f"{path}.operators", "is required: one operator per element")
+    for op in operators:
+        if not re.fullmatch(EXCLUSION_OPERATOR, op):
+            raise SchemaError(f"{path}.operators", f"must be an operator such as = or &&, not {op!r}")
+    return Exclusion(
+        name=_name(x, "name", path),
+        elements=elements,
+        operators=operators,
+        method=_choice(x, "method", path, INDEX_METHODS, "gist") or "gist",
+        where=_sql(x.get("where"), f"{path}.where"),
     )
 
 

@@ -19,18 +19,20 @@ from functools import singledispatch
 from dataflow.errors import SchemaError
 from dataflow.operations import Change, Step
 from dataflow.schema import (
+    EXCLUSION_OPERATOR,
     FK_ACTIONS,
     IDENTITY_KINDS,
     INDEX_METHODS,
     Check,
     Column,
+    Exclusion,
     ForeignKey,
     Index,
     PrimaryKey,
     Table,
     Unique,
 )
-from dataflow.sqltext import constraint_name, qualified
+from dataflow.sqltext import constraint_name, parse_expression, qualified
 from dataflow.sqltext import quote_ident as q
 from dataflow.types import KNOWN_BASE_TYPES, parse_type
 
@@ -134,9 +136,19 @@ def create_index(ix: Index, table_name: str, table: Table | None, schema: str) -
     unique = "UNIQUE " if ix.unique else ""
     method = keyword(ix.method, INDEX_METHODS, f"{table_name}.indexes.{ix.name}.method")
     using = "" if method == "btree" else f" USING {method}"
-    cols = ", ".join(index_element(e, table) for e in ix.columns)
+    opclasses = ix.opclasses or ("",) * len(ix.columns)
+    order = ix.order or ("ASC",) * len(ix.columns)
+    cols = ", ".join(
+        index_element(e, table) + (f" {q(opc)}" if opc else "") + ("" if o == "ASC" else f" {o}")
+        for e, opc, o in zip(ix.columns, opclasses, order, strict=True)
+    )
+    include = f" INCLUDE ({', '.join(q(c) for c in ix.include)})" if ix.include else ""
+    nulls = " NULLS NOT DISTINCT" if ix.nulls_not_distinct else ""
     where = f" WHERE {ix.where}" if ix.where else ""
-    return f"CREATE {unique}INDEX {q(ix.name)} ON {qualified(schema, table_name)}{using} ({cols}){where};"
+    return (
+        f"CREATE {unique}INDEX {q(ix.name)} ON {qualified(schema, table_name)}{using} ({cols})"
+        f"{include}{nulls}{where};"
+    )
 
 
 def unknown_constraint(con: object) -> SchemaError:
@@ -168,6 +180,36 @@ def _(con: Check, schema: str) -> str:
 
 
 @constraint_clause.register
+def _(con: Exclusion, schema: str) -> str:
+    method = keyword(con.method, INDEX_METHODS, f"{con.name}.method")
+    pairs = ", ".join(
+        f"{exclusion_element(e)} WITH {keyword_operator(op, con.name)}"
+        for e, op in zip(con.elements, con.operators, strict=True)
+    )
+    where = f" WHERE ({con.where})" if con.where else ""
+    return f"CONSTRAINT {q(con.name)} EXCLUDE USING {method} ({pairs}){where}"
+
+
+def exclusion_element(element: str) -> str:
+    """A column name quoted, an expression in parentheses (a bare column reference is a column)."""
+    try:
+        node = parse_expression(element)
+    except ValueError:
+        return q(element)
+    fields = getattr(node, "fields", None)
+    if type(node).__name__ == "ColumnRef" and fields and len(fields) == 1:
+        return q(element)
+    return f"({element})"
+
+
+def keyword_operator(op: str, name: str) -> str:
+    """An exclusion operator: symbols only, since it is pasted into SQL."""
+    if not re.fullmatch(EXCLUSION_OPERATOR, op):
+        raise SchemaError(f"{name}.operators", f"must be an operator such as = or &&, not {op!r}")
+    return op
+
+
+@constraint_clause.register
 def _(con: ForeignKey, schema: str) -> str:
     actions = "".join(
         f" ON {verb} {keyword(action, FK_ACTIONS, f'{con.name}.on_{verb.lower()}')}"
@@ -190,6 +232,7 @@ def create_table(t: Table, schema: str) -> tuple[str, ...]:
         lines.append(constraint_clause(PrimaryKey(primary_key_name(t.name), t.primary_key), schema))
     lines += [constraint_clause(u, schema) for u in t.uniques]
     lines += [constraint_clause(c, schema) for c in t.checks]
+    lines += [constraint_clause(x, schema) for x in t.exclusions]
     body = ",\n  ".join(lines)
     return (
         f"CREATE TABLE {qualified(schema, t.name)} (\n  {body}\n);",
@@ -253,13 +296,28 @@ def index_details(ix: Index) -> str:
     kind = "unique " if ix.unique else ""
     method = "" if ix.method == "btree" else f" {ix.method}"
     where = f" WHERE {ix.where}" if ix.where else ""
-    return f"{kind}{ix.name}{method} ({', '.join(ix.columns)}){where}"
+    opclasses = ix.opclasses or ("",) * len(ix.columns)
+    order = ix.order or ("ASC",) * len(ix.columns)
+    keys = ", ".join(
+        " ".join(part for part in (e, opc, "" if o == "ASC" else o) if part)
+        for e, opc, o in zip(ix.columns, opclasses, order, strict=True)
+    )
+    include = f" INCLUDE ({', '.join(ix.include)})" if ix.include else ""
+    nulls = " NULLS NOT DISTINCT" if ix.nulls_not_distinct else ""
+    return f"{kind}{ix.name}{method} ({keys}){include}{nulls}{where}"
 
 
 @singledispatch
 def constraint_details(con: object) -> str:
     """How a plan names ``con`` for people; one describer per constraint class."""
     raise unknown_constraint(con)
+
+
+@constraint_details.register
+def _(con: Exclusion) -> str:
+    pairs = ", ".join(f"{e} WITH {op}" for e, op in zip(con.elements, con.operators, strict=True))
+    where = f" WHERE {con.where}" if con.where else ""
+    return f"{con.name}: EXCLUDE USING {con.method} ({pairs}){where}"
 
 
 @constraint_details.register

@@ -6,6 +6,7 @@ Adding a kind: write one module here (name, position, probe, grade, SQL, undo, f
 from dataflow.ops import (  # noqa: F401
     add_column,
     add_constraint,
+    add_exclusion,
     alter_column_type,
     alter_enum,
     create_enum,

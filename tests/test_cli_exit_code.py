@@ -9,6 +9,7 @@ import pytest
 
 from dataflow.cli import main
 from dataflow.ledger import Ledger
+from tests.helpers import with_database
 
 MODELS = """
 @db.model
@@ -82,5 +83,5 @@ async def test_plan_exit_code_conflict_is_1_and_error_is_2(
     await ledger.claim(conn, "someone-else", ["customer"], [])
     assert await cli("plan", *target, "--database-url", dsn, "--exit-code") == 1
 
-    bad = dsn.rsplit("/", 1)[0] + "/no_such_database_for_exit_code"
+    bad = with_database(dsn, "no_such_database_for_exit_code")
     assert await cli("plan", *target, "--database-url", bad, "--exit-code") == 2

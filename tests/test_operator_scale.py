@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -106,7 +107,7 @@ async def test_200_resources_on_one_database_stay_within_the_pool(
     secret_dsn: str,  # noqa: F811
     server_dsn: str,
 ) -> None:
-    database = dsn.rsplit("/", 1)[1].split("?")[0]
+    database = urlsplit(dsn).path.lstrip("/")  # the embedded server's DSN has a path in its query too
     make_secret(api, "shared-db", secret_dsn)
     names = [f"app{i:03d}" for i in range(RESOURCES)]
     async with Sampler(server_dsn, database).running() as sampler:

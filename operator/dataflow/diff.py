@@ -14,6 +14,8 @@ from dataflow.ops import sort_changes
 from dataflow.ops.add_column import ADD_COLUMN
 from dataflow.ops.add_constraint import ADD_CONSTRAINT
 from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
+from dataflow.ops.alter_generated import compare_generated
+from dataflow.ops.alter_identity import compare_identity
 from dataflow.ops.create_index import CREATE_INDEX
 from dataflow.ops.create_table import CREATE_TABLE
 from dataflow.ops.drop_column import DROP_COLUMN
@@ -168,4 +170,6 @@ TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (
     compare_uniques,
     compare_foreign_keys,
     compare_checks,
+    compare_generated,
+    compare_identity,
 )

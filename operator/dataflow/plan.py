@@ -144,6 +144,8 @@ def table_expressions(table: Table) -> Iterator[tuple[str, str]]:
     for c in table.columns:
         if c.default is not None:
             yield f"{table.name}.{c.name}.default", c.default
+        if c.generated is not None:
+            yield f"{table.name}.{c.name}.generated", c.generated
     for check in table.checks:
         yield f"{table.name}.checks.{check.name}", check.expression
     for ix in table.indexes:

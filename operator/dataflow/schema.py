@@ -74,6 +74,21 @@ class Column:
     renamed_from: str | None = json_field(
         "renamedFrom", "The column's previous name; the engine renames it.", default=None, schema=IDENTIFIER
     )
+    generated: str | None = json_field(
+        "generated",
+        "Stored generated column: the SQL expression (GENERATED ALWAYS AS (...) STORED).",
+        default=None,
+        schema=SQL_TEXT,
+    )
+    # identity sequence options; None is PostgreSQL's 1 (omitted, so other schemas' hashes stay as they were)
+    identity_start: int | None = json_field(
+        "identityStart", "Identity column: START WITH (omitted: 1).", default=None
+    )
+    identity_increment: int | None = json_field(
+        "identityIncrement",
+        "Identity column: INCREMENT BY, not 0 (omitted: 1).",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -378,6 +393,8 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
 def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
     """One manifest column; its default is normalised for its own type (a NULL default is none)."""
     column_type = _type(_req(c, "type", path), f"{path}.type")
+    if c.get("generated") is not None and (c.get("default") is not None or c.get("identity")):
+        raise SchemaError(f"{path}.generated", "a generated column has no default nor identity")
     return Column(
         name=_name(c, "name", path),
         type=column_type,
@@ -385,4 +402,21 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         default=_sql(c.get("default"), f"{path}.default", lambda text: normalise_default(text, column_type)),
         identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
         renamed_from=_optional_name(c, "renamedFrom", path),
+        generated=_sql(c.get("generated"), f"{path}.generated"),
+        identity_start=_identity_option(c, "identityStart", path),
+        identity_increment=_identity_option(c, "identityIncrement", path),
     )
+
+
+def _identity_option(c: Mapping[str, Any], key: str, path: str) -> int | None:
+    """An identity START/INCREMENT: an integer, only on an identity column; 1 is PostgreSQL's own (None)."""
+    value = c.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(f"{path}.{key}", f"must be an integer, not {type(value).__name__}")
+    if not c.get("identity"):
+        raise SchemaError(f"{path}.{key}", "needs identity")
+    if key == "identityIncrement" and value == 0:
+        raise SchemaError(f"{path}.{key}", "cannot be 0")
+    return None if value == 1 else value

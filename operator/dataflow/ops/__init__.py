@@ -7,6 +7,8 @@ from dataflow.ops import (  # noqa: F401
     add_column,
     add_constraint,
     alter_column_type,
+    alter_generated,
+    alter_identity,
     create_extension,
     create_index,
     create_table,

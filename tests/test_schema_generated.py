@@ -220,3 +220,104 @@ def test_bad_model_generated_names_the_field() -> None:
 
     with pytest.raises(SchemaError, match=r"Bad\.twice\.generated"):
         db.model(Bad)
+
+
+def _sequence_schema(**options: object) -> Schema:
+    table = {
+        "name": "invoice",
+        "primaryKey": ["id"],
+        "columns": [
+            {"name": "id", "type": "BIGINT", "nullable": False},
+            {"name": "number", "type": "BIGINT"},
+        ],
+    }
+    return Schema.from_dict({"tables": [table], "sequences": [{"name": "invoice_no", **options}]})
+
+
+async def test_sequences_round_trip_and_undeclared_ones_are_left_alone(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    await conn.execute("CREATE SEQUENCE dba_seq INCREMENT BY 7")
+    first = _sequence_schema(start=1000, ownedBy="invoice.number")
+    assert (
+        '"sequences":[{"name":"invoice_no","ownedBy":"invoice.number","start":1000}]'
+        in first.canonical_json()
+    )
+    assert "sequences" not in Schema.from_dict({"tables": []}).canonical_json()
+    result = await reconcile(conn, dsn, first, OWNER, MigrationOptions())
+    assert result.outcome is Outcome.APPLIED, result.reason
+    assert [op.kind for op in result.migration.operations] == [
+        "CREATE_SEQUENCE",
+        "CREATE_TABLE",
+        "ALTER_SEQUENCE",
+    ]
+    assert await conn.fetchval("SELECT nextval('invoice_no')") == 1000
+    read = {q.name: q for q in (await introspect(conn)).schema.sequences}
+    assert read["invoice_no"] == first.sequences[0]
+    assert await full_plan(conn, first) == []
+    assert (await reconcile(conn, dsn, first, OWNER, MigrationOptions())).outcome is Outcome.IN_SYNC
+
+    second = _sequence_schema(start=1000, increment=5)  # no longer owned by the column
+    result = await reconcile(conn, dsn, second, OWNER, MigrationOptions())
+    assert result.outcome is Outcome.APPLIED, result.reason
+    [op] = result.migration.operations
+    assert (op.kind, op.risk) == ("ALTER_SEQUENCE", Risk.SAFE)
+    assert op.sql_up == (
+        'ALTER SEQUENCE "public"."invoice_no" START WITH 1000 INCREMENT BY 5 OWNED BY NONE;',
+    )
+    assert await conn.fetchval("SELECT nextval('invoice_no')") == 1005
+    assert await full_plan(conn, second) == []
+    assert (await reconcile(conn, dsn, second, OWNER, MigrationOptions())).outcome is Outcome.IN_SYNC
+
+    # changed by hand: the fingerprint moves
+    await conn.execute("ALTER SEQUENCE invoice_no INCREMENT BY 2")
+    result = await reconcile(conn, dsn, second, OWNER, MigrationOptions(dry_run=True))
+    assert [o.kind for o in result.migration.operations] == ["ALTER_SEQUENCE"]
+    await conn.execute("ALTER SEQUENCE invoice_no INCREMENT BY 5")
+
+    for statement in op.sql_down:  # undo restores the first state
+        await conn.execute(statement)
+    assert await full_plan(conn, first) == []
+
+    # a sequence left out, and one never declared, are not touched
+    left_out = Schema.from_dict({"tables": [to_table(first)]})
+    assert await full_plan(conn, left_out) == []
+    assert (
+        await conn.fetchval("SELECT seqincrement FROM pg_sequence WHERE seqrelid = 'dba_seq'::regclass") == 7
+    )
+
+
+def to_table(schema: Schema) -> dict[str, object]:
+    return schema.to_dict()["tables"][0]
+
+
+def test_sequences_of_a_model() -> None:
+    db = dataflow("postgresql://unused/db")
+
+    @db.model
+    class Invoice:
+        __dataflow__ = {
+            "sequences": ["plain", {"name": "invoice_no", "start": 1000, "owned_by": "invoice.number"}]
+        }
+        number: int
+
+    assert [(q.name, q.start, q.owned_by) for q in db.schema().sequences] == [
+        ("invoice_no", 1000, "invoice.number"),
+        ("plain", None, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "field"),
+    [
+        ({"name": "s", "increment": 0}, "sequences[0].increment"),
+        ({"name": "s", "start": 1.5}, "sequences[0].start"),
+        ({"name": "s", "ownedBy": "nodot"}, "sequences[0].ownedBy"),
+        ({"name": "s", "cycle": True}, "sequences[0].cycle"),
+        ({"start": 1}, "sequences[0].name"),
+    ],
+)
+def test_bad_sequences_name_the_field(sequence: dict[str, object], field: str) -> None:
+    with pytest.raises(SchemaError) as caught:
+        Schema.from_dict({"tables": [], "sequences": [sequence]})
+    assert field in str(caught.value)

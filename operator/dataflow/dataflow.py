@@ -30,7 +30,7 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_extensions, model_to_table
+from dataflow.models import model_extensions, model_sequences, model_to_table
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
@@ -205,7 +205,10 @@ class DataFlow:
                     f"which another model still defines; remove that model"
                 )
         extensions = tuple(e for cls in self.models.values() for e in model_extensions(cls))
-        schema = Schema(tables, self.schema_name, extensions).normalised()
+        sequences = tuple(q for cls in self.models.values() for q in model_sequences(cls))
+        if len({q.name for q in sequences}) != len(sequences):
+            raise SchemaError("__dataflow__.sequences", "two models declare the same sequence")
+        schema = Schema(tables, self.schema_name, extensions, sequences).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")

@@ -103,6 +103,7 @@ SELECT concat_ws('|',
     )
 },
   {_sum_of("s.seqrelid", "s.xmin", _IDENTITY_SEQUENCES)},
+  {_sum_of("s.seqrelid", "s.xmin", f"pg_sequence s WHERE s.seqrelid = {_IN_REL}")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from dataflow.introspect_sequences import read_sequences
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -208,7 +209,8 @@ async def introspect(
         )
         for name, cols in columns.items()
     )
-    return DatabaseState(Schema(read, schema_name).normalised(), facts, tuple(outside))
+    sequences = await read_sequences(conn, schema_name)
+    return DatabaseState(Schema(read, schema_name, sequences=sequences).normalised(), facts, tuple(outside))
 
 
 def _not_one(value: int | None) -> int | None:

@@ -22,7 +22,18 @@ from decimal import Decimal
 from typing import Any
 
 from dataflow.errors import SchemaError
-from dataflow.schema import FK_ACTIONS, Check, Column, ForeignKey, Index, Table, Unique, keyword_choice
+from dataflow.schema import (
+    FK_ACTIONS,
+    Check,
+    Column,
+    ForeignKey,
+    Index,
+    Sequence,
+    Table,
+    Unique,
+    keyword_choice,
+    sequence_from_dict,
+)
 from dataflow.sqltext import (
     check_identifier,
     constraint_name,
@@ -381,3 +392,22 @@ def model_extensions(cls: type) -> tuple[str, ...]:
             raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
         check_identifier(name, f"{path}[{i}]")
     return tuple(value)
+
+
+def model_sequences(cls: type) -> tuple[Sequence, ...]:
+    """Sequences a model declares: ``__dataflow__ = {"sequences": [{"name": "invoice_no", "start": 1000,
+    "increment": 1, "owned_by": "invoice.number"}]}`` (a bare name is a sequence with PostgreSQL's options)."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    value = options.get("sequences") or ()
+    path = f"{cls.__name__}.__dataflow__.sequences"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise SchemaError(
+            path, 'must be a list of sequences, such as [{"name": "invoice_no", "start": 1000}]'
+        )
+    out = []
+    for i, spec in enumerate(value):
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, Mapping):
+            raise SchemaError(f"{path}[{i}]", "must be a sequence name or a mapping")
+        out.append(sequence_from_dict(spec, f"{path}[{i}]"))
+    return tuple(out)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, Table
+from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, Sequence, Table
 
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
@@ -161,4 +161,9 @@ class Spec:
         default=RETAIN,
         publish_default=True,
         schema={"enum": list(DELETION_POLICIES)},
+    )
+    sequences: tuple[Sequence, ...] = json_field(
+        "sequences",
+        "Sequences of their own (not identity columns'), sorted by name; one left out is never dropped.",
+        default=(),
     )

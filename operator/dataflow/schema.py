@@ -205,6 +205,29 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Sequence:
+    """A sequence of its own (not an identity column's): START, INCREMENT and the column that owns it."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    start: int | None = json_field("start", "START WITH (omitted: 1).", default=None)
+    increment: int | None = json_field("increment", "INCREMENT BY, not 0 (omitted: 1).", default=None)
+    owned_by: str | None = json_field(
+        "ownedBy",
+        'OWNED BY "table.column": dropping the column drops the sequence (omitted: none).',
+        default=None,
+        schema={"minLength": 3},
+    )
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """``owned_by`` as (table, column)."""
+        if self.owned_by is None:
+            return None
+        table, _, column = self.owned_by.partition(".")
+        return table, column
+
+
+@dataclass(frozen=True)
 class Schema:
     """A set of tables in one PostgreSQL schema (namespace)."""
 
@@ -212,6 +235,8 @@ class Schema:
     name: str = "public"
     # PostgreSQL extensions the tables need (created first, IF NOT EXISTS); sorted, each once
     extensions: tuple[str, ...] = ()
+    # sequences of their own (``spec.sequences``), sorted by name; never dropped when left out
+    sequences: tuple[Sequence, ...] = ()
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -233,6 +258,7 @@ class Schema:
             self,
             tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)),
             extensions=tuple(sorted(set(self.extensions))),
+            sequences=tuple(sorted(self.sequences, key=lambda q: q.name)),
         )
 
     # canonical form -------------------------------------------------------
@@ -241,6 +267,8 @@ class Schema:
         data: dict[str, Any] = {"tables": [to_json(t) for t in normalised.tables]}
         if normalised.extensions:  # only when asked for: the hash of every other schema stays as it was
             data["extensions"] = list(normalised.extensions)
+        if normalised.sequences:  # likewise
+            data["sequences"] = [to_json(q) for q in normalised.sequences]
         return data
 
     @classmethod
@@ -249,7 +277,13 @@ class Schema:
         if not isinstance(tables, list):
             raise SchemaError("tables", "must be a list of tables")
         parsed = tuple(_table_from_dict(t, f"tables[{i}]") for i, t in enumerate(tables))
-        return cls(tables=parsed, name=name).normalised()
+        sequences = data.get("sequences") or []
+        if not isinstance(sequences, list):
+            raise SchemaError("sequences", "must be a list of sequences")
+        seqs = tuple(sequence_from_dict(q, f"sequences[{i}]") for i, q in enumerate(sequences))
+        if len({q.name for q in seqs}) != len(seqs):
+            raise SchemaError("sequences", "names a sequence twice")
+        return cls(tables=parsed, name=name, sequences=seqs).normalised()
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -420,3 +454,27 @@ def _identity_option(c: Mapping[str, Any], key: str, path: str) -> int | None:
     if key == "identityIncrement" and value == 0:
         raise SchemaError(f"{path}.{key}", "cannot be 0")
     return None if value == 1 else value
+
+
+def sequence_from_dict(d: Mapping[str, Any], path: str) -> Sequence:
+    """One sequence of ``spec.sequences`` (or of a model's ``__dataflow__``), its options checked."""
+    name = _name(d, "name", path)
+    unknown = set(d) - {"name", "start", "increment", "ownedBy", "owned_by"}
+    if unknown:
+        raise SchemaError(f"{path}.{sorted(unknown)[0]}", "is not a sequence option")
+    values: dict[str, int | None] = {}
+    for key in ("start", "increment"):
+        value = d.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SchemaError(f"{path}.{key}", f"must be an integer, not {type(value).__name__}")
+        if key == "increment" and value == 0:
+            raise SchemaError(f"{path}.{key}", "cannot be 0")
+        values[key] = None if value == 1 else value
+    owned_by = d.get("ownedBy", d.get("owned_by"))
+    if owned_by is not None:
+        table, dot, column = owned_by.partition(".") if isinstance(owned_by, str) else ("", "", "")
+        if not dot:
+            raise SchemaError(f"{path}.ownedBy", 'must be "table.column"')
+        check_identifier(table, f"{path}.ownedBy")
+        check_identifier(column, f"{path}.ownedBy")
+    return Sequence(name, values["start"], values["increment"], owned_by)

@@ -321,3 +321,28 @@ def test_bad_sequences_name_the_field(sequence: dict[str, object], field: str) -
     with pytest.raises(SchemaError) as caught:
         Schema.from_dict({"tables": [], "sequences": [sequence]})
     assert field in str(caught.value)
+
+
+async def test_dropping_a_generated_column_loses_nothing_and_its_undo_recomputes(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) STORED)"
+    )
+    await conn.execute("INSERT INTO t (id, n) VALUES (1, 4)")
+    table = {
+        "name": "t",
+        "primaryKey": ["id"],
+        "columns": [{"name": "id", "type": "INTEGER", "nullable": False}],
+    }
+    table["columns"].append({"name": "n", "type": "INTEGER"})
+    [op] = (
+        await build_migration(conn, await introspect(conn), Schema.from_dict({"tables": [table]}))
+    ).operations
+    assert (op.kind, op.risk, op.backup, op.assessment.data_loss) == ("DROP_COLUMN", Risk.MEDIUM, None, False)
+    for statement in op.sql_up:
+        await conn.execute(statement)
+    for statement in op.sql_down:
+        await conn.execute(statement)
+    assert await conn.fetchval("SELECT twice FROM t") == 8
+    assert (await introspect(conn)).schema.table("t").column("twice").generated == "n * 2"

@@ -30,7 +30,7 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_enums, model_extensions, model_to_table, unique_enums
+from dataflow.models import model_enums, model_extensions, model_sequences, model_to_table, unique_enums
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
@@ -210,7 +210,12 @@ class DataFlow:
             for cls in self.models.values()
             for e in model_enums(cls, vars(sys.modules.get(cls.__module__, sys)))
         )
-        schema = Schema(tables, self.schema_name, extensions, enums).normalised()
+        sequences = tuple(q for cls in self.models.values() for q in model_sequences(cls))
+        if len({q.name for q in sequences}) != len(sequences):
+            raise SchemaError("__dataflow__.sequences", "two models declare the same sequence")
+        schema = Schema(
+            tables, self.schema_name, extensions=extensions, enums=enums, sequences=sequences
+        ).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:
             field, _, first = problems[0].partition(": ")

@@ -16,7 +16,10 @@ from dataflow.ops.add_constraint import ADD_CONSTRAINT
 from dataflow.ops.add_exclusion import compare_exclusions
 from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
 from dataflow.ops.alter_enum import compare_enums
+from dataflow.ops.alter_generated import compare_generated
+from dataflow.ops.alter_identity import compare_identity
 from dataflow.ops.create_index import CREATE_INDEX
+from dataflow.ops.create_sequence import compare_sequences
 from dataflow.ops.create_table import CREATE_TABLE
 from dataflow.ops.drop_column import DROP_COLUMN
 from dataflow.ops.drop_constraint import DROP_CONSTRAINT
@@ -63,6 +66,7 @@ def compare_schemas(
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
     changes.extend(compare_enums(current, desired, owned, drop_missing))
+    changes.extend(compare_sequences(current, desired))
     if drop_missing:
         changes.extend(Change(DROP_TABLE, t.name, old=t) for t in missing_tables(current, desired, owned))
     return sort_changes(changes)
@@ -172,4 +176,6 @@ TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (
     compare_foreign_keys,
     compare_checks,
     compare_exclusions,
+    compare_generated,
+    compare_identity,
 )

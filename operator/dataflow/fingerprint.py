@@ -1,14 +1,16 @@
 """A fingerprint of the managed tables in one catalog query: when it has not moved, the plan is still empty.
 
+
 Every DDL statement writes new catalog row versions, each stamped with the writing transaction's id
 (``xmin``). A hash over the ``(key, xmin)`` of the managed tables' pg_class, pg_attribute, pg_attrdef,
-pg_constraint and pg_index rows and their indexes' pg_class rows (plus ``indisvalid`` and friends,
-which CREATE INDEX CONCURRENTLY may update in place) therefore changes with any DDL on those tables
-and with nothing else: rows written to a table, VACUUM and ANALYZE (in-place updates) and DDL on other
-tables leave it as it was. The requested names are part of it, so a table still missing counts too.
-The same statement reads the ownership rows that decide a plan and whether this owner has unfinished
-work: an attempt marked running, or an interrupted one with pending steps the schema cannot show
-(backfills, validations); then the full path must run, and it resumes that work under the lease.
+pg_constraint and pg_index rows, their indexes' pg_class rows and identity sequences' pg_sequence rows
+(plus ``indisvalid`` and friends, which CREATE INDEX CONCURRENTLY may update in place) therefore changes
+with any DDL on those tables and with nothing else: rows written to a table, VACUUM and ANALYZE
+(in-place updates) and DDL on other tables leave it as it was. The requested names are part of it, so a
+table still missing counts too. The same statement reads the ownership rows that decide a plan and
+whether this owner has unfinished work: an attempt marked running, or an interrupted one with pending
+steps the schema cannot show (backfills, validations); then the full path must run, and it resumes that
+work under the lease.
 
 The database's identity (:data:`DATABASE_IDENTITY`) is part of the fingerprint, so two databases whose
 tables look alike never share one, and neither do the plans made from them (see ``plan.position``).
@@ -63,6 +65,11 @@ def _sum_of(key: str, xmin: str, source: str) -> str:
 _INDEX_RELATIONS = "pg_index i JOIN pg_class ic ON ic.oid::int8 = i.indexrelid::int8"
 _IN_REL = "ANY(ARRAY(SELECT oid FROM rel))"
 
+# the managed tables' identity sequences (ALTER COLUMN ... SET INCREMENT writes only their pg_sequence row)
+_IDENTITY_SEQUENCES = f"""pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.objid
+  WHERE dep.refobjid = {_IN_REL} AND dep.deptype = 'i'
+    AND dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass"""
+
 # $1 schema, $2 the table names (sorted), $3 the owner. The schema's own oid is not in it: creating the
 # schema (the ledger bootstrap does) changes no plan, and every table in it brings its own oid.
 _CATALOG = f"""
@@ -109,6 +116,8 @@ SELECT concat_ws('|',
         " WHERE et.typtype = 'e' AND et.typnamespace = (SELECT oid FROM nsp)",
     )
 }, '0:00:0'),
+  {_sum_of("s.seqrelid", "s.xmin", _IDENTITY_SEQUENCES)},
+  {_sum_of("s.seqrelid", "s.xmin", f"pg_sequence s WHERE s.seqrelid = {_IN_REL}")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

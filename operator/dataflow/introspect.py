@@ -16,6 +16,7 @@ import asyncpg
 
 from dataflow.introspect_enums import introspect_enums
 from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
+from dataflow.introspect_sequences import read_sequences
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -39,10 +40,15 @@ WITH t AS MATERIALIZED ({_TABLES})
 SELECT t.relname AS table_name, a.attnum, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity,
+       a.attgenerated::text AS generated, s.seqstart AS identity_start, s.seqincrement AS identity_increment,
        t.est_rows, t.size_bytes
 FROM t
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = t.oid AND d.adnum = a.attnum
+-- an identity column's own sequence (its START and INCREMENT)
+LEFT JOIN (pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.objid)
+  ON a.attidentity <> '' AND dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+     AND dep.refobjid = t.oid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'
 ORDER BY t.relname, a.attnum
 """
 
@@ -147,13 +153,17 @@ async def introspect(
         if r["table_name"] in skip:
             continue
         identity = _IDENTITY.get(r["identity"] or "")
+        generated = r["generated"] == "s"  # a stored generated column's expression is its "default"
         columns[r["table_name"]].append(
             Column(
                 name=r["column_name"],
                 type=canonical_type(r["data_type"]),
                 nullable=r["nullable"],
-                default=None if identity else normalise_default(r["default_expr"]),
+                default=None if identity or generated else normalise_default(r["default_expr"]),
                 identity=identity,
+                generated=normalise_expression(r["default_expr"]) if generated else None,
+                identity_start=_not_one(r["identity_start"]),
+                identity_increment=_not_one(r["identity_increment"]),
             )
         )
         facts[r["table_name"]] = TableFacts(rows=r["est_rows"], size_bytes=r["size_bytes"])
@@ -210,7 +220,14 @@ async def introspect(
         for name, cols in columns.items()
     )
     enums = await introspect_enums(conn, schema_name)
-    return DatabaseState(Schema(read, schema_name, enums=enums).normalised(), facts, tuple(outside))
+    sequences = await read_sequences(conn, schema_name)
+    schema = Schema(read, schema_name, enums=enums, sequences=sequences).normalised()
+    return DatabaseState(schema, facts, tuple(outside))
+
+
+def _not_one(value: int | None) -> int | None:
+    """An identity option as the schema holds it: 1 (PostgreSQL's own) is left out."""
+    return None if value is None or value == 1 else int(value)
 
 
 def _names(named: list[str] | None, keys: list[int], attnames: dict[int, str]) -> tuple[str, ...]:

@@ -76,7 +76,10 @@ def generate(
     }
     if promotion_after:
         spec["promotion"] = {"after": promotion_after}
-    spec["tables"] = schema.to_dict()["tables"]
+    canonical = schema.to_dict()
+    spec["tables"] = canonical["tables"]
+    if "sequences" in canonical:
+        spec["sequences"] = canonical["sequences"]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -185,7 +188,12 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         name=meta["name"],
         namespace=meta.get("namespace") or "default",
         schema=Schema.from_dict(
-            {"tables": spec.get("tables") or [], "enums": spec.get("enums") or []}, name=db.schema
+            {
+                "tables": spec.get("tables") or [],
+                "enums": spec.get("enums") or [],
+                "sequences": spec.get("sequences") or [],
+            },
+            name=db.schema,
         ),
         options=options,
         secret_name=db.secret_ref.name,

@@ -34,11 +34,13 @@ from dataflow.schema import (
     Exclusion,
     ForeignKey,
     Index,
+    Sequence,
     Table,
     Unique,
     checked_enum,
     index_order,
     keyword_choice,
+    sequence_from_dict,
 )
 from dataflow.sqltext import (
     check_identifier,
@@ -93,6 +95,7 @@ class Field:
     db_type: str | None = None
     check: str | None = None
     sql_default: str | None = None  # an SQL expression such as "gen_random_uuid()", parsed as one expression
+    generated: str | None = None  # GENERATED ALWAYS AS (expression) STORED, parsed as one expression
 
 
 def snake_case(name: str) -> str:
@@ -228,6 +231,11 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 raise SchemaError(path, "give either default= or sql_default=, not both")
             default_sql = _default_expression(opts.sql_default, f"{path}.sql_default", sql_type)
             nullable = bool(optional or opts.nullable)
+        generated = None
+        if opts.generated is not None:
+            if default_sql is not None or (default is not _MISSING and default is not None):
+                raise SchemaError(f"{path}.generated", "a generated column takes no default")
+            generated = _expression(opts.generated, f"{path}.generated")
         if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
             default_sql = "CURRENT_TIMESTAMP"
         if not nullable and default is None and default_sql is None:
@@ -239,6 +247,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 nullable=nullable,
                 default=default_sql,
                 renamed_from=opts.renamed_from,
+                generated=generated,
             )
         )
         if opts.unique:
@@ -253,7 +262,18 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
             )
 
     if not primary_key:
-        columns.insert(0, Column("id", "BIGINT", nullable=False, identity="BY DEFAULT"))
+        start, increment = _identity_options(options.get("identity"), f"{cls.__name__}.__dataflow__.identity")
+        columns.insert(
+            0,
+            Column(
+                "id",
+                "BIGINT",
+                nullable=False,
+                identity="BY DEFAULT",
+                identity_start=start,
+                identity_increment=increment,
+            ),
+        )
         primary_key = ["id"]
     column_names = {c.name for c in columns}
     indexes.extend(_option_indexes(table, options, column_names, cls.__name__))
@@ -269,6 +289,23 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         renamed_from=options.get("renamed_from"),
         exclusions=tuple(exclusions),
     ).with_sorted_parts()
+
+
+def _identity_options(spec: Any, path: str) -> tuple[int | None, int | None]:
+    """``__dataflow__ = {"identity": {"start": 1000, "increment": 1}}``: the implicit id's sequence options."""
+    if spec is None:
+        return None, None
+    if not isinstance(spec, Mapping) or set(spec) - {"start", "increment"}:
+        raise SchemaError(path, 'must be {"start": n, "increment": n}')
+    values = []
+    for key in ("start", "increment"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SchemaError(f"{path}.{key}", f"must be an integer, not {type(value).__name__}")
+        if key == "increment" and value == 0:
+            raise SchemaError(f"{path}.{key}", "cannot be 0")
+        values.append(None if value == 1 else value)
+    return values[0], values[1]
 
 
 def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:
@@ -512,3 +549,22 @@ def unique_enums(enums: Iterable[EnumType]) -> tuple[EnumType, ...]:
         if by_name.setdefault(e.name, e) != e:
             raise SchemaError(e.name, "two enum classes map to this type with different labels")
     return tuple(by_name.values())
+
+
+def model_sequences(cls: type) -> tuple[Sequence, ...]:
+    """Sequences a model declares: ``__dataflow__ = {"sequences": [{"name": "invoice_no", "start": 1000,
+    "increment": 1, "owned_by": "invoice.number"}]}`` (a bare name is a sequence with PostgreSQL's options)."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    value = options.get("sequences") or ()
+    path = f"{cls.__name__}.__dataflow__.sequences"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise SchemaError(
+            path, 'must be a list of sequences, such as [{"name": "invoice_no", "start": 1000}]'
+        )
+    out = []
+    for i, spec in enumerate(value):
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, Mapping):
+            raise SchemaError(f"{path}[{i}]", "must be a sequence name or a mapping")
+        out.append(sequence_from_dict(spec, f"{path}[{i}]"))
+    return tuple(out)

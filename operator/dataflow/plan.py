@@ -133,9 +133,11 @@ def filter_changes(
 
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
-    """The tables a plan reads: those ``desired`` names, their ``renamed_from`` sources and those ``owned``."""
+    """The relations a plan reads: the tables ``desired`` names, their ``renamed_from`` sources, those ``owned``,
+    and its sequences."""
     names = set(desired.table_names) | set(owned)
     names |= {t.renamed_from for t in desired.tables if t.renamed_from}
+    names |= {q.name for q in desired.sequences}  # their pg_class and pg_sequence rows are fingerprinted
     return sorted(names)
 
 
@@ -144,6 +146,8 @@ def table_expressions(table: Table) -> Iterator[tuple[str, str]]:
     for c in table.columns:
         if c.default is not None:
             yield f"{table.name}.{c.name}.default", c.default
+        if c.generated is not None:
+            yield f"{table.name}.{c.name}.generated", c.generated
     for check in table.checks:
         yield f"{table.name}.checks.{check.name}", check.expression
     for ix in table.indexes:

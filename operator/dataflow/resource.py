@@ -13,7 +13,7 @@ from enum import StrEnum
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Table
+from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Sequence, Table
 
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
@@ -164,4 +164,9 @@ class Spec:
     )
     enums: tuple[EnumType, ...] = json_field(
         "enums", "Enum types the tables use, sorted by name; created before them.", default=()
+    )
+    sequences: tuple[Sequence, ...] = json_field(
+        "sequences",
+        "Sequences of their own (not identity columns'), sorted by name; one left out is never dropped.",
+        default=(),
     )

@@ -78,6 +78,21 @@ class Column:
     renamed_from: str | None = json_field(
         "renamedFrom", "The column's previous name; the engine renames it.", default=None, schema=IDENTIFIER
     )
+    generated: str | None = json_field(
+        "generated",
+        "Stored generated column: the SQL expression (GENERATED ALWAYS AS (...) STORED).",
+        default=None,
+        schema=SQL_TEXT,
+    )
+    # identity sequence options; None is PostgreSQL's 1 (omitted, so other schemas' hashes stay as they were)
+    identity_start: int | None = json_field(
+        "identityStart", "Identity column: START WITH (omitted: 1).", default=None
+    )
+    identity_increment: int | None = json_field(
+        "identityIncrement",
+        "Identity column: INCREMENT BY, not 0 (omitted: 1).",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -285,6 +300,29 @@ class EnumType:
 
 
 @dataclass(frozen=True)
+class Sequence:
+    """A sequence of its own (not an identity column's): START, INCREMENT and the column that owns it."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    start: int | None = json_field("start", "START WITH (omitted: 1).", default=None)
+    increment: int | None = json_field("increment", "INCREMENT BY, not 0 (omitted: 1).", default=None)
+    owned_by: str | None = json_field(
+        "ownedBy",
+        'OWNED BY "table.column": dropping the column drops the sequence (omitted: none).',
+        default=None,
+        schema={"minLength": 3},
+    )
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """``owned_by`` as (table, column)."""
+        if self.owned_by is None:
+            return None
+        table, _, column = self.owned_by.partition(".")
+        return table, column
+
+
+@dataclass(frozen=True)
 class Schema:
     """A set of tables in one PostgreSQL schema (namespace)."""
 
@@ -297,6 +335,9 @@ class Schema:
 
     def enum(self, name: str) -> EnumType | None:
         return next((e for e in self.enums if e.name == name), None)
+
+    # sequences of their own (``spec.sequences``), sorted by name; never dropped when left out
+    sequences: tuple[Sequence, ...] = ()
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -319,6 +360,7 @@ class Schema:
             tables=tuple(sorted((t.with_sorted_parts() for t in self.tables), key=lambda t: t.name)),
             extensions=tuple(sorted(set(self.extensions))),
             enums=tuple(sorted(self.enums, key=lambda e: e.name)),
+            sequences=tuple(sorted(self.sequences, key=lambda q: q.name)),
         )
 
     # canonical form -------------------------------------------------------
@@ -329,6 +371,8 @@ class Schema:
             data["extensions"] = list(normalised.extensions)
         if normalised.enums:  # likewise
             data["enums"] = [to_json(e) for e in normalised.enums]
+        if normalised.sequences:  # likewise
+            data["sequences"] = [to_json(q) for q in normalised.sequences]
         return data
 
     @classmethod
@@ -341,7 +385,13 @@ class Schema:
         if not isinstance(enums, list):
             raise SchemaError("enums", "must be a list of enum types")
         parsed_enums = tuple(_enum_from_dict(e, f"enums[{i}]") for i, e in enumerate(enums))
-        return cls(tables=parsed, name=name, enums=parsed_enums).normalised()
+        sequences = data.get("sequences") or []
+        if not isinstance(sequences, list):
+            raise SchemaError("sequences", "must be a list of sequences")
+        seqs = tuple(sequence_from_dict(q, f"sequences[{i}]") for i, q in enumerate(sequences))
+        if len({q.name for q in seqs}) != len(seqs):
+            raise SchemaError("sequences", "names a sequence twice")
+        return cls(tables=parsed, name=name, enums=parsed_enums, sequences=seqs).normalised()
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -543,6 +593,8 @@ def _exclusion_from_dict(x: Mapping[str, Any], path: str, column_names: set[Any]
 def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
     """One manifest column; its default is normalised for its own type (a NULL default is none)."""
     column_type = _type(_req(c, "type", path), f"{path}.type")
+    if c.get("generated") is not None and (c.get("default") is not None or c.get("identity")):
+        raise SchemaError(f"{path}.generated", "a generated column has no default nor identity")
     return Column(
         name=_name(c, "name", path),
         type=column_type,
@@ -550,6 +602,9 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         default=_sql(c.get("default"), f"{path}.default", lambda text: normalise_default(text, column_type)),
         identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
         renamed_from=_optional_name(c, "renamedFrom", path),
+        generated=_sql(c.get("generated"), f"{path}.generated"),
+        identity_start=_identity_option(c, "identityStart", path),
+        identity_increment=_identity_option(c, "identityIncrement", path),
     )
 
 
@@ -588,3 +643,41 @@ def checked_enum(e: EnumType, path: str) -> EnumType:
         if r.old in e.values:
             raise SchemaError(f"{path}.renamedValues[{i}].from", f"{r.old!r} is still one of the values")
     return e
+
+
+def _identity_option(c: Mapping[str, Any], key: str, path: str) -> int | None:
+    """An identity START/INCREMENT: an integer, only on an identity column; 1 is PostgreSQL's own (None)."""
+    value = c.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(f"{path}.{key}", f"must be an integer, not {type(value).__name__}")
+    if not c.get("identity"):
+        raise SchemaError(f"{path}.{key}", "needs identity")
+    if key == "identityIncrement" and value == 0:
+        raise SchemaError(f"{path}.{key}", "cannot be 0")
+    return None if value == 1 else value
+
+
+def sequence_from_dict(d: Mapping[str, Any], path: str) -> Sequence:
+    """One sequence of ``spec.sequences`` (or of a model's ``__dataflow__``), its options checked."""
+    name = _name(d, "name", path)
+    unknown = set(d) - {"name", "start", "increment", "ownedBy", "owned_by"}
+    if unknown:
+        raise SchemaError(f"{path}.{sorted(unknown)[0]}", "is not a sequence option")
+    values: dict[str, int | None] = {}
+    for key in ("start", "increment"):
+        value = d.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SchemaError(f"{path}.{key}", f"must be an integer, not {type(value).__name__}")
+        if key == "increment" and value == 0:
+            raise SchemaError(f"{path}.{key}", "cannot be 0")
+        values[key] = None if value == 1 else value
+    owned_by = d.get("ownedBy", d.get("owned_by"))
+    if owned_by is not None:
+        table, dot, column = owned_by.partition(".") if isinstance(owned_by, str) else ("", "", "")
+        if not dot:
+            raise SchemaError(f"{path}.ownedBy", 'must be "table.column"')
+        check_identifier(table, f"{path}.ownedBy")
+        check_identifier(column, f"{path}.ownedBy")
+    return Sequence(name, values["start"], values["increment"], owned_by)

@@ -120,9 +120,27 @@ def column_definition(c: Column) -> str:
     parts = [q(c.name), sql_type(c.type, f"{c.name}.type")]
     if c.identity:
         parts.append(f"GENERATED {keyword(c.identity, IDENTITY_KINDS, f'{c.name}.identity')} AS IDENTITY")
+        if c.identity_start is not None or c.identity_increment is not None:
+            parts.append(f"({identity_options(c)})")
+    if c.generated is not None:
+        parts.append(f"GENERATED ALWAYS AS ({c.generated}) STORED")
     parts.append("NULL" if c.nullable else "NOT NULL")
     if c.default is not None and not c.identity:
         parts.append(f"DEFAULT {c.default}")
+    return " ".join(parts)
+
+
+def identity_options(c: Column, keyword_prefix: str = "", both: bool = False) -> str:
+    """``START WITH n INCREMENT BY m`` of an identity column: the options given, or ``both`` (1 where
+    not given, PostgreSQL's own); ``keyword_prefix`` "SET " makes them ALTER COLUMN clauses."""
+    parts = []
+    if both or c.identity_start is not None:
+        parts.append(
+            f"{keyword_prefix}START WITH {int(c.identity_start if c.identity_start is not None else 1)}"
+        )
+    if both or c.identity_increment is not None:
+        increment = int(c.identity_increment if c.identity_increment is not None else 1)
+        parts.append(f"{keyword_prefix}INCREMENT BY {increment}")
     return " ".join(parts)
 
 

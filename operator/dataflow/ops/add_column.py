@@ -4,6 +4,7 @@ default gives each row its own (then online: add nullable, backfill in batches, 
 from __future__ import annotations
 
 from dataflow.operations import Assessment, Change, Risk, Step
+from dataflow.ops.alter_generated import assess_recompute
 from dataflow.ops.base import Context, Kind, register
 from dataflow.safety import (
     ACCESS_EXCLUSIVE,
@@ -58,7 +59,7 @@ class AddColumn(Kind):
 
     def needs_row_count(self, change: Change) -> bool:
         c = change.new
-        return not c.nullable and c.default is None and c.identity is None
+        return c.generated is not None or (not c.nullable and c.default is None and c.identity is None)
 
     def added_default(self, change: Change) -> str | None:
         return change.new.default
@@ -66,6 +67,8 @@ class AddColumn(Kind):
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         c, f = change.new, facts
         lock = f"{ACCESS_EXCLUSIVE} (brief)"
+        if c.generated is not None:  # a stored expression is computed for every existing row
+            return assess_recompute(f, "adds a stored generated column")
         if f.rows and not c.nullable and c.default is not None and is_null_expression(c.default):
             return Assessment(Risk.HIGH, null_default_reason(f.rows), lock, METADATA_MS, affected_rows=f.rows)
         if c.default is not None and f.volatile_default and f.rows:
@@ -100,7 +103,7 @@ class AddColumn(Kind):
         details = f"{c.name} ({c.type})"
         if opts.populated and opts.online and c.default is not None and opts.volatile_default:
             return _add_backfilled_online(t, c, opts, details)
-        if c.nullable or c.default is not None or c.identity or not opts.populated:
+        if c.nullable or c.default is not None or c.identity or c.generated or not opts.populated:
             return Rendered(tx(alter(t, f"ADD COLUMN {column_definition(c)}", opts)), down, details)
         backfilled = Column(c.name, c.type, nullable=False, default=backfill_value(c))
         return Rendered(

@@ -28,6 +28,10 @@ class DropColumn(Kind):
     def needs_row_count(self, change: Change) -> bool:
         return True
 
+    def needs_backup(self, change: Change, facts: Facts) -> bool:
+        """A generated column's values are computed again when the undo re-adds it: nothing to keep."""
+        return change.old.generated is None and super().needs_backup(change, facts)
+
     async def probe(
         self, conn: asyncpg.Connection, change: Change, schema: str, db_table: str, facts: Facts
     ) -> Facts:
@@ -37,6 +41,13 @@ class DropColumn(Kind):
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         lost = facts.non_null_values
+        if change.old.generated is not None:
+            return Assessment(
+                Risk.MEDIUM,
+                "drops a generated column: its values are computed, none is lost",
+                f"{ACCESS_EXCLUSIVE} (brief)",
+                METADATA_MS,
+            )
         return Assessment(
             Risk.HIGH,
             f"drops the column: {rows_text(lost)} lose a value",
@@ -50,6 +61,8 @@ class DropColumn(Kind):
         t, c, opts = change.table, change.old, options
         details = f"{c.name} ({c.type})"
         drop = alter(t, f"DROP COLUMN {q(c.name)}", opts)
+        if c.generated is not None:  # the undo computes the values again
+            return Rendered(tx(drop), (alter(t, f"ADD COLUMN {column_definition(c)}", opts),), details)
         restore_def = Column(c.name, c.type, nullable=True, default=c.default)
         if not opts.backup or not opts.primary_key:
             readd = alter(t, f"ADD COLUMN {column_definition(c if c.nullable else restore_def)}", opts)

@@ -2,13 +2,14 @@
 
 Every DDL statement writes new catalog row versions, each stamped with the writing transaction's id
 (``xmin``). A hash over the ``(key, xmin)`` of the managed tables' pg_class, pg_attribute, pg_attrdef,
-pg_constraint and pg_index rows and their indexes' pg_class rows (plus ``indisvalid`` and friends,
-which CREATE INDEX CONCURRENTLY may update in place) therefore changes with any DDL on those tables
-and with nothing else: rows written to a table, VACUUM and ANALYZE (in-place updates) and DDL on other
-tables leave it as it was. The requested names are part of it, so a table still missing counts too.
-The same statement reads the ownership rows that decide a plan and whether this owner has unfinished
-work: an attempt marked running, or an interrupted one with pending steps the schema cannot show
-(backfills, validations); then the full path must run, and it resumes that work under the lease.
+pg_constraint, pg_index, pg_description (comments) and pg_policy rows and their indexes' pg_class rows
+(plus ``indisvalid`` and friends, which CREATE INDEX CONCURRENTLY may update in place) therefore changes
+with any DDL on those tables and with nothing else: rows written to a table, VACUUM and ANALYZE
+(in-place updates) and DDL on other tables leave it as it was. The requested names are part of it, so a
+table still missing counts too. The same statement reads the ownership rows that decide a plan and
+whether this owner has unfinished work: an attempt marked running, or an interrupted one with pending
+steps the schema cannot show (backfills, validations); then the full path must run, and it resumes that
+work under the lease.
 
 The database's identity (:data:`DATABASE_IDENTITY`) is part of the fingerprint, so two databases whose
 tables look alike never share one, and neither do the plans made from them (see ``plan.position``).
@@ -95,6 +96,14 @@ SELECT concat_ws('|',
         f"{_INDEX_RELATIONS} WHERE i.indrelid = {_IN_REL}",
     )
 },
+  {
+    _sum_of(
+        "(d.objoid::int8 << 16) + d.objsubid",
+        "d.xmin",
+        f"pg_description d WHERE d.classoid = 'pg_class'::regclass AND d.objoid = {_IN_REL}",
+    )
+},
+  {_sum_of("p.oid", "p.xmin", f"pg_policy p WHERE p.polrelid = {_IN_REL}")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

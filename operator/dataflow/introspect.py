@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from dataflow.introspect_extras import read_extras, with_extras
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -199,6 +200,7 @@ async def introspect(
         )
         for name, cols in columns.items()
     )
+    read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
     return DatabaseState(Schema(read, schema_name).normalised(), facts, tuple(outside))
 
 

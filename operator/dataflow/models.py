@@ -11,6 +11,7 @@ A model is a plain class with annotated fields::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import types
@@ -22,7 +23,21 @@ from decimal import Decimal
 from typing import Any
 
 from dataflow.errors import SchemaError
-from dataflow.schema import FK_ACTIONS, Check, Column, ForeignKey, Index, Table, Unique, keyword_choice
+from dataflow.schema import (
+    FK_ACTIONS,
+    POLICY_COMMANDS,
+    PUBLIC_ROLE,
+    Check,
+    Column,
+    ForeignKey,
+    Index,
+    Policy,
+    Table,
+    Unique,
+    check_policy,
+    keyword_choice,
+    policy_roles,
+)
 from dataflow.sqltext import (
     check_identifier,
     constraint_name,
@@ -76,6 +91,8 @@ class Field:
     db_type: str | None = None
     check: str | None = None
     sql_default: str | None = None  # an SQL expression such as "gen_random_uuid()", parsed as one expression
+    comment: str | None = None  # COMMENT ON the column (None: the database's comment is left alone)
+    collation: str | None = None  # the column's collation, such as "C" (None: its type's default)
 
 
 def snake_case(name: str) -> str:
@@ -218,6 +235,10 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 nullable=nullable,
                 default=default_sql,
                 renamed_from=opts.renamed_from,
+                comment=_text(opts.comment, f"{path}.comment"),
+                collation=None
+                if opts.collation is None
+                else check_identifier(opts.collation, f"{path}.collation"),
             )
         )
         if opts.unique:
@@ -245,7 +266,67 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         foreign_keys=tuple(fks),
         checks=tuple(checks),
         renamed_from=options.get("renamed_from"),
+        comment=_docstring(cls),
+        row_level_security=_rls(options, cls.__name__),
+        policies=_policies(options, cls.__name__),
     ).with_sorted_parts()
+
+
+def _text(value: Any, path: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SchemaError(path, f"must be text, not {type(value).__name__}")
+    return value
+
+
+def _docstring(cls: type) -> str | None:
+    """The class's own docstring, dedented (None without one: the table's comment is left alone)."""
+    doc = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else None
+
+
+def _rls(options: Mapping[str, Any], model: str) -> bool | None:
+    """``"rls": True/False`` declares row security; policies alone imply it is on."""
+    value = options.get("rls")
+    if value is None:
+        return True if options.get("policies") else None
+    if not isinstance(value, bool):
+        raise SchemaError(f"{model}.__dataflow__.rls", f"must be True or False, not {value!r}")
+    return value
+
+
+def _policies(options: Mapping[str, Any], model: str) -> tuple[Policy, ...]:
+    """``"policies": [{"name", "command", "roles", "using", "with_check", "permissive"}]``, checked."""
+    value = options.get("policies") or ()
+    path = f"{model}.__dataflow__.policies"
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, "must be a list of policies")
+    out: list[Policy] = []
+    for i, spec in enumerate(value):
+        at = f"{path}[{i}]"
+        if not isinstance(spec, Mapping):
+            raise SchemaError(at, "must be a mapping with name, command, roles, using, with_check")
+        unknown = set(spec) - {"name", "command", "roles", "using", "with_check", "permissive"}
+        if unknown:
+            raise SchemaError(at, f"unknown key {sorted(unknown)[0]!r}")
+        if not isinstance(spec.get("name"), str):
+            raise SchemaError(f"{at}.name", "is required")
+        permissive = spec.get("permissive", True)
+        if not isinstance(permissive, bool):
+            raise SchemaError(f"{at}.permissive", f"must be True or False, not {permissive!r}")
+        policy = Policy(
+            name=check_identifier(spec["name"], f"{at}.name"),
+            command=keyword_choice(spec.get("command", "ALL"), f"{at}.command", POLICY_COMMANDS),
+            roles=policy_roles(spec.get("roles", [PUBLIC_ROLE]), f"{at}.roles"),
+            using=None if spec.get("using") is None else _expression(spec["using"], f"{at}.using"),
+            with_check=None
+            if spec.get("with_check") is None
+            else _expression(spec["with_check"], f"{at}.with_check"),
+            permissive=permissive,
+        )
+        out.append(check_policy(policy, at))
+    if len({p.name for p in out}) != len(out):
+        raise SchemaError(path, "policy names must be unique")
+    return tuple(out)
 
 
 def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:

@@ -74,6 +74,15 @@ class Column:
     renamed_from: str | None = json_field(
         "renamedFrom", "The column's previous name; the engine renames it.", default=None, schema=IDENTIFIER
     )
+    comment: str | None = json_field(
+        "comment", "COMMENT ON the column; omitted: the database's comment is left alone.", default=None
+    )
+    collation: str | None = json_field(
+        "collation",
+        "The column's collation, such as C; omitted: its type's default.",
+        default=None,
+        schema=IDENTIFIER,
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,33 @@ class Check:
     validated: bool = json_field(None, default=True)
 
 
+POLICY_COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
+PUBLIC_ROLE = "public"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A row-level security policy; ``roles`` sorted, ``public`` for every role."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    command: str = json_field(
+        "command", "The command it applies to.", default="ALL", schema={"enum": list(POLICY_COMMANDS)}
+    )
+    roles: tuple[str, ...] = json_field(
+        "roles",
+        "Role names it applies to (public: every role).",
+        default=(PUBLIC_ROLE,),
+        items=IDENTIFIER_ITEM,
+    )
+    using: str | None = json_field(
+        "using", "USING expression: the rows visible or affected.", default=None, schema=SQL_TEXT
+    )
+    with_check: str | None = json_field(
+        "withCheck", "WITH CHECK expression: the rows it lets be written.", default=None, schema=SQL_TEXT
+    )
+    permissive: bool = json_field("permissive", "PERMISSIVE (true) or RESTRICTIVE (false).", default=True)
+
+
 @dataclass(frozen=True)
 class Table:
     """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
@@ -164,6 +200,18 @@ class Table:
     # the primary key constraint's name in the database (introspection only); not part of the
     # canonical form nor of equality: the diff drops the key by it, e.g. after a table rename
     primary_key_name: str | None = json_field(None, default=None, compare=False)
+    comment: str | None = json_field(
+        "comment", "COMMENT ON the table; omitted: the database's comment is left alone.", default=None
+    )
+    row_level_security: bool | None = json_field(
+        "rowLevelSecurity",
+        "Row-level security on (true) or off (false); given, the policies list is the table's complete set. "
+        "Omitted: row security and policies are left alone.",
+        default=None,
+    )
+    policies: tuple[Policy, ...] = json_field(
+        "policies", "Row-level security policies, sorted by name.", default=()
+    )
 
     def column(self, name: str) -> Column | None:
         return self._columns_by_name.get(name)
@@ -186,6 +234,7 @@ class Table:
             uniques=by_name(self.uniques),
             foreign_keys=by_name(self.foreign_keys),
             checks=by_name(self.checks),
+            policies=by_name(self.policies),
         )
 
 
@@ -372,7 +421,60 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             for i, x in enumerate(d.get("checks") or ())
         ),
         renamed_from=_optional_name(d, "renamedFrom", path),
+        comment=_comment(d, path),
+        row_level_security=_optional_bool(d, "rowLevelSecurity", path),
+        policies=tuple(
+            _policy_from_dict(x, f"{path}.policies[{i}]") for i, x in enumerate(d.get("policies") or ())
+        ),
     )
+
+
+def _comment(d: Mapping[str, Any], path: str) -> str | None:
+    value = d.get("comment")
+    if value is not None and not isinstance(value, str):
+        raise SchemaError(f"{path}.comment", f"must be text, not {type(value).__name__}")
+    return value
+
+
+def _optional_bool(d: Mapping[str, Any], key: str, path: str) -> bool | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise SchemaError(f"{path}.{key}", f"must be true or false, not {value!r}")
+    return value
+
+
+def policy_roles(value: Any, path: str) -> tuple[str, ...]:
+    """Role names, sorted and each once (``public``: every role); a string is one role."""
+    roles = (value,) if isinstance(value, str) else value
+    if not isinstance(roles, (list, tuple)) or not roles:
+        raise SchemaError(path, "must be a non-empty list of role names")
+    return tuple(sorted({check_identifier(r, path) for r in roles}))
+
+
+def _policy_from_dict(x: Mapping[str, Any], path: str) -> Policy:
+    permissive = x.get("permissive", True)
+    if not isinstance(permissive, bool):
+        raise SchemaError(f"{path}.permissive", f"must be true or false, not {permissive!r}")
+    policy = Policy(
+        name=_name(x, "name", path),
+        command=_choice(x, "command", path, POLICY_COMMANDS, "ALL") or "ALL",
+        roles=policy_roles(x.get("roles", [PUBLIC_ROLE]), f"{path}.roles"),
+        using=_sql(x.get("using"), f"{path}.using"),
+        with_check=_sql(x.get("withCheck"), f"{path}.withCheck"),
+        permissive=permissive,
+    )
+    return check_policy(policy, path)
+
+
+def check_policy(p: Policy, path: str) -> Policy:
+    """What PostgreSQL refuses: SELECT and DELETE take no WITH CHECK, INSERT no USING; one of them is needed."""
+    if p.with_check is not None and p.command in ("SELECT", "DELETE"):
+        raise SchemaError(f"{path}.withCheck", f"a {p.command} policy takes only USING")
+    if p.using is not None and p.command == "INSERT":
+        raise SchemaError(f"{path}.using", "an INSERT policy takes only WITH CHECK")
+    if p.using is None and p.with_check is None:
+        raise SchemaError(path, "needs a USING or a WITH CHECK expression")
+    return p
 
 
 def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
@@ -385,4 +487,6 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         default=_sql(c.get("default"), f"{path}.default", lambda text: normalise_default(text, column_type)),
         identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
         renamed_from=_optional_name(c, "renamedFrom", path),
+        comment=_comment(c, path),
+        collation=_optional_name(c, "collation", path),
     )

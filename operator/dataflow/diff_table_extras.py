@@ -15,9 +15,9 @@ from dataflow.ops.alter_column_collation import ALTER_COLUMN_COLLATION
 from dataflow.ops.alter_policy import ALTER_POLICY
 from dataflow.ops.create_policy import CREATE_POLICY
 from dataflow.ops.drop_policy import DROP_POLICY
-from dataflow.ops.policy_sql import alterable
 from dataflow.ops.set_comment import SET_COMMENT
 from dataflow.ops.set_row_security import SET_ROW_SECURITY
+from dataflow.policy_sql import alterable
 from dataflow.schema import Column, Table
 
 

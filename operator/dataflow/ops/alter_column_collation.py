@@ -21,7 +21,7 @@ DEFAULT_COLLATION = "default"
 @register
 class AlterColumnCollation(Kind):
     name = ALTER_COLUMN_COLLATION
-    order = 85  # after a type change (which resets the collation to the new type's default)
+    order = 87  # after a type change (which resets the collation to the new type's default)
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         old, new = _name(change.old), _name(change.new)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
-from dataflow.ops.policy_sql import alter_policy, policy_details
+from dataflow.policy_sql import alter_policy, policy_details
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts
 from dataflow.schema import Policy, Table
 from dataflow.sqlgen import Options, Rendered, tx
@@ -16,7 +16,7 @@ ALTER_POLICY = "ALTER_POLICY"
 @register
 class AlterPolicy(Kind):
     name = ALTER_POLICY
-    order = 175
+    order = 144
     reads_table = False
 
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
-from dataflow.ops.policy_sql import create_policy, drop_policy, policy_details
+from dataflow.policy_sql import create_policy, drop_policy, policy_details
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts
 from dataflow.schema import Policy, Table
 from dataflow.sqlgen import Options, Rendered, tx
@@ -16,7 +16,7 @@ CREATE_POLICY = "CREATE_POLICY"
 @register
 class CreatePolicy(Kind):
     name = CREATE_POLICY
-    order = 177  # after columns and comments, before row security is enabled
+    order = 146  # after columns and comments, before row security is enabled
     undo_risk = Risk.HIGH  # the undo drops it: access widens (permissive) or narrows (restrictive)
     reads_table = False
 

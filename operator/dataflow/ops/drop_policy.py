@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
-from dataflow.ops.policy_sql import create_policy, drop_policy, policy_details
+from dataflow.policy_sql import create_policy, drop_policy, policy_details
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts
 from dataflow.schema import Policy, Table
 from dataflow.sqlgen import Options, Rendered, tx
@@ -17,7 +17,7 @@ DROP_POLICY = "DROP_POLICY"
 @register
 class DropPolicy(Kind):
     name = DROP_POLICY
-    order = 33  # before columns are dropped or altered
+    order = 34  # before columns are dropped or altered
     undo_risk = Risk.SAFE  # re-creating it restores the access rules it had
     reads_table = False
 
@@ -25,7 +25,12 @@ class DropPolicy(Kind):
         p: Policy = change.old
         return Assessment(
             Risk.HIGH,
-            f"drops row-level security policy {p.name} ({p.command}): it widens access",
+            f"drops row-level security policy {p.name} ({p.command}): "
+            + (
+                "its restriction goes, access widens"
+                if not p.permissive
+                else "the access rules of its roles change"
+            ),
             f"{ACCESS_EXCLUSIVE} (brief)",
             METADATA_MS,
         )

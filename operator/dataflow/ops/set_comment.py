@@ -21,7 +21,7 @@ LOCK = "SHARE UPDATE EXCLUSIVE (brief; reads and writes continue)"
 @register
 class SetComment(Kind):
     name = SET_COMMENT
-    order = 173  # after the table and its columns exist
+    order = 143  # after the table and its columns exist
     undo_risk = Risk.SAFE
     reads_table = False  # documentation: no rows to measure
 

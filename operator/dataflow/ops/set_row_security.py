@@ -19,7 +19,7 @@ SET_ROW_SECURITY = "SET_ROW_SECURITY"
 @register
 class SetRowSecurity(Kind):
     name = SET_ROW_SECURITY
-    order = 179  # after the policies it enables are created
+    order = 148  # after the policies it enables are created
 
     def undo_grade(self, change: Change, assessment: Assessment) -> Risk:
         """Undoing an enable disables it again (widens access); undoing a disable narrows it."""

@@ -4,6 +4,7 @@ disabling row security. Round trip on real PostgreSQL, with a real role reading 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,8 @@ import pytest
 
 from dataflow.errors import SchemaError
 from dataflow.models import model_to_table
-from dataflow.reconcile import plan
+from dataflow.options import MigrationOptions
+from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Policy, Schema
 from tests.helpers import dataflow, output
 
@@ -225,3 +227,48 @@ async def test_disabling_row_security_is_high_and_undeclared_security_is_left_al
     assert await db.rollback_migration(migration.version)
     assert await conn.fetchval("SELECT relrowsecurity FROM pg_class WHERE relname = 'doc'")
     assert await policies(conn, "doc") == {"dba_policy": ("ALL", "true")}
+
+
+MANIFEST = {
+    "tables": [
+        {
+            "name": "ledger_entry",
+            "comment": "Money moved",
+            "rowLevelSecurity": True,
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": False, "identity": "BY DEFAULT"},
+                {"name": "owner", "type": "TEXT", "nullable": False, "collation": "C", "comment": "Who"},
+            ],
+            "primaryKey": ["id"],
+            "policies": [{"name": "mine", "command": "ALL", "using": "owner = current_user"}],
+        }
+    ]
+}
+
+
+async def test_a_manifest_is_graded_and_applied_like_the_models(dsn: str, conn: asyncpg.Connection) -> None:
+    """The operator's path: spec.tables through Schema.from_dict and reconcile, the same kinds and grades."""
+    desired = Schema.from_dict(MANIFEST)
+    result = await reconcile(conn, dsn, desired, "manifest", MigrationOptions())
+    assert result.outcome is Outcome.APPLIED, result.reason
+    assert [(op.kind, op.risk.name) for op in result.migration.operations] == [
+        ("CREATE_TABLE", "SAFE"),
+        ("SET_COMMENT", "SAFE"),
+        ("SET_COMMENT", "SAFE"),
+        ("CREATE_POLICY", "SAFE"),
+        ("SET_ROW_SECURITY", "SAFE"),
+    ]
+    again, _ = await plan(conn, desired, "manifest", MigrationOptions(), fast=False)
+    assert again.operations == []
+    assert (await reconcile(conn, dsn, desired, "manifest", MigrationOptions())).outcome is Outcome.IN_SYNC
+
+    # a policy whose command changes is replaced: its drop is HIGH, so the default policy refuses it
+    changed = json.loads(json.dumps(MANIFEST))
+    changed["tables"][0]["policies"][0]["command"] = "SELECT"
+    result = await reconcile(conn, dsn, Schema.from_dict(changed), "manifest", MigrationOptions())
+    assert result.outcome is Outcome.REFUSED
+    assert [(op.kind, op.risk.name) for op in result.migration.operations] == [
+        ("DROP_POLICY", "HIGH"),
+        ("CREATE_POLICY", "SAFE"),
+    ]
+    assert await policies(conn, "ledger_entry") == {"mine": ("ALL", "(owner = CURRENT_USER)")}

@@ -33,8 +33,8 @@ def drop_policy(name: str, table: str, schema: str) -> str:
 
 
 def alter_policy(p: Policy, table: str, schema: str) -> str:
-    """ALTER POLICY rewrites roles and expressions (an expression left out stays as it was: the
-    diff sends ALTER only when each side has the same expressions present)."""
+    """ALTER POLICY rewrites roles and expressions (one left out stays as it was: the diff sends
+    ALTER only when both sides have the same expressions present, see :func:`alterable`)."""
     return f"ALTER POLICY {q(p.name)} ON {qualified(schema, table)} {_clauses(p)};"
 
 
@@ -48,11 +48,11 @@ def policy_details(p: Policy) -> str:
 
 
 def alterable(old: Policy, new: Policy) -> bool:
-    """Whether ALTER POLICY turns ``old`` into ``new``: same command and kind, and ALTER cannot
-    remove an expression, so each one present before is present after."""
+    """Whether ALTER POLICY turns ``old`` into ``new`` and back (its undo): same command and kind, and
+    the same expressions present on each side, since ALTER cannot remove one."""
     return (
         old.command == new.command
         and old.permissive == new.permissive
-        and (old.using is None or new.using is not None)
-        and (old.with_check is None or new.with_check is not None)
+        and (old.using is None) == (new.using is None)
+        and (old.with_check is None) == (new.with_check is None)
     )

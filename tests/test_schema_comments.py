@@ -72,6 +72,13 @@ def test_docstring_and_field_comments_reach_the_manifest_form_and_back() -> None
     class Plain:
         name: str
 
+    class DefaultCollation:
+        name: str = Field(collation="default")
+
+    class NoCollation:
+        name: str
+
+    assert model_to_table(DefaultCollation).columns == model_to_table(NoCollation).columns
     plain = Schema((model_to_table(Plain),)).to_dict()["tables"][0]
     assert "comment" not in plain and all(
         "comment" not in c and "collation" not in c for c in plain["columns"]

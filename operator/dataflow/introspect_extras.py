@@ -22,14 +22,24 @@ WITH t AS MATERIALIZED (
   SELECT c.oid, c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]))
 ),
+-- the columns worth reading: those with a comment, or a collation other than none (0) or the database
+-- default (100); only their attributes are fetched, not every column of every table
+keyed AS (
+  SELECT d.objoid AS attrelid, d.objsubid AS attnum FROM pg_description d
+  WHERE d.classoid = 'pg_class'::regclass AND d.objsubid > 0 AND d.objoid = ANY(ARRAY(SELECT oid FROM t))
+  UNION
+  SELECT a.attrelid, a.attnum FROM pg_attribute a
+  WHERE a.attrelid = ANY(ARRAY(SELECT oid FROM t)) AND a.attnum > 0 AND a.attcollation::int8 NOT IN (0, 100)
+),
 cols AS (
   SELECT a.attrelid, json_object_agg(a.attname, json_build_array(d.description,
            CASE WHEN a.attcollation <> ty.typcollation THEN
              CASE WHEN cn.nspname IN ('pg_catalog', $1) THEN co.collname ELSE cn.nspname || '.' || co.collname END
            END)) AS columns
-  FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+  FROM keyed k
+  JOIN pg_attribute a ON a.attrelid = k.attrelid AND a.attnum = k.attnum AND NOT a.attisdropped
   JOIN pg_type ty ON ty.oid = a.atttypid
-  LEFT JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = t.oid AND d.objsubid = a.attnum
+  LEFT JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = a.attrelid AND d.objsubid = a.attnum
   LEFT JOIN pg_collation co ON co.oid = a.attcollation
   LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
   WHERE d.description IS NOT NULL OR a.attcollation <> ty.typcollation

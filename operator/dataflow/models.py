@@ -35,6 +35,7 @@ from dataflow.schema import (
     Table,
     Unique,
     check_policy,
+    collation_name,
     keyword_choice,
     policy_roles,
 )
@@ -236,9 +237,7 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 default=default_sql,
                 renamed_from=opts.renamed_from,
                 comment=_text(opts.comment, f"{path}.comment"),
-                collation=None
-                if opts.collation is None
-                else check_identifier(opts.collation, f"{path}.collation"),
+                collation=collation_name(opts.collation, f"{path}.collation"),
             )
         )
         if opts.unique:

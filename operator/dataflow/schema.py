@@ -477,6 +477,14 @@ def check_policy(p: Policy, path: str) -> Policy:
     return p
 
 
+def collation_name(value: Any, path: str) -> str | None:
+    """A column's collation; ``default`` (the type's own) is the same as none, as introspection reads it."""
+    if value is None:
+        return None
+    name = check_identifier(value, path)
+    return None if name == "default" else name
+
+
 def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
     """One manifest column; its default is normalised for its own type (a NULL default is none)."""
     column_type = _type(_req(c, "type", path), f"{path}.type")
@@ -488,5 +496,5 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         identity=_choice(c, "identity", path, IDENTITY_KINDS, None),
         renamed_from=_optional_name(c, "renamedFrom", path),
         comment=_comment(c, path),
-        collation=_optional_name(c, "collation", path),
+        collation=collation_name(c.get("collation"), f"{path}.collation"),
     )

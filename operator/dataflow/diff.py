@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
+from dataflow.diff_table_extras import compare_table_extras
 from dataflow.operations import Change
 from dataflow.ops import sort_changes
 from dataflow.ops.add_column import ADD_COLUMN
@@ -62,6 +63,7 @@ def compare_schemas(
         if existing is None:
             changes.append(Change(CREATE_TABLE, table.name, new=table))
             changes.extend(Change(ADD_CONSTRAINT, table.name, fk.name, new=fk) for fk in table.foreign_keys)
+            changes.extend(compare_table_extras(None, table))
             continue
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
@@ -178,4 +180,5 @@ TABLE_COMPARATORS: tuple[Callable[[Table, Table], Iterator[Change]], ...] = (
     compare_exclusions,
     compare_generated,
     compare_identity,
+    compare_table_extras,
 )

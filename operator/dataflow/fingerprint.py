@@ -3,7 +3,8 @@
 
 Every DDL statement writes new catalog row versions, each stamped with the writing transaction's id
 (``xmin``). A hash over the ``(key, xmin)`` of the managed tables' pg_class, pg_attribute, pg_attrdef,
-pg_constraint and pg_index rows, their indexes' pg_class rows and identity sequences' pg_sequence rows
+pg_constraint, pg_index, pg_description (comments) and pg_policy rows, their indexes' pg_class rows and
+identity sequences' pg_sequence rows
 (plus ``indisvalid`` and friends, which CREATE INDEX CONCURRENTLY may update in place) therefore changes
 with any DDL on those tables and with nothing else: rows written to a table, VACUUM and ANALYZE
 (in-place updates) and DDL on other tables leave it as it was. The requested names are part of it, so a
@@ -118,6 +119,14 @@ SELECT concat_ws('|',
 }, '0:00:0'),
   {_sum_of("s.seqrelid", "s.xmin", _IDENTITY_SEQUENCES)},
   {_sum_of("s.seqrelid", "s.xmin", f"pg_sequence s WHERE s.seqrelid = {_IN_REL}")},
+  {
+    _sum_of(
+        "(d.objoid::int8 << 16) + d.objsubid",
+        "d.xmin",
+        f"pg_description d WHERE d.classoid = 'pg_class'::regclass AND d.objoid = {_IN_REL}",
+    )
+},
+  {_sum_of("p.oid", "p.xmin", f"pg_policy p WHERE p.polrelid = {_IN_REL}")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from dataflow.introspect_enums import introspect_enums
+from dataflow.introspect_extras import read_extras, with_extras
 from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
 from dataflow.introspect_sequences import read_sequences
 from dataflow.ledger import INTERNAL_TABLES
@@ -219,6 +220,7 @@ async def introspect(
         )
         for name, cols in columns.items()
     )
+    read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
     enums = await introspect_enums(conn, schema_name)
     sequences = await read_sequences(conn, schema_name)
     schema = Schema(read, schema_name, enums=enums, sequences=sequences).normalised()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import json
 import re
 import types
@@ -27,6 +28,8 @@ from dataflow.schema import (
     EXCLUSION_OPERATOR,
     FK_ACTIONS,
     INDEX_METHODS,
+    POLICY_COMMANDS,
+    PUBLIC_ROLE,
     Check,
     Column,
     EnumRename,
@@ -34,12 +37,16 @@ from dataflow.schema import (
     Exclusion,
     ForeignKey,
     Index,
+    Policy,
     Sequence,
     Table,
     Unique,
+    check_policy,
     checked_enum,
+    collation_name,
     index_order,
     keyword_choice,
+    policy_roles,
     sequence_from_dict,
 )
 from dataflow.sqltext import (
@@ -96,6 +103,8 @@ class Field:
     check: str | None = None
     sql_default: str | None = None  # an SQL expression such as "gen_random_uuid()", parsed as one expression
     generated: str | None = None  # GENERATED ALWAYS AS (expression) STORED, parsed as one expression
+    comment: str | None = None  # COMMENT ON the column (None: the database's comment is left alone)
+    collation: str | None = None  # the column's collation, such as "C" (None: its type's default)
 
 
 def snake_case(name: str) -> str:
@@ -248,6 +257,8 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 default=default_sql,
                 renamed_from=opts.renamed_from,
                 generated=generated,
+                comment=_text(opts.comment, f"{path}.comment"),
+                collation=collation_name(opts.collation, f"{path}.collation"),
             )
         )
         if opts.unique:
@@ -288,6 +299,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         checks=tuple(checks),
         renamed_from=options.get("renamed_from"),
         exclusions=tuple(exclusions),
+        comment=_docstring(cls),
+        row_level_security=_rls(options, cls.__name__),
+        policies=_policies(options, cls.__name__),
     ).with_sorted_parts()
 
 
@@ -306,6 +320,63 @@ def _identity_options(spec: Any, path: str) -> tuple[int | None, int | None]:
             raise SchemaError(f"{path}.{key}", "cannot be 0")
         values.append(None if value == 1 else value)
     return values[0], values[1]
+
+
+def _text(value: Any, path: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SchemaError(path, f"must be text, not {type(value).__name__}")
+    return value
+
+
+def _docstring(cls: type) -> str | None:
+    """The class's own docstring, dedented (None without one: the table's comment is left alone)."""
+    doc = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else None
+
+
+def _rls(options: Mapping[str, Any], model: str) -> bool | None:
+    """``"rls": True/False`` declares row security; policies alone imply it is on."""
+    value = options.get("rls")
+    if value is None:
+        return True if options.get("policies") else None
+    if not isinstance(value, bool):
+        raise SchemaError(f"{model}.__dataflow__.rls", f"must be True or False, not {value!r}")
+    return value
+
+
+def _policies(options: Mapping[str, Any], model: str) -> tuple[Policy, ...]:
+    """``"policies": [{"name", "command", "roles", "using", "with_check", "permissive"}]``, checked."""
+    value = options.get("policies") or ()
+    path = f"{model}.__dataflow__.policies"
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, "must be a list of policies")
+    out: list[Policy] = []
+    for i, spec in enumerate(value):
+        at = f"{path}[{i}]"
+        if not isinstance(spec, Mapping):
+            raise SchemaError(at, "must be a mapping with name, command, roles, using, with_check")
+        unknown = set(spec) - {"name", "command", "roles", "using", "with_check", "permissive"}
+        if unknown:
+            raise SchemaError(at, f"unknown key {sorted(unknown)[0]!r}")
+        if not isinstance(spec.get("name"), str):
+            raise SchemaError(f"{at}.name", "is required")
+        permissive = spec.get("permissive", True)
+        if not isinstance(permissive, bool):
+            raise SchemaError(f"{at}.permissive", f"must be True or False, not {permissive!r}")
+        policy = Policy(
+            name=check_identifier(spec["name"], f"{at}.name"),
+            command=keyword_choice(spec.get("command", "ALL"), f"{at}.command", POLICY_COMMANDS),
+            roles=policy_roles(spec.get("roles", [PUBLIC_ROLE]), f"{at}.roles"),
+            using=None if spec.get("using") is None else _expression(spec["using"], f"{at}.using"),
+            with_check=None
+            if spec.get("with_check") is None
+            else _expression(spec["with_check"], f"{at}.with_check"),
+            permissive=permissive,
+        )
+        out.append(check_policy(policy, at))
+    if len({p.name for p in out}) != len(out):
+        raise SchemaError(path, "policy names must be unique")
+    return tuple(out)
 
 
 def _foreign_key(table: str, column: str, opts: Field, path: str) -> ForeignKey:

@@ -93,6 +93,15 @@ class Column:
         "Identity column: INCREMENT BY, not 0 (omitted: 1).",
         default=None,
     )
+    comment: str | None = json_field(
+        "comment", "COMMENT ON the column; omitted: the database's comment is left alone.", default=None
+    )
+    collation: str | None = json_field(
+        "collation",
+        "The column's collation, such as C; omitted: its type's default.",
+        default=None,
+        schema=IDENTIFIER,
+    )
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,33 @@ class Check:
     validated: bool = json_field(None, default=True)
 
 
+POLICY_COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
+PUBLIC_ROLE = "public"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A row-level security policy; ``roles`` sorted, ``public`` for every role."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    command: str = json_field(
+        "command", "The command it applies to.", default="ALL", schema={"enum": list(POLICY_COMMANDS)}
+    )
+    roles: tuple[str, ...] = json_field(
+        "roles",
+        "Role names it applies to (public: every role).",
+        default=(PUBLIC_ROLE,),
+        items=IDENTIFIER_ITEM,
+    )
+    using: str | None = json_field(
+        "using", "USING expression: the rows visible or affected.", default=None, schema=SQL_TEXT
+    )
+    with_check: str | None = json_field(
+        "withCheck", "WITH CHECK expression: the rows it lets be written.", default=None, schema=SQL_TEXT
+    )
+    permissive: bool = json_field("permissive", "PERMISSIVE (true) or RESTRICTIVE (false).", default=True)
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """``EXCLUDE USING method (element WITH operator, ...)``: no two rows whose elements all match by the operators."""
@@ -247,6 +283,18 @@ class Table:
     exclusions: tuple[Exclusion, ...] = json_field(
         "exclusions", "Exclusion constraints, sorted by name.", default=()
     )
+    comment: str | None = json_field(
+        "comment", "COMMENT ON the table; omitted: the database's comment is left alone.", default=None
+    )
+    row_level_security: bool | None = json_field(
+        "rowLevelSecurity",
+        "Row-level security on (true) or off (false); given, the policies list is the table's complete set. "
+        "Omitted: row security and policies are left alone.",
+        default=None,
+    )
+    policies: tuple[Policy, ...] = json_field(
+        "policies", "Row-level security policies, sorted by name.", default=()
+    )
 
     def column(self, name: str) -> Column | None:
         return self._columns_by_name.get(name)
@@ -270,6 +318,7 @@ class Table:
             foreign_keys=by_name(self.foreign_keys),
             checks=by_name(self.checks),
             exclusions=by_name(self.exclusions),
+            policies=by_name(self.policies),
         )
 
 
@@ -524,6 +573,11 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
             _exclusion_from_dict(x, f"{path}.exclusions[{i}]", column_names)
             for i, x in enumerate(d.get("exclusions") or ())
         ),
+        comment=_comment(d, path),
+        row_level_security=_optional_bool(d, "rowLevelSecurity", path),
+        policies=tuple(
+            _policy_from_dict(x, f"{path}.policies[{i}]") for i, x in enumerate(d.get("policies") or ())
+        ),
     )
 
 
@@ -590,6 +644,62 @@ def _exclusion_from_dict(x: Mapping[str, Any], path: str, column_names: set[Any]
     )
 
 
+def _comment(d: Mapping[str, Any], path: str) -> str | None:
+    value = d.get("comment")
+    if value is not None and not isinstance(value, str):
+        raise SchemaError(f"{path}.comment", f"must be text, not {type(value).__name__}")
+    return value
+
+
+def _optional_bool(d: Mapping[str, Any], key: str, path: str) -> bool | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise SchemaError(f"{path}.{key}", f"must be true or false, not {value!r}")
+    return value
+
+
+def policy_roles(value: Any, path: str) -> tuple[str, ...]:
+    """Role names, sorted and each once (``public``: every role); a string is one role."""
+    roles = (value,) if isinstance(value, str) else value
+    if not isinstance(roles, (list, tuple)) or not roles:
+        raise SchemaError(path, "must be a non-empty list of role names")
+    return tuple(sorted({check_identifier(r, path) for r in roles}))
+
+
+def _policy_from_dict(x: Mapping[str, Any], path: str) -> Policy:
+    permissive = x.get("permissive", True)
+    if not isinstance(permissive, bool):
+        raise SchemaError(f"{path}.permissive", f"must be true or false, not {permissive!r}")
+    policy = Policy(
+        name=_name(x, "name", path),
+        command=_choice(x, "command", path, POLICY_COMMANDS, "ALL") or "ALL",
+        roles=policy_roles(x.get("roles", [PUBLIC_ROLE]), f"{path}.roles"),
+        using=_sql(x.get("using"), f"{path}.using"),
+        with_check=_sql(x.get("withCheck"), f"{path}.withCheck"),
+        permissive=permissive,
+    )
+    return check_policy(policy, path)
+
+
+def check_policy(p: Policy, path: str) -> Policy:
+    """What PostgreSQL refuses: SELECT and DELETE take no WITH CHECK, INSERT no USING; one of them is needed."""
+    if p.with_check is not None and p.command in ("SELECT", "DELETE"):
+        raise SchemaError(f"{path}.withCheck", f"a {p.command} policy takes only USING")
+    if p.using is not None and p.command == "INSERT":
+        raise SchemaError(f"{path}.using", "an INSERT policy takes only WITH CHECK")
+    if p.using is None and p.with_check is None:
+        raise SchemaError(path, "needs a USING or a WITH CHECK expression")
+    return p
+
+
+def collation_name(value: Any, path: str) -> str | None:
+    """A column's collation; ``default`` (the type's own) is the same as none, as introspection reads it."""
+    if value is None:
+        return None
+    name = check_identifier(value, path)
+    return None if name == "default" else name
+
+
 def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
     """One manifest column; its default is normalised for its own type (a NULL default is none)."""
     column_type = _type(_req(c, "type", path), f"{path}.type")
@@ -605,6 +715,8 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         generated=_sql(c.get("generated"), f"{path}.generated"),
         identity_start=_identity_option(c, "identityStart", path),
         identity_increment=_identity_option(c, "identityIncrement", path),
+        comment=_comment(c, path),
+        collation=collation_name(c.get("collation"), f"{path}.collation"),
     )
 
 

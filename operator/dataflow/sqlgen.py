@@ -118,6 +118,8 @@ def sql_type(type_text: str, field: str) -> str:
 
 def column_definition(c: Column) -> str:
     parts = [q(c.name), sql_type(c.type, f"{c.name}.type")]
+    if c.collation:
+        parts.append(f"COLLATE {q(c.collation)}")
     if c.identity:
         parts.append(f"GENERATED {keyword(c.identity, IDENTITY_KINDS, f'{c.name}.identity')} AS IDENTITY")
         if c.identity_start is not None or c.identity_increment is not None:

@@ -60,6 +60,16 @@ class _ModelNode(AsyncNode):
             params[key] = _param(key, required=True, doc=f"primary key of {self.model}")
         return params
 
+    def key_params(self) -> dict[str, NodeParameter]:
+        """The primary key alone (read, delete)."""
+        key = records.key_column(self.table())
+        return {key: _param(key, required=True), "input": _param("input")}
+
+    def keyed(self, kwargs: dict[str, Any]) -> tuple[Table, Any]:
+        """The table and the primary-key value the caller passed."""
+        table = self.table()
+        return table, kwargs[records.key_column(table)]
+
     def given(self, kwargs: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
         """The field values the caller passed (not ``input``, not ``skip``)."""
         names = set(records.writable(self.table())) - set(skip)
@@ -77,12 +87,10 @@ class _Create(_ModelNode):
 
 class _Read(_ModelNode):
     def get_parameters(self) -> dict[str, NodeParameter]:
-        key = records.key_column(self.table())
-        return {key: _param(key, required=True), "input": _param("input")}
+        return self.key_params()
 
     async def async_run(self, **kwargs: Any) -> dict[str, Any]:
-        table = self.table()
-        key = kwargs[records.key_column(table)]
+        table, key = self.keyed(kwargs)
         async with self.db.connection() as conn:
             row = await records.read(conn, self.db.schema_name, table, key)
         if row is None:
@@ -107,12 +115,10 @@ class _Update(_ModelNode):
 
 class _Delete(_ModelNode):
     def get_parameters(self) -> dict[str, NodeParameter]:
-        key = records.key_column(self.table())
-        return {key: _param(key, required=True), "input": _param("input")}
+        return self.key_params()
 
     async def async_run(self, **kwargs: Any) -> dict[str, Any]:
-        table = self.table()
-        key = kwargs[records.key_column(table)]
+        table, key = self.keyed(kwargs)
         async with self.db.connection() as conn:
             deleted = await records.delete(conn, self.db.schema_name, table, key)
         return {"deleted": deleted, records.key_column(table): key}

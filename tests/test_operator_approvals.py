@@ -3,19 +3,13 @@
 Real Kopf against the emulated API server, real kubectl, real PostgreSQL. After the approved HIGH plan
 applied, a DBA re-adds the dropped column and writes to it; the drift check (``policy.drift: revert``)
 plans the same-looking drop again, and the annotation still on the resource must not approve it.
-
-``spec.policy.drift`` comes with item 2 (another branch): until it is merged, this test is skipped.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncpg
-import pytest
 
 from dataflow.manifest import APPROVAL_ANNOTATION
-from dataflow.resource import PolicySpec
 from tests.kube.emulator import ApiServer
 from tests.test_operator import (  # noqa: F401 - fixtures
     MERGE,
@@ -37,10 +31,6 @@ from tests.test_operator import (  # noqa: F401 - fixtures
     user_table,
 )
 
-pytestmark = pytest.mark.skipif(
-    "drift" not in {f.name for f in dataclasses.fields(PolicySpec)},
-    reason="spec.policy.drift (issue 9, item 2) is not merged yet",
-)
 POLICY = {"maxRiskLevel": "MEDIUM", "driftCheckInterval": "1s", "drift": "revert"}
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from dataflow import DataFlow
 from dataflow.introspect import introspect
+from dataflow.reconcile import plan
 from dataflow.sqltext import quote_ident, quote_literal
 
 
@@ -32,6 +33,17 @@ async def snapshot(conn: asyncpg.Connection) -> tuple[object, dict[str, list[tup
         rows = await conn.fetch(f'SELECT * FROM "{table.name}" ORDER BY 1')
         data[table.name] = [tuple(r) for r in rows]
     return state.schema, data
+
+
+async def replans_empty(db: DataFlow) -> None:
+    """Nothing left to do for ``db``'s models: by a full plan (no fingerprint shortcut) and by the
+    fingerprint path (the in-process cache and the ledger's record), and no table claimed by another owner."""
+    async with db.connection() as conn:
+        full, conflicts = await plan(conn, db.schema(), db.owner, db.options, fast=False)
+        fast, _ = await plan(conn, db.schema(), db.owner, db.options, dsn=db.dsn)
+    assert conflicts == {}
+    assert [(op.kind, op.table, op.details) for op in full.operations] == []
+    assert [(op.kind, op.table, op.details) for op in fast.operations] == []
 
 
 def with_database(dsn: str, database: str) -> str:

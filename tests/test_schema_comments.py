@@ -10,18 +10,8 @@ import pytest
 from dataflow import Field
 from dataflow.errors import SchemaError
 from dataflow.models import model_to_table
-from dataflow.reconcile import plan
 from dataflow.schema import Schema
-from tests.helpers import dataflow, output
-
-
-async def replans_empty(db) -> None:  # type: ignore[no-untyped-def]
-    """Nothing to do, by a full plan (no fingerprint shortcut) and by the fingerprint path."""
-    async with db.connection() as conn:
-        full, _ = await plan(conn, db.schema(), db.owner, db.options, fast=False)
-        fast, _ = await plan(conn, db.schema(), db.owner, db.options, dsn=db.dsn)
-    assert [(op.kind, op.table, op.details) for op in full.operations] == []
-    assert fast.operations == []
+from tests.helpers import dataflow, output, replans_empty
 
 
 async def comments(conn: asyncpg.Connection, table: str) -> dict[str, str | None]:

@@ -15,7 +15,7 @@ from dataflow.errors import SchemaError
 from dataflow.models import enum_type, model_to_table
 from dataflow.reconcile import plan
 from dataflow.schema import EnumRename, EnumType, Schema
-from tests.helpers import dataflow, output
+from tests.helpers import dataflow, output, replans_empty
 
 
 async def labels(conn: asyncpg.Connection, name: str) -> list[str]:
@@ -25,16 +25,6 @@ async def labels(conn: asyncpg.Connection, name: str) -> list[str]:
         name,
     )
     return [r[0] for r in rows]
-
-
-async def replans_empty(db) -> None:  # type: ignore[no-untyped-def]
-    """Both the full plan and the fingerprint path find nothing to do."""
-    async with db.connection() as conn:
-        full, conflicts = await plan(conn, db.schema(), db.owner, db.options, fast=False)
-        fast, _ = await plan(conn, db.schema(), db.owner, db.options)
-    assert conflicts == {}
-    assert [(op.kind, op.details) for op in full.operations] == []
-    assert [(op.kind, op.details) for op in fast.operations] == []
 
 
 def test_an_enum_class_maps_to_a_snake_case_type_and_the_manifest_form_round_trips() -> None:

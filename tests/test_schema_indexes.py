@@ -13,18 +13,8 @@ import pytest
 
 from dataflow import Field
 from dataflow.errors import SchemaError
-from dataflow.reconcile import plan
 from dataflow.schema import Exclusion, Index, Schema
-from tests.helpers import dataflow, output
-
-
-async def replans_empty(db) -> None:  # type: ignore[no-untyped-def]
-    """Nothing to do, by a full plan (no fingerprint shortcut) and by the ordinary (fingerprint) path."""
-    async with db.connection() as conn:
-        again, conflicts = await plan(conn, db.schema(), db.owner, db.options, fast=False)
-    assert conflicts == {}
-    assert [(op.kind, op.table, op.details) for op in again.operations] == []
-    assert await db.get_pending_migrations() == []
+from tests.helpers import dataflow, output, replans_empty
 
 
 async def indexdefs(conn: asyncpg.Connection, table: str) -> dict[str, str]:

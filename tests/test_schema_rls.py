@@ -16,15 +16,7 @@ from dataflow.models import model_to_table
 from dataflow.options import MigrationOptions
 from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Policy, Schema
-from tests.helpers import dataflow, output
-
-
-async def replans_empty(db) -> None:  # type: ignore[no-untyped-def]
-    async with db.connection() as conn:
-        full, _ = await plan(conn, db.schema(), db.owner, db.options, fast=False)
-        fast, _ = await plan(conn, db.schema(), db.owner, db.options, dsn=db.dsn)
-    assert [(op.kind, op.table, op.details) for op in full.operations] == []
-    assert fast.operations == []
+from tests.helpers import dataflow, output, replans_empty
 
 
 @pytest.fixture

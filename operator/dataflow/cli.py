@@ -1,4 +1,4 @@
-"""``dataflow`` command line: manifests, plan, apply, history, rollback, operator.
+"""``dataflow`` command line: manifests, plan, apply, baseline, history, rollback, operator.
 
 Exit codes: 0 applied or in sync, 1 refused (policy, conflict, or not confirmed), 2 error (bad input,
 failed apply, unreachable database), 130 interrupted; ``plan --exit-code`` adds 3: changes pending.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from rich.console import Console
 from rich.text import Text
 
 from dataflow import manifest_size
+from dataflow.adoption import kept_line
+from dataflow.baseline import baseline
 from dataflow.connect import connect
 from dataflow.dataflow import DataFlow
 from dataflow.embedded import resolve_dsn
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level"
         )
+        sp.add_argument(
+            "--prune",
+            action="store_true",
+            help="on tables being adopted, drop the columns, indexes and constraints the models do not "
+            "declare (default: keep and list them)",
+        )
 
     sp = sub.add_parser("plan", help="show what apply would do")
     target(sp)
@@ -72,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--auto-confirm", action="store_true", help="apply without asking (policy still applies)")
     sp.add_argument(
         "--approve", metavar="HASH", help="approve this exact plan (manifest mode), whatever its risk"
+    )
+
+    sp = sub.add_parser(
+        "baseline",
+        help="adopt existing tables as they are: record them in the ledger and claim them, no DDL",
+        description="Record the existing tables the models (or manifest) name as this owner's, as they "
+        "are: a ledger migration with no operations, the tables claimed, and what the models do not "
+        "declare (columns, indexes, constraints) recorded as kept and left alone from then on. The "
+        "database schema is not changed. Differences beyond the kept objects are listed and the next "
+        "plan makes them (exit 0). Nothing to adopt (already held by this owner): nothing recorded, "
+        "exit 0. A table held by another owner: nothing recorded, exit 1.",
+    )
+    sp.add_argument(
+        "models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes"
+    )
+    sp.add_argument("-f", "--file", help="a DataFlowSchema manifest instead of a models file")
+    sp.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)"
+    )
+    sp.add_argument(
+        "--prune",
+        action="store_true",
+        help="the models are complete: keep nothing they do not declare (the next plan drops it)",
     )
 
     sp = sub.add_parser("history", help="show the migration ledger")
@@ -241,6 +273,8 @@ async def _database_command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK if await db.rollback_migration(args.version) else EXIT_ERROR
     if bool(args.models) == bool(args.file):
         raise DataFlowError("give either a models file or -f MANIFEST")
+    if args.command == "baseline":
+        return await _baseline_command(args, console)
     if args.models:
         return await _models_command(args, console)
     return await _manifest_command(args, console)
@@ -251,6 +285,8 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
     if args.database_url:
         db.database_url = args.database_url
     db.console = console
+    if args.prune:
+        db.options = dataclasses.replace(db.options, prune=True)
     try:
         await db.auto_migrate(
             dry_run=args.command == "plan",
@@ -269,6 +305,39 @@ async def _models_command(args: argparse.Namespace, console: Console) -> int:
     ):
         return EXIT_CHANGES
     return code
+
+
+async def _baseline_command(args: argparse.Namespace, console: Console) -> int:
+    """``dataflow baseline``: the engine's :func:`dataflow.baseline.baseline`, its lines printed."""
+    if args.models:
+        db = load_dataflow(args.models)
+        if args.database_url:
+            db.database_url = args.database_url
+        schema, owner, options, dsn = db.schema(), db.owner, db.options, db.dsn
+    else:
+        documents = read_documents([args.file])
+        if len(documents) != 1:
+            raise DataFlowError(f"{args.file}: expected one DataFlowSchema document, found {len(documents)}")
+        manifest = from_resource(documents[0][1])
+        schema, owner, options, dsn = (
+            manifest.schema,
+            manifest.owner,
+            manifest.options,
+            resolve_dsn(args.database_url),
+        )
+    if args.prune:
+        options = dataclasses.replace(options, prune=True)
+    conn = await connect(dsn, schema.name)
+    try:
+        result = await baseline(conn, dsn, schema, owner, options)
+    except MigrationConflictError as exc:
+        console.print(f"[red]Conflict[/red]: {exc.message}", highlight=False)
+        return EXIT_REFUSED
+    finally:
+        await conn.close()
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False)
+    return EXIT_OK
 
 
 def _pending_exit(args: argparse.Namespace) -> bool:
@@ -290,6 +359,8 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
     [(source, doc)] = documents
     manifest = from_resource(doc)
     options = manifest.options.with_cli_overrides(args.max_risk, getattr(args, "approve", None))
+    if args.prune:
+        options = dataclasses.replace(options, prune=True)
     dsn = resolve_dsn(args.database_url)
     conn = await connect(dsn, manifest.schema.name)
     try:
@@ -307,6 +378,8 @@ async def _manifest_command(args: argparse.Namespace, console: Console) -> int:
                 render_console(migration, console)
             else:
                 console.print("No changes: the database matches the schema.")
+                if migration.kept_objects:
+                    console.print(kept_line(migration.kept_objects), markup=False, highlight=False)
             if conflicts:
                 console.print(
                     f"Blocked: tables claimed by another owner: {conflicts}", markup=False, highlight=False

@@ -14,7 +14,10 @@ import asyncpg
 from rich.console import Console
 from rich.text import Text
 
+from dataflow.adoption import kept_line as kept_objects_line
 from dataflow.artifacts import register_schema, write_documentation, write_sql_files
+from dataflow.baseline import BaselineResult
+from dataflow.baseline import baseline as run_baseline
 from dataflow.conflicts import conflict_error, drift_conflicts, ownership_conflicts
 from dataflow.connect import connect, validate_dsn
 from dataflow.embedded import resolve_dsn
@@ -129,7 +132,10 @@ class DataFlow:
     (``options``). Known keys are checked at once (SchemaError naming ``migration_config.<key>``);
     ``last_result`` is the outcome of the last ``auto_migrate``. ``drop_missing_tables=True`` says
     the registered models are the complete set: a table DataFlow created for a model no longer
-    registered is then dropped; otherwise it is kept and the preview lists it.
+    registered is then dropped; otherwise it is kept and the preview lists it. ``prune=True`` says
+    the models of the tables they adopt (existing tables this owner does not hold yet) are complete:
+    columns, indexes and constraints they do not declare are then dropped; otherwise they are kept,
+    listed, and left alone afterwards (:mod:`dataflow.adoption`). :meth:`baseline` adopts without DDL.
     """
 
     def __init__(
@@ -140,6 +146,7 @@ class DataFlow:
         console: Console | None = None,
         drop_missing_tables: bool = False,
         migration_strategy: MigrationStrategy | None = None,
+        prune: bool = False,
     ) -> None:
         if migration_config is not None and not isinstance(migration_config, dict):
             raise SchemaError("migration_config", f"must be a dict, not {type(migration_config).__name__}")
@@ -150,8 +157,10 @@ class DataFlow:
         # (and listed) unless the caller says the model set is complete
         if problem := flag(drop_missing_tables):
             raise SchemaError("drop_missing_tables", problem)
+        if problem := flag(prune):
+            raise SchemaError("prune", problem)
         self.options = replace(
-            MigrationOptions.from_config(self.config), drop_missing_tables=drop_missing_tables
+            MigrationOptions.from_config(self.config), drop_missing_tables=drop_missing_tables, prune=prune
         )
         self.monitor = Monitor(self.options.monitoring, self.options.slow_migration_threshold_ms)
         self.database_url = database_url
@@ -265,6 +274,21 @@ class DataFlow:
         self.console.print(f"Created tables: {', '.join(missing)}", highlight=False)
         return True
 
+    async def baseline(self) -> BaselineResult:
+        """Adopt the existing tables of the models as they are: no DDL (:mod:`dataflow.baseline`).
+
+        Records a ledger migration with no operations, claims the tables for this owner and records
+        what the models do not declare as kept (with ``prune=True`` nothing is kept: those drops are
+        remaining differences). Remaining differences are listed and left to the next ``auto_migrate``.
+        With nothing to adopt, nothing is recorded. A table another owner holds raises
+        MigrationConflictError.
+        """
+        async with self.connection() as conn:
+            result = await run_baseline(conn, self.dsn, self.schema(), self.owner, self.options)
+        for line in result.lines():
+            self.console.print(line, markup=False, highlight=False)
+        return result
+
     async def auto_migrate(
         self,
         interactive: bool | None = None,
@@ -375,6 +399,10 @@ class DataFlow:
                 render_console(result.migration, self.console, **show)
             elif result.migration is not None and result.migration.kept_tables and not preview_shown:
                 self.console.print(kept_line(result.migration), markup=False, highlight=False)
+            if result.migration is not None and result.migration.kept_objects and not preview_shown:
+                self.console.print(
+                    kept_objects_line(result.migration.kept_objects), markup=False, highlight=False
+                )
             self._report(result)
             applied = result.migration if result.outcome is Outcome.APPLIED else None
             if applied is not None and options.validate_after_migration:

@@ -242,6 +242,8 @@ def plan_key(desired: Schema, options: MigrationOptions, desired_hash: str | Non
     ]
     if not options.drop_missing_tables:
         parts.append("keep-missing-tables")
+    if options.prune:  # adopting a table then drops what the models do not declare
+        parts.append("prune")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 

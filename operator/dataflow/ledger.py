@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from dataflow.adoption import KeptObject, from_rows, kept_by_table, to_json
 from dataflow.sqltext import qualified, quote_ident
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ _DDL = (
   owner TEXT NOT NULL,
   claimed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 )""",
+    # what the models did not declare when the table was adopted, left alone since (dataflow.adoption)
+    "ALTER TABLE {owners} ADD COLUMN IF NOT EXISTS kept JSONB",
 )
 
 STATUS_RUNNING = "running"
@@ -160,14 +163,16 @@ class Ledger:
         self.locks = qualified(schema, LOCKS)
         self.owners = qualified(schema, OWNERS)
         self.seal = seal
+        # set by the apply that adopts tables: what its plan kept (not in the models), recorded by
+        # :meth:`claim` with the ownership rows of the tables it claims (dataflow.adoption)
+        self.kept: list[KeptObject] | None = None
 
     async def is_current(self, conn: asyncpg.Connection) -> bool:
         """Whether every ledger table is there with the columns this version writes and reads."""
         return await conn.fetchval(
-            "SELECT count(*) = 4 FROM pg_attribute WHERE (attrelid, attname) IN"
+            "SELECT count(*) = 5 FROM pg_attribute WHERE (attrelid, attname) IN"
             " ((to_regclass($1), 'progress'), (to_regclass($2), 'holder_pid'),"
-            " (to_regclass($1), 'plan_key'), (to_regclass($1), 'fingerprint'))"
-            " AND to_regclass($3) IS NOT NULL",
+            " (to_regclass($1), 'plan_key'), (to_regclass($1), 'fingerprint'), (to_regclass($3), 'kept'))",
             self.table,
             self.locks,
             self.owners,
@@ -431,6 +436,31 @@ class Ledger:
             f"INSERT INTO {self.owners} (table_name, owner) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING",
             [(t, owner) for t in tables],
         )
+        if self.kept is not None:
+            await self.record_kept(conn, owner, kept_by_table(self.kept, tables))
+
+    async def record_kept(
+        self, conn: asyncpg.Connection, owner: str, kept: Mapping[str, list[KeptObject]]
+    ) -> None:
+        """What each of ``owner``'s tables keeps (not in the models): replaces what was recorded before,
+        so an object since declared, or dropped by hand, is no longer kept."""
+        await conn.executemany(
+            f"UPDATE {self.owners} SET kept = $3::jsonb WHERE table_name = $1 AND owner = $2",
+            [(t, owner, to_json(objects) if objects else None) for t, objects in kept.items()],
+        )
+
+    async def kept_of(self, conn: asyncpg.Connection, owner: str) -> set[KeptObject]:
+        """The objects recorded as kept on ``owner``'s tables; none before the ledger exists.
+
+        Read as ``to_jsonb(row)``, so a ledger of an older version (no ``kept`` column) reads as none.
+        """
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
+            return set()
+        rows = await conn.fetch(
+            f"SELECT o.table_name, to_jsonb(o) -> 'kept' AS kept FROM {self.owners} o WHERE o.owner = $1",
+            owner,
+        )
+        return from_rows({r["table_name"]: r["kept"] for r in rows})
 
     async def release_owner(self, conn: asyncpg.Connection, owner: str) -> list[str]:
         """Drop every claim of ``owner`` (its resource was deleted); returns the tables it released.

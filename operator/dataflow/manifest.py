@@ -152,6 +152,7 @@ class Manifest:
     promotion_after: str | None
     drift_check_seconds: float
     drift_policy: DriftPolicy = DriftPolicy.REPORT
+    adopt: bool = False  # spec.adopt: the first reconcile is a baseline (dataflow.baseline)
 
     @property
     def owner(self) -> str:
@@ -201,4 +202,5 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         promotion_after=from_json(Promotion, spec.get("promotion") or {}).after,
         drift_check_seconds=duration_ms(pol.drift_check_interval, "spec.policy.driftCheckInterval") / 1000,
         drift_policy=DriftPolicy(pol.drift),
+        adopt=bool(spec.get("adopt", False)),
     )

@@ -190,6 +190,9 @@ class MigrationOptions:
     drop_missing_tables: bool = _option(
         True, flag
     )  # the schema is the whole model set: drop owned tables it no longer names (a manifest; the library asks)
+    prune: bool = _option(
+        False, flag
+    )  # the models are complete for the tables they adopt: drop what they do not declare (dataflow.adoption)
     # execution
     lock_timeout_ms: int = _option(500, whole_number(0), config="lock_timeout_ms")  # PostgreSQL lock_timeout
     statement_timeout_ms: int = _option(
@@ -301,6 +304,7 @@ class MigrationOptions:
             lock_timeout_ms=duration_ms(policy.lock_timeout, "spec.policy.lockTimeout"),
             statement_timeout_ms=duration_ms(policy.statement_timeout, "spec.policy.statementTimeout"),
             allowed_functions=frozenset(policy.allowed_functions),
+            prune=policy.prune,
         )
 
     def with_cli_overrides(self, max_risk: str | None, approve: str | None) -> MigrationOptions:

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from dataflow import extensions, fingerprint
+from dataflow.adoption import KeptObject, keep_undeclared
 from dataflow.diff import compare_schemas, missing_tables
 from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
@@ -51,6 +52,8 @@ class Migration:
     position: str = ""  # where the database stood when planned (:func:`position`); backups are named from it
     # tables this owner created that the models no longer name, left alone (the model set may be partial)
     kept_tables: list[str] = field(default_factory=list)
+    # objects of adopted tables the models do not declare, left alone (dataflow.adoption)
+    kept_objects: list[KeptObject] = field(default_factory=list)
 
     @property
     def risk(self) -> Risk:
@@ -108,6 +111,7 @@ class Migration:
             "planHash": self.plan_hash,
             "position": self.position,
             "keptTables": self.kept_tables,
+            "keptObjects": [k.to_dict() for k in self.kept_objects],
             "operations": [op.to_dict() for op in self.operations],
             "backups": [op.backup for op in self.operations if op.backup],
             "sqlUp": self.sql_up,
@@ -217,8 +221,14 @@ async def build_migration(
     *,
     options: MigrationOptions = MigrationOptions(),
     at: str = "",
+    adopting: Iterable[str] = (),
+    recorded_kept: Iterable[KeptObject] = (),
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
+
+    ``adopting``: existing tables this owner does not hold yet; what the models do not declare on
+    them is kept unless ``options.prune``, as are the objects ``recorded_kept`` at an earlier
+    adoption (:func:`dataflow.adoption.keep_undeclared`).
 
     ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
@@ -230,12 +240,11 @@ async def build_migration(
     resolved = await extensions.resolve(conn, desired)  # extension types as the server spells them
     desired = resolved.schema
     drop = options.drop_missing_tables
+    compared, kept_objects = keep_undeclared(
+        compare_schemas(state.schema, desired, owned, drop), desired, adopting, recorded_kept, options.prune
+    )
     changes = resolved.with_changes(
-        filter_changes(
-            compare_schemas(state.schema, desired, owned, drop),
-            options.include_tables,
-            options.exclude_operations,
-        ),
+        filter_changes(compared, options.include_tables, options.exclude_operations),
         options.exclude_operations,
     )
     include = options.include_tables
@@ -274,7 +283,14 @@ async def build_migration(
         )
     checksum = plan_checksum(schema_hash, operations, at)
     return Migration(
-        new_version(), describe(operations), operations, schema_hash, checksum, position=at, kept_tables=kept
+        new_version(),
+        describe(operations),
+        operations,
+        schema_hash,
+        checksum,
+        position=at,
+        kept_tables=kept,
+        kept_objects=[k for k in kept_objects if include is None or k.table in include],
     )
 
 

@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from dataflow.adoption import kept_line as kept_objects_line
 from dataflow.operations import Risk
 from dataflow.ops import kind_of
 from dataflow.plan import Migration
@@ -104,6 +105,8 @@ def render_console(
     console.print(table)
     if m.kept_tables:
         console.print(kept_line(m), markup=False, highlight=False)
+    if m.kept_objects:
+        console.print(kept_objects_line(m.kept_objects), markup=False, highlight=False)
     if show_sql:
         console.print("\nGenerated SQL:")
         for sql in sql_lines(m):
@@ -125,6 +128,8 @@ def render_console(
 def render_markdown(m: Migration, title: str = "DataFlow plan") -> str:
     """A plan as Markdown, for a pull-request comment."""
     lines = [f"### {title}: {m.safety_level} (plan `{m.plan_hash}`)", ""]
+    if m.kept_objects:
+        lines += [kept_objects_line(m.kept_objects), ""]
     if not m.operations:
         return "\n".join(lines + ["No changes: the database matches the schema."])
     if m.kept_tables:

@@ -157,7 +157,17 @@ async def full_plan(
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
-    migration = await build_migration(conn, state, desired, mine, options=options, at=position(reading))
+    adopting = [t for t in desired.table_names if t not in owners and state.schema.table(t) is not None]
+    migration = await build_migration(
+        conn,
+        state,
+        desired,
+        mine,
+        options=options,
+        at=position(reading),
+        adopting=adopting,
+        recorded_kept=await ledger.kept_of(conn, owner) if mine else (),
+    )
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 
@@ -396,6 +406,7 @@ async def _apply_under_lease(
         )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
     claim = _claimed(desired, options)
+    ledger.kept = fresh.kept_objects  # recorded with the ownership rows of the tables it claims
     if before_apply is not None:
         await before_apply(fresh)
     await execute_migration(

@@ -119,6 +119,14 @@ class PolicySpec:
         publish_default=True,
         schema={"enum": [p.value for p in DriftPolicy]},
     )
+    prune: bool = json_field(
+        "prune",
+        "The tables are complete as declared: when this resource first adopts an existing table, drop the "
+        "columns, indexes and constraints it does not declare. Otherwise they are kept, reported and "
+        "recorded, and left alone afterwards.",
+        default=False,
+        publish_default=True,
+    )
     allowed_functions: tuple[str, ...] = json_field(
         "allowedFunctions",
         "Functions a default or check may call although they reach outside the table "
@@ -161,6 +169,13 @@ class Spec:
         default=RETAIN,
         publish_default=True,
         schema={"enum": list(DELETION_POLICIES)},
+    )
+    adopt: bool = json_field(
+        "adopt",
+        "The tables already exist: the first reconcile records them as they are (a baseline in the "
+        "ledger, no DDL) and claims them; objects they do not declare are kept unless policy.prune.",
+        default=False,
+        publish_default=True,
     )
     enums: tuple[EnumType, ...] = json_field(
         "enums", "Enum types the tables use, sorted by name; created before them.", default=()

@@ -114,9 +114,8 @@ def from_rows(rows: Mapping[str, Any]) -> set[KeptObject]:
     """table → the ``kept`` JSON of its ownership row (None: nothing recorded)."""
     out: set[KeptObject] = set()
     for table, raw in rows.items():
-        if raw is None:
-            continue
-        for item in json.loads(raw) if isinstance(raw, str) else raw:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+        for item in items or ():  # SQL NULL, or JSON null: nothing recorded
             out.add(KeptObject(table, str(item["kind"]), str(item["name"])))
     return out
 

@@ -22,7 +22,7 @@ from dataflow.adoption import KeptObject, kept_by_table
 from dataflow.adoption import kept_line as kept_objects_line
 from dataflow.conflicts import conflict_error, ownership_conflicts
 from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
-from dataflow.lock import MigrationLease
+from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, concerned_tables, new_version, plan_checksum
 from dataflow.reconcile import applied_by, full_plan
@@ -80,12 +80,24 @@ async def existing_tables(conn: asyncpg.Connection, schema: str, tables: list[st
     return [t for t in tables if t in present]
 
 
+async def to_adopt(
+    conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
+) -> list[str]:
+    """The existing tables of ``desired`` that nobody holds yet: what a baseline would adopt (read-only,
+    two catalog queries; a table another owner holds is the plan's conflict, not an adoption)."""
+    include = options.include_tables
+    tables = [t for t in desired.table_names if include is None or t in include]
+    owners = await Ledger(desired.name).owners_of(conn)
+    return [t for t in await existing_tables(conn, desired.name, tables) if t not in owners]
+
+
 async def baseline(
     conn: asyncpg.Connection,
     dsn: str | None,
     desired: Schema,
     owner: str,
     options: MigrationOptions,
+    heartbeat: Heartbeat | None = None,
 ) -> BaselineResult:
     """Record the existing tables of ``desired`` as ``owner``'s, as they are; no DDL.
 
@@ -95,7 +107,7 @@ async def baseline(
     ledger = Ledger(desired.name)
     await ledger.ensure(conn)
     lease = MigrationLease(ledger, f"schema:{desired.name}", ttl=options.lease_ttl_s)
-    async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn):
+    async with lease.hold(conn, timeout=options.lease_timeout_s, heartbeat_dsn=dsn, heartbeat=heartbeat):
         # what a plan right now makes, adopting: its drops of undeclared objects are the kept ones
         planned, conflicts = await full_plan(conn, desired, owner, replace(options, dry_run=True))
         if conflicts:

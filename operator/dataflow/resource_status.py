@@ -65,6 +65,13 @@ class Status:
         default=(),
         schema={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["risk"]},
     )
+    kept: int | None = json_field(
+        "kept",
+        "Objects of the adopted tables that the spec does not declare, left alone (policy.prune: false); "
+        "the plan ConfigMap lists them.",
+        default=None,
+        schema={"minimum": 0},
+    )
     plan_config_map: str | None = json_field(
         "planConfigMap",
         "ConfigMap in this namespace holding the full plan (Markdown, SQL up and down); "

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     DRIFTED = "Drifted"
     DRIFT_REVERTED = "DriftReverted"
     NO_DRIFT = "NoDrift"
+    ADOPTED = "Adopted"  # spec.adopt: existing tables recorded as they are (a baseline, no DDL)
 
 
 class EventType(StrEnum):

@@ -20,7 +20,14 @@ from typing import Any
 import asyncpg
 
 from dataflow import fingerprint
-from dataflow.errors import DatabaseUnavailable, DataFlowError, InvalidDatabaseURL, SchemaError
+from dataflow.baseline import BaselineResult, baseline, to_adopt
+from dataflow.errors import (
+    DatabaseUnavailable,
+    DataFlowError,
+    InvalidDatabaseURL,
+    MigrationConflictError,
+    SchemaError,
+)
 from dataflow.k8s import kube, status
 from dataflow.k8s.manifest_cache import MANIFESTS
 from dataflow.k8s.reasons import EventType, Phase, Reason, classify
@@ -85,6 +92,7 @@ class _Context:
         applied: Migration | None = None,
         synced: str | None = None,
         approvable: bool = False,
+        kept: int | None = None,
     ) -> dict[str, Any]:
         return status.build(
             phase,
@@ -103,6 +111,7 @@ class _Context:
             extra=self.extra,
             synced=synced,
             approvable=approvable,
+            kept=kept,
         )
 
     def reaction(
@@ -118,16 +127,19 @@ class _Context:
         applied: Migration | None = None,
         synced: str | None = None,
         approvable: bool = False,
+        kept: int | None = None,
+        migration: Migration | None = None,
     ) -> Reaction:
         st = self.build(
             phase,
             reason,
             verdict,
             schema_hash=schema_hash,
-            migration=result.migration if result else None,
+            migration=result.migration if result else migration,
             applied=applied,
             synced=synced,
             approvable=approvable,
+            kept=kept,
         )
         return Reaction(st, event, retry, self.written)
 
@@ -211,6 +223,10 @@ async def reconcile_resource(
     report = drift_check and manifest.drift_policy is DriftPolicy.REPORT
     applying = _applying_hook(ctx, schema_hash, patch_status)
     try:
+        if manifest.adopt and not manifest.options.dry_run:
+            adopted = await _adopt_database(dsn, manifest)
+            if adopted is not None:
+                return await _adopted(ctx, schema_hash, adopted, redact, write_plan)
         if report:
             preview = dataclasses.replace(
                 manifest, options=dataclasses.replace(manifest.options, dry_run=True)
@@ -336,6 +352,56 @@ async def _applied_state_drifted(dsn: str, manifest: Manifest) -> bool | None:
     return reading.fingerprint != reading.recorded_fingerprint
 
 
+async def _adopt_database(dsn: str, manifest: Manifest) -> BaselineResult | None:
+    """``spec.adopt``: a baseline when existing tables of the spec are held by nobody yet (no DDL).
+
+    None when there is nothing to adopt (two catalog reads: the usual reconcile follows), or when
+    another owner holds one of the tables (the usual reconcile reports that conflict).
+    """
+    async with POOLS.session(dsn, manifest.schema.name) as session:
+        if not await to_adopt(session.conn, manifest.schema, manifest.owner, manifest.options):
+            return None
+        session.mark_dirty()
+        try:
+            result = await baseline(
+                session.conn,
+                dsn,
+                manifest.schema,
+                manifest.owner,
+                manifest.options,
+                heartbeat=session.heartbeat,
+            )
+        except MigrationConflictError:
+            return None
+    return result if result.recorded else None
+
+
+async def _adopted(
+    ctx: _Context, schema_hash: str, adopted: BaselineResult, redact: Redactor, write_plan: PlanWriter
+) -> Reaction:
+    """Status and event of an adoption: InSync (reason Adopted) when the spec matches the tables, else
+    Planning with a retry, so the next reconcile makes the remaining changes as any plan."""
+    remaining = adopted.remaining
+    kept = f"; {len(adopted.kept)} object(s) not in the spec kept" if adopted.kept else ""
+    verdict = redact(
+        f"Adopted {', '.join(adopted.adopted)} as they are (baseline {adopted.version}, no DDL){kept}."
+    )
+    if remaining.operations:
+        verdict += f" {len(remaining.operations)} remaining change(s) are planned next."
+    await _publish_plan(ctx, remaining, write_plan, kept=True)
+    ctx.resumed_version = adopted.version  # the ledger row the status names as last applied
+    return ctx.reaction(
+        Phase.PLANNING if remaining.operations else Phase.IN_SYNC,
+        Reason.ADOPTED,
+        verdict,
+        schema_hash=schema_hash,
+        migration=remaining,
+        event=(EventType.NORMAL, Reason.ADOPTED, verdict),
+        retry=bool(remaining.operations),
+        kept=len(adopted.kept),
+    )
+
+
 async def _reconcile_database(
     dsn: str, manifest: Manifest, before_apply: BeforeApply | None = None
 ) -> Result:
@@ -428,9 +494,14 @@ def _drift_reported(ctx: _Context, schema_hash: str, result: Result, redact: Red
     )
 
 
-async def _publish_plan(ctx: _Context, migration: Migration | None, write_plan: PlanWriter) -> None:
-    """Write the full plan to ConfigMap ``<name>-plan`` (once per plan hash); status names it."""
-    if migration is None or not migration.operations:
+async def _publish_plan(
+    ctx: _Context, migration: Migration | None, write_plan: PlanWriter, kept: bool = False
+) -> None:
+    """Write the full plan to ConfigMap ``<name>-plan`` (once per plan hash); status names it.
+
+    ``kept``: also a plan with no operations that keeps objects (an adoption's: it lists them).
+    """
+    if migration is None or not (migration.operations or (kept and migration.kept_objects)):
         return
     name = f"{ctx.name}-plan"
     if ctx.previous.get("planHash") == migration.plan_hash and ctx.previous.get("planConfigMap") == name:

@@ -106,15 +106,19 @@ def build(
     synced: str | None = None,
     approvable: bool = False,
     applied_schema_hash: str | None = None,
+    kept: int | None = None,
 ) -> dict[str, Any]:
     """The status for one reconcile; fields of an earlier apply are carried over.
 
     ``approvable``: the plan may be applied by approving it (besides AwaitingApproval: reported drift).
+    ``kept``: how many objects the adoption kept (None: as before; the fast path does not count them).
     """
     operations = migration.operations if migration else []
     planned = bool(migration and operations)
     drifted = next((e.status for e in extra if e.type == "Drifted"), "Unknown")
+    kept_count = kept if kept is not None else previous.get("kept", 0)
     return {
+        **({"kept": kept_count} if kept_count else {}),
         "phase": phase.value,
         "observedGeneration": generation,
         "schemaHash": schema_hash,
@@ -127,7 +131,7 @@ def build(
         "changesByRisk": [
             {"risk": r, "count": n} for r, n in sorted(Counter(op.risk.name for op in operations).items())
         ],
-        "planConfigMap": plan_config_map if planned else "",
+        "planConfigMap": plan_config_map if planned or (migration and migration.kept_objects) else "",
         "verdict": verdict,
         "approveCommand": approve_command(name, namespace, migration.plan_hash)
         if migration and planned and (phase is Phase.AWAITING_APPROVAL or approvable)

@@ -20,6 +20,7 @@ from dataflow import DataFlow
 from dataflow.adoption import KeptObject
 from dataflow.errors import MigrationConflictError, SchemaError
 from dataflow.ledger import Ledger
+from dataflow.manifest import dump, from_resource, generate
 from dataflow.reconcile import plan
 from tests.helpers import dataflow, fingerprint, output, replans_empty
 
@@ -131,7 +132,7 @@ async def test_after_adoption_the_declared_state_rules(dsn: str, conn: asyncpg.C
     await create_actor(conn)
     db = dataflow(dsn)
     actor_models(db)
-    assert await db.baseline()
+    assert (await db.baseline()).recorded
     # a model change: exactly that change, the kept objects left alone
     actor_models(db, birth_year=True)
     success, [migration] = await db.auto_migrate(auto_confirm=True)
@@ -337,3 +338,40 @@ async def test_cli_plan_prune(dsn: str, conn: asyncpg.Connection, tmp_path: Path
     pruned = run_cli("plan", str(models), "--database-url", dsn, "--prune")
     assert pruned.returncode == 0, pruned.stderr
     assert "DROP_INDEX" in pruned.stdout and "Kept (not in the models)" not in pruned.stdout
+
+
+async def test_cli_manifest_plan_json_and_baseline(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await create_actor(conn)
+    db = dataflow(dsn)
+    actor_models(db)
+    doc = generate(db.schema(), name="shop", namespace="prod", secret="shop-db")
+    doc["spec"]["adopt"] = True
+    manifest = tmp_path / "shop.yaml"
+    manifest.write_text(dump(doc))
+    planned = run_cli("plan", "-f", str(manifest), "--database-url", dsn, "--format", "json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["keptObjects"] == [k.to_dict() for k in KEPT]
+    markdown = run_cli("plan", "-f", str(manifest), "--database-url", dsn, "--format", "markdown")
+    assert "Kept (not in the models): check constraint actor_first_name_check on actor" in markdown.stdout
+    done = run_cli("baseline", "-f", str(manifest), "--database-url", dsn)
+    assert done.returncode == 0, done.stderr
+    assert "adopted actor (no DDL)" in done.stdout
+    assert await Ledger().owners_of(conn) == {"actor": "k8s:prod/shop"}
+    after = run_cli("plan", "-f", str(manifest), "--database-url", dsn, "--exit-code")
+    assert after.returncode == 0 and "No changes" in after.stdout, after.stdout + after.stderr
+
+
+def test_policy_prune_and_adopt_are_read_from_the_manifest() -> None:
+    db = DataFlow("postgresql://localhost/x")
+    actor_models(db)
+    doc = generate(db.schema(), name="shop", namespace="prod", secret="shop-db")
+    assert not from_resource(doc).adopt and not from_resource(doc).options.prune
+    doc["spec"]["adopt"] = True
+    doc["spec"]["policy"]["prune"] = True
+    manifest = from_resource(doc)
+    assert manifest.adopt and manifest.options.prune
+    doc["spec"]["adopt"] = "yes"
+    with pytest.raises(SchemaError, match="spec.adopt"):
+        from_resource(doc)

@@ -78,7 +78,7 @@ async def test_adopt_records_a_baseline_then_plans_exactly_the_spec_change(
     )
     await base.kubectl(api, "apply", "--validate=false", "-f", str(manifest))
     st = await base.phase(api, "shop", "Applied")
-    assert st["changesByKind"] == [{"operation": "ADD_COLUMN", "count": 1}]
+    assert st["changesByKind"] == [{"operation": "ADD_COLUMN", "count": 1}] and st["kept"] == 1
     baseline, applied = await ledger_rows(dsn)
     assert [op["operation"] for op in applied["plan"]["operations"]] == ["ADD_COLUMN"]
     assert await base.columns_of(dsn, "user") == ["id", "email", "phone"]

@@ -454,6 +454,7 @@ def _react(
         drift = Extra("Drifted", "True", Reason.DRIFTED, f"Reverting the drift needs approval: {verdict}")
     if drift is not None:
         ctx.extra = (*ctx.extra, drift)
+    kept = result.migration.kept_objects if result.migration is not None else []
     return ctx.reaction(
         kind.phase,
         kind.reason,
@@ -463,6 +464,7 @@ def _react(
         event=event,
         retry=kind.retry,
         applied=applied,
+        kept=len(kept) if kept else None,  # a full plan counts them; the fast path's empty plan does not
     )
 
 

@@ -15,6 +15,7 @@ from dataflow import extensions, fingerprint
 from dataflow.diff import compare_schemas, missing_tables
 from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
+from dataflow.introspect_views import align_views
 from dataflow.operations import Change, Operation, Risk, RollbackStep
 from dataflow.ops import Context, kind_of
 from dataflow.options import MigrationOptions
@@ -134,10 +135,11 @@ def filter_changes(
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
     """The relations a plan reads: the tables ``desired`` names, their ``renamed_from`` sources, those ``owned``,
-    and its sequences."""
+    and its sequences and views."""
     names = set(desired.table_names) | set(owned)
     names |= {t.renamed_from for t in desired.tables if t.renamed_from}
     names |= {q.name for q in desired.sequences}  # their pg_class and pg_sequence rows are fingerprinted
+    names |= {v.name for v in desired.views}  # their pg_class, pg_attribute and pg_rewrite rows likewise
     return sorted(names)
 
 
@@ -229,10 +231,11 @@ async def build_migration(
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
     resolved = await extensions.resolve(conn, desired)  # extension types as the server spells them
     desired = resolved.schema
+    current, desired = await align_views(conn, state.schema, desired)  # views PostgreSQL reads alike
     drop = options.drop_missing_tables
     changes = resolved.with_changes(
         filter_changes(
-            compare_schemas(state.schema, desired, owned, drop),
+            compare_schemas(current, desired, owned, drop),
             options.include_tables,
             options.exclude_operations,
         ),

@@ -1,0 +1,294 @@
+"""Views and materialized views: ``__dataflow__ = {"views": {...}}``, ``@db.view`` and ``spec.views``.
+
+Created after the tables in dependency order; replaced in place (CREATE OR REPLACE) when the columns
+extend the old ones, otherwise dropped and created again with the views that read them, in one
+transaction. A view nobody declared is never touched; one this owner declared before is dropped only
+when the declared set is complete. Each step re-plans empty (full plan and fingerprint path) and the
+undo restores the previous state.
+"""
+
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from dataflow.errors import SchemaError
+from dataflow.manifest import from_resource, generate
+from dataflow.reconcile import plan
+from dataflow.schema import Schema, View
+from tests.helpers import dataflow, output, replans_empty
+from tests.test_crd import errors, sample
+
+
+async def view_def(conn: asyncpg.Connection, name: str) -> str | None:
+    return await conn.fetchval("SELECT pg_get_viewdef(to_regclass($1))", name)
+
+
+async def columns_of(conn: asyncpg.Connection, name: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 ORDER BY attnum",
+        name,
+    )
+    return [r[0] for r in rows]
+
+
+def test_a_view_query_must_be_exactly_one_select() -> None:
+    for bad in ("DELETE FROM member", "SELECT 1; SELECT 2", "SELECT FROM WHERE", "", "SELECT 1 INTO t"):
+        with pytest.raises(SchemaError, match=r"views\.bad\.query"):
+            Schema.from_dict({"tables": [], "views": [{"name": "bad", "query": bad}]})
+    db = dataflow("postgresql://unused/db")
+
+    @db.model
+    class Member:
+        name: str
+        __dataflow__ = {"views": {"bad": "DROP TABLE member"}}
+
+    with pytest.raises(SchemaError, match=r"Member\.__dataflow__\.views\.bad\.query"):
+        db.schema()
+    with pytest.raises(SchemaError, match=r"views\.oops\.query"):
+
+        @db.view
+        class Oops:
+            sql = "UPDATE member SET name = 'x'"
+
+    with pytest.raises(SchemaError, match=r"views\.member"):
+        Schema.from_dict(
+            {
+                "tables": [{"name": "member", "columns": [{"name": "id", "type": "INTEGER"}]}],
+                "views": [{"name": "member", "query": "SELECT 1"}],
+            }
+        )
+
+
+def test_views_in_the_canonical_form_and_a_manifest_round_trip() -> None:
+    db = dataflow("postgresql://unused/db")
+
+    @db.model
+    class Member:
+        name: str
+        active: bool = True
+        __dataflow__ = {"views": {"active_members": "select id, name from member where active -- current"}}
+
+    @db.view(materialized=True)
+    class MemberCount:
+        """How many members there are."""
+
+        sql = "SELECT count(*) AS n FROM member"
+
+    schema = db.schema()
+    assert schema.views == (
+        View("active_members", "SELECT id, name FROM member WHERE active"),
+        View("member_count", "SELECT count(*) AS n FROM member", materialized=True),
+    )
+    data = schema.to_dict()
+    assert data["views"] == [
+        {"name": "active_members", "query": "SELECT id, name FROM member WHERE active"},
+        {"name": "member_count", "query": "SELECT count(*) AS n FROM member", "materialized": True},
+    ]
+    assert Schema.from_dict(data) == schema
+    assert Schema.from_dict(data).hash() == schema.hash()
+    assert "views" not in Schema.from_dict({"tables": data["tables"]}).to_dict()  # other hashes unchanged
+
+    doc = generate(schema, name="shop", namespace="default", secret="db")
+    assert doc["spec"]["views"] == data["views"]
+    assert errors(doc) == []  # the CRD accepts spec.views
+    assert from_resource(doc).schema == schema
+
+    manifest = sample()
+    manifest["spec"]["views"] = [{"name": "v", "query": "SELECT 1", "materialized": False}]
+    assert errors(manifest) == []
+    manifest["spec"]["views"] = [{"name": "v", "query": "SELECT 1", "refresh": "hourly"}]
+    assert [p for p, _ in errors(manifest)] == ["spec.views.0"]
+    manifest["spec"]["views"] = [{"name": "v", "query": "TRUNCATE t"}]
+    with pytest.raises(SchemaError, match=r"views\.v\.query"):
+        from_resource(manifest)
+
+
+def _members(db, views: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    @db.model
+    class Member:
+        name: str
+        score: int = 0
+        active: bool = True
+        __dataflow__ = {"views": views}
+
+
+async def test_view_round_trip_create_replace_recreate_and_undo(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+    _members(db, {"active_members": "SELECT id, name FROM member WHERE active"})
+
+    @db.view
+    def active_names() -> str:  # reads the other view: created after it
+        return "SELECT name FROM active_members"
+
+    @db.view(materialized=True, name="top_scores")
+    class TopScores:
+        sql = "SELECT name, score FROM member ORDER BY score DESC LIMIT 3"
+
+    ok, [created] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [(op.kind, op.table, op.risk.name) for op in created.operations] == [
+        ("CREATE_TABLE", "member", "SAFE"),
+        ("CREATE_VIEW", "active_members", "SAFE"),
+        ("CREATE_VIEW", "top_scores", "SAFE"),
+        ("CREATE_VIEW", "active_names", "SAFE"),
+    ]
+    assert created.sql_up[1] == (
+        'CREATE VIEW "public"."active_members" AS SELECT id, name FROM member WHERE active;'
+    )
+    assert created.sql_up[2].startswith('CREATE MATERIALIZED VIEW "public"."top_scores" AS SELECT')
+    assert await columns_of(conn, "active_names") == ["name"]
+    await replans_empty(db)
+    await conn.execute("INSERT INTO member (name, score) VALUES ('ann', 5), ('bob', 7)")
+
+    # columns added at the end: CREATE OR REPLACE, SAFE; the view reading it is left in place
+    _members(db, {"active_members": "SELECT id, name, score FROM member WHERE active"})
+    ok, [widened] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    [op] = widened.operations
+    assert (op.kind, op.table, op.risk.name) == ("CREATE_VIEW", "active_members", "SAFE")
+    assert op.sql_up == (
+        'CREATE OR REPLACE VIEW "public"."active_members" AS SELECT id, name, score FROM member WHERE active;',
+    )
+    assert await columns_of(conn, "active_members") == ["id", "name", "score"]
+    await replans_empty(db)
+
+    # columns reordered: not replaceable; dropped (its reader first) and created again, one transaction
+    _members(db, {"active_members": "SELECT name, id FROM member WHERE active"})
+    ok, [reordered] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [(op.kind, op.table, op.risk.name) for op in reordered.operations] == [
+        ("DROP_VIEW", "active_names", "SAFE"),
+        ("DROP_VIEW", "active_members", "SAFE"),
+        ("CREATE_VIEW", "active_members", "SAFE"),
+        ("CREATE_VIEW", "active_names", "SAFE"),
+    ]
+    assert "reads view active_members" in reordered.operations[0].details
+    assert await columns_of(conn, "active_members") == ["name", "id"]
+    assert [r[0] for r in await conn.fetch("SELECT name FROM active_names ORDER BY 1")] == ["ann", "bob"]
+    await replans_empty(db)
+
+    # a materialized view's query changes: re-created, MEDIUM (its rows are computed again)
+    @db.view(materialized=True, name="top_scores")
+    class TopScores2:
+        sql = "SELECT name, score FROM member ORDER BY score DESC LIMIT 1"
+
+    [pending] = await db.get_pending_migrations()
+    assert [(op.kind, op.table, op.risk.name) for op in pending.operations] == [
+        ("DROP_VIEW", "top_scores", "MEDIUM"),
+        ("CREATE_VIEW", "top_scores", "SAFE"),
+    ]
+    ok, [refilled] = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db)
+    assert await conn.fetchval("SELECT count(*) FROM top_scores") == 1
+    await replans_empty(db)
+
+    # undo, newest first, restores each previous state
+    assert await db.rollback_migration(refilled.version), output(db)[-2000:]
+    assert await conn.fetchval("SELECT count(*) FROM top_scores") == 2
+    assert await db.rollback_migration(reordered.version), output(db)[-2000:]
+    assert await columns_of(conn, "active_members") == ["id", "name", "score"]
+    assert await db.rollback_migration(widened.version), output(db)[-2000:]
+    assert await columns_of(conn, "active_members") == ["id", "name"]
+    assert [r[0] for r in await conn.fetch("SELECT name FROM active_names ORDER BY 1")] == ["ann", "bob"]
+
+    # the first models plan nothing against the restored views
+    first = dataflow(dsn)
+    _members(first, {"active_members": "SELECT id, name FROM member WHERE active"})
+    first.view(active_names)
+    first.view(TopScores, name="top_scores", materialized=True)
+    async with first.connection() as c:
+        again, _ = await plan(c, first.schema(), db.owner, first.options, fast=False)
+    assert [(op.kind, op.table) for op in again.operations] == []
+
+
+async def test_a_column_type_change_under_a_view_recreates_it(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+
+    @db.model
+    class Item:
+        code: int
+        label: str
+        __dataflow__ = {
+            "views": {"item_codes": "SELECT id, code FROM item", "labels": "SELECT label FROM item"}
+        }
+
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await conn.execute("INSERT INTO item (code, label) VALUES (1, 'a')")
+
+    @db.model
+    class Item:  # type: ignore[no-redef]  # noqa: F811
+        code: str
+        label: str
+        __dataflow__ = {
+            "views": {"item_codes": "SELECT id, code FROM item", "labels": "SELECT label FROM item"}
+        }
+
+    [pending] = await db.get_pending_migrations()
+    kinds = [(op.kind, op.table) for op in pending.operations]
+    assert kinds == [
+        ("DROP_VIEW", "item_codes"),
+        ("ALTER_COLUMN_TYPE", "item"),
+        ("CREATE_VIEW", "item_codes"),
+    ]  # the view over the other column stays
+    assert "it reads item.code: its type changes" in pending.operations[0].details
+    ok, [changed] = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok, output(db)
+    assert await conn.fetchval("SELECT code FROM item_codes") == "1"
+    await replans_empty(db)
+    assert await db.rollback_migration(changed.version), output(db)[-2000:]
+    assert await conn.fetchval("SELECT pg_typeof(code)::text FROM item_codes") == "bigint"
+
+
+async def test_a_dbas_view_is_left_alone_and_an_owned_one_dropped_only_with_a_complete_set(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    _members(
+        db,
+        {
+            "named": "SELECT name FROM member",
+            "totals": {"query": "SELECT sum(score) AS s FROM member", "materialized": True},
+        },
+    )
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await conn.execute("CREATE VIEW dba_report AS SELECT count(*) FROM member")
+    await replans_empty(db)
+
+    later = dataflow(dsn)
+    _members(later, {})
+    async with later.connection() as c:
+        kept, _ = await plan(c, later.schema(), db.owner, later.options, fast=False)
+        complete = replace(later.options, drop_missing_tables=True)
+        dropped, _ = await plan(c, later.schema(), db.owner, complete, fast=False)
+    assert [op.kind for op in kept.operations] == []
+    assert [(op.kind, op.table, op.risk.name) for op in dropped.operations] == [
+        ("DROP_VIEW", "named", "MEDIUM"),
+        ("DROP_VIEW", "totals", "HIGH"),
+    ]
+    assert (
+        dropped.operations[1].sql_down[0].startswith('CREATE MATERIALIZED VIEW "public"."totals" AS SELECT')
+    )
+    assert await view_def(conn, "dba_report") is not None
+
+
+async def test_a_view_changed_by_hand_moves_the_fingerprint(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+    _members(db, {"named": "SELECT id, name FROM member"})
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await replans_empty(db)
+    await conn.execute("CREATE OR REPLACE VIEW named AS SELECT id, name FROM member WHERE active")
+    async with db.connection() as c:
+        fast, _ = await plan(c, db.schema(), db.owner, db.options)
+    [op] = fast.operations
+    assert (op.kind, op.table, op.risk.name) == ("CREATE_VIEW", "named", "SAFE")
+    assert op.sql_up[0].startswith('CREATE OR REPLACE VIEW "public"."named"')
+    await conn.execute("DROP VIEW named")
+    async with db.connection() as c:
+        fast, _ = await plan(c, db.schema(), db.owner, db.options)
+    assert [(op.kind, op.sql_up[0]) for op in fast.operations] == [
+        ("CREATE_VIEW", 'CREATE VIEW "public"."named" AS SELECT id, name FROM member;')
+    ]

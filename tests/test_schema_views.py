@@ -7,16 +7,20 @@ when the declared set is complete. Each step re-plans empty (full plan and finge
 undo restores the previous state.
 """
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
+import yaml
 
 from dataflow.errors import SchemaError
 from dataflow.manifest import from_resource, generate
 from dataflow.reconcile import plan
 from dataflow.schema import Schema, View
 from tests.helpers import dataflow, output, replans_empty
+from tests.test_cli import dataflow_cli
 from tests.test_crd import errors, sample
 
 
@@ -292,3 +296,39 @@ async def test_a_view_changed_by_hand_moves_the_fingerprint(dsn: str, conn: asyn
     assert [(op.kind, op.sql_up[0]) for op in fast.operations] == [
         ("CREATE_VIEW", 'CREATE VIEW "public"."named" AS SELECT id, name FROM member;')
     ]
+
+
+async def test_manifest_views_plan_and_apply_through_the_cli(
+    tmp_path: Path, dsn: str, conn: asyncpg.Connection
+) -> None:
+    doc = sample()
+    doc["spec"]["policy"] = {"maxRiskLevel": "MEDIUM"}
+    doc["spec"]["tables"] = [
+        {
+            "name": "member",
+            "columns": [{"name": "id", "type": "BIGINT", "nullable": False}, {"name": "name", "type": "TEXT"}],
+            "primaryKey": ["id"],
+        }
+    ]
+    doc["spec"]["views"] = [
+        {"name": "names", "query": "SELECT name FROM member"},
+        {"name": "name_count", "query": "SELECT count(*) AS n FROM names", "materialized": True},
+    ]
+    target = tmp_path / "shop.yaml"
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code, out = await dataflow_cli("plan", "-f", str(target), "--format", "json", "--database-url", dsn)
+    assert code == 0, out
+    planned = json.loads(out)
+    assert [(o["operation"], o["table"]) for o in planned["operations"]] == [
+        ("CREATE_TABLE", "member"),
+        ("CREATE_VIEW", "names"),
+        ("CREATE_VIEW", "name_count"),
+    ]
+    code, out = await dataflow_cli("apply", "-f", str(target), "--database-url", dsn)
+    assert code == 0 and "Applied" in out, out
+    assert await conn.fetchval("SELECT n FROM name_count") == 0
+    code, out = await dataflow_cli("plan", "-f", str(target), "--format", "json", "--database-url", dsn)
+    assert code == 0 and json.loads(out)["operations"] == [], out
+    # the claim covers the views too
+    owned = await conn.fetch("SELECT table_name FROM dataflow_owned_tables ORDER BY 1")
+    assert [r[0] for r in owned] == ["member", "name_count", "names"]

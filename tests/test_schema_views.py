@@ -277,6 +277,18 @@ async def test_a_dbas_view_is_left_alone_and_an_owned_one_dropped_only_with_a_co
     )
     assert await view_def(conn, "dba_report") is not None
 
+    # a DBA's view reading a declared view that must be re-created: not dropped for it; the plan says why
+    await conn.execute("CREATE VIEW dba_names AS SELECT name FROM named")
+    changed = dataflow(dsn)
+    _members(changed, {"named": "SELECT score, name FROM member"})
+    async with changed.connection() as c:
+        blocked, _ = await plan(c, changed.schema(), db.owner, changed.options, fast=False)
+    assert [(op.kind, op.table, op.risk.name) for op in blocked.operations] == [
+        ("DROP_VIEW", "named", "HIGH"),
+        ("CREATE_VIEW", "named", "SAFE"),
+    ]
+    assert "dba_names, which no model declares" in blocked.operations[0].assessment.reason
+
 
 async def test_a_view_changed_by_hand_moves_the_fingerprint(dsn: str, conn: asyncpg.Connection) -> None:
     db = dataflow(dsn)
@@ -306,7 +318,10 @@ async def test_manifest_views_plan_and_apply_through_the_cli(
     doc["spec"]["tables"] = [
         {
             "name": "member",
-            "columns": [{"name": "id", "type": "BIGINT", "nullable": False}, {"name": "name", "type": "TEXT"}],
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": False},
+                {"name": "name", "type": "TEXT"},
+            ],
             "primaryKey": ["id"],
         }
     ]

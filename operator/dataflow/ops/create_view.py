@@ -47,6 +47,7 @@ class DroppedView:
     view: View
     reason: str
     recreated: bool
+    blocked_by: tuple[str, ...] = ()  # undeclared views that read it (the drop will fail)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,11 @@ def compare_views(
                 grew = True
     dropped = {n: r for n, r in reasons.items() if n in declared or n in owned_views}
     for name in _dependants_first(dropped, live):
-        yield Change(DROP_VIEW, name, name, old=DroppedView(live[name], dropped[name], name in declared))
+        # a reader nobody declared is not dropped for it: PostgreSQL will refuse, and the grade says so
+        blocked = tuple(sorted(n for n in _readers(name, live) if n not in dropped))
+        yield Change(
+            DROP_VIEW, name, name, old=DroppedView(live[name], dropped[name], name in declared, blocked)
+        )
     for name in _dependencies_first(declared, desired.name):
         view = declared[name]
         if name not in live or name in dropped:

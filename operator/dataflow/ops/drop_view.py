@@ -44,6 +44,14 @@ class DropView(Kind):
         dropped: DroppedView = change.old
         view = dropped.view
         lock = f"{ACCESS_EXCLUSIVE} on the view"
+        if dropped.blocked_by:
+            return Assessment(
+                Risk.HIGH,
+                f"{dropped.reason}, but view(s) {', '.join(dropped.blocked_by)}, which no model declares, "
+                "read it: PostgreSQL refuses to drop it until they are dropped or declared",
+                lock,
+                METADATA_MS,
+            )
         if dropped.recreated and not view.materialized:
             return Assessment(
                 Risk.SAFE,

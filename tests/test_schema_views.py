@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import yaml
 
+from dataflow import introspect_views
 from dataflow.errors import SchemaError
 from dataflow.manifest import from_resource, generate
 from dataflow.reconcile import plan
@@ -347,3 +348,52 @@ async def test_manifest_views_plan_and_apply_through_the_cli(
     # the claim covers the views too
     owned = await conn.fetch("SELECT table_name FROM dataflow_owned_tables ORDER BY 1")
     assert [r[0] for r in owned] == ["member", "name_count", "names"]
+
+
+async def test_a_steady_state_probes_once_per_process(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+    _members(db, {"scored": "SELECT id, score * 2 AS double FROM member WHERE name <> 'x'"})
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    introspect_views._ALIKE.clear()  # as in a new process
+    statements: list[str] = []
+    async with db.connection() as c:
+        c.add_query_logger(lambda record: statements.append(record.query))
+        for _ in range(2):
+            full, _ = await plan(c, db.schema(), db.owner, db.options, fast=False)
+            assert full.operations == []
+    # the live text differs from the declared one (PostgreSQL prints 'x'::text), so the first plan of the
+    # process probes; the second compares the pair it already found alike
+    assert sum("CREATE TEMPORARY VIEW" in s for s in statements) == 1
+    assert await view_def(conn, "scored") is not None
+
+
+async def test_a_view_reading_a_column_the_plan_adds_is_recreated_after_it(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+
+    @db.model
+    class Note:
+        body: str
+        __dataflow__ = {"views": {"bodies": "SELECT id, body FROM note"}}
+
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+
+    @db.model
+    class Note:  # type: ignore[no-redef]  # noqa: F811
+        body: str
+        title: str = ""
+        __dataflow__ = {"views": {"bodies": "SELECT id, body, title FROM note"}}
+
+    # PostgreSQL cannot read the new query before the column exists: the view is re-created after it
+    ok, [m] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [(op.kind, op.table) for op in m.operations] == [
+        ("DROP_VIEW", "bodies"),
+        ("ADD_COLUMN", "note"),
+        ("CREATE_VIEW", "bodies"),
+    ]
+    assert await columns_of(conn, "bodies") == ["id", "body", "title"]
+    await replans_empty(db)

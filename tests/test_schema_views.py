@@ -23,6 +23,7 @@ from dataflow.schema import Schema, View
 from tests.helpers import dataflow, output, replans_empty
 from tests.test_cli import dataflow_cli
 from tests.test_crd import errors, sample
+from tests.test_manifest_size import generate_args, linked_models
 
 
 async def view_def(conn: asyncpg.Connection, name: str) -> str | None:
@@ -396,4 +397,36 @@ async def test_a_view_reading_a_column_the_plan_adds_is_recreated_after_it(
         ("CREATE_VIEW", "bodies"),
     ]
     assert await columns_of(conn, "bodies") == ["id", "body", "title"]
+    await replans_empty(db)
+
+
+async def test_a_split_manifest_declares_the_views_once_in_its_last_part(tmp_path: Path) -> None:
+    models = linked_models(tmp_path, groups=12, note_length=1000)
+    models.write_text(
+        models.read_text() + '\n@db.view\ndef parent_names():\n    return "SELECT name FROM parent_000"\n'
+    )
+    code, out = await dataflow_cli(*generate_args(models, "--max-bytes", "12000", "--split"))
+    assert code == 0, out
+    docs = list(yaml.safe_load_all(out))
+    assert len(docs) > 1
+    assert [d["spec"].get("views") for d in docs] == [None] * (len(docs) - 1) + [
+        [{"name": "parent_names", "query": "SELECT name FROM parent_000"}]
+    ]
+
+
+async def test_views_in_another_schema_read_that_schemas_tables(dsn: str, conn: asyncpg.Connection) -> None:
+    await conn.execute("CREATE TABLE public.member (id int, name text)")  # same name, other schema
+    db = dataflow(dsn, schema="app")
+    _members(db, {"names": "SELECT name FROM member WHERE name <> 'x'"})
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert (
+        await conn.fetchval("SELECT count(*) FROM pg_views WHERE schemaname = 'app' AND viewname = 'names'")
+        == 1
+    )
+    deps = await conn.fetch(
+        "SELECT DISTINCT d.refobjid::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE r.ev_class = 'app.names'::regclass AND d.refobjid <> 'app.names'::regclass"
+    )
+    assert [r[0] for r in deps] == ["app.member"]
     await replans_empty(db)

@@ -7,6 +7,7 @@ when the declared set is complete. Each step re-plans empty (full plan and finge
 undo restores the previous state.
 """
 
+import enum
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -429,4 +430,42 @@ async def test_views_in_another_schema_read_that_schemas_tables(dsn: str, conn: 
         " WHERE r.ev_class = 'app.names'::regclass AND d.refobjid <> 'app.names'::regclass"
     )
     assert [r[0] for r in deps] == ["app.member"]
+    await replans_empty(db)
+
+
+async def test_a_view_over_an_enum_column_is_recreated_around_a_type_swap(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+
+    class Mood(enum.Enum):
+        HAPPY = "happy"
+        SAD = "sad"
+
+    @db.model
+    class Person:
+        name: str
+        mood: Mood = Mood.HAPPY
+        __dataflow__ = {"views": {"moods": "SELECT name, mood FROM person"}}
+
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+
+    class Mood(enum.Enum):  # type: ignore[no-redef]
+        HAPPY = "happy"
+
+    @db.model
+    class Person:  # type: ignore[no-redef]  # noqa: F811
+        name: str
+        mood: Mood = Mood.HAPPY
+        __dataflow__ = {"views": {"moods": "SELECT name, mood FROM person"}}
+
+    ok, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok, output(db)
+    assert [(op.kind, op.table) for op in m.operations] == [
+        ("DROP_VIEW", "moods"),
+        ("ALTER_ENUM", "mood"),
+        ("CREATE_VIEW", "moods"),
+    ]
+    assert "person.mood: its enum type mood is swapped" in m.operations[0].details
     await replans_empty(db)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from dataflow.operations import Assessment, Change, Risk
+from dataflow.ops.alter_enum import ALTER_ENUM, enum_swap
 from dataflow.ops.base import Context, Kind, register
 from dataflow.safety import ACCESS_EXCLUSIVE, METADATA_MS, Facts
 from dataflow.schema import Schema, Table, View
@@ -108,6 +109,9 @@ def compare_views(
             reasons[name] = "its query changes"
     broken: dict[tuple[str, str], str] = {}
     for c in changes:
+        if c.kind == ALTER_ENUM and enum_swap(c.old, c.new):  # every column of the type is converted
+            for table, column, _ in c.old.usages:
+                broken[(table, column)] = f"{table}.{column}: its enum type {c.new.name} is swapped"
         if c.kind in _BREAKING:
             column = "" if c.kind == "DROP_TABLE" else (c.subject or "")
             broken[(c.table, column)] = f"{c.table}{'.' + column if column else ''}: {_BREAKING[c.kind]}"

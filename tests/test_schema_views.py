@@ -9,8 +9,10 @@ undo restores the previous state.
 
 import enum
 import json
+import uuid
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -366,7 +368,7 @@ async def test_a_steady_state_probes_once_per_process(dsn: str, conn: asyncpg.Co
             assert full.operations == []
     # the live text differs from the declared one (PostgreSQL prints 'x'::text), so the first plan of the
     # process probes; the second compares the pair it already found alike
-    assert sum("CREATE TEMPORARY VIEW" in s for s in statements) == 1
+    assert sum(s.startswith('CREATE VIEW "pg_temp"."dataflow_probe_') for s in statements) == 1
     assert await view_def(conn, "scored") is not None
 
 
@@ -469,3 +471,30 @@ async def test_a_view_over_an_enum_column_is_recreated_around_a_type_swap(
     ]
     assert "person.mood: its enum type mood is swapped" in m.operations[0].details
     await replans_empty(db)
+
+
+async def test_a_role_without_temp_probes_in_the_schema_itself(dsn: str, conn: asyncpg.Connection) -> None:
+    role = f"dataflow_notemp_{uuid.uuid4().hex[:8]}"
+    database = await conn.fetchval("SELECT current_database()")
+    await conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+        await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+        await conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
+        parts = urlsplit(dsn)
+        role_dsn = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+        db = dataflow(role_dsn)
+        _members(db, {"named": "SELECT id, name FROM member WHERE name <> 'x'"})
+        ok, _ = await db.auto_migrate(auto_confirm=True)
+        assert ok, output(db)
+        introspect_views._ALIKE.clear()
+        await replans_empty(db)  # probed in public, rolled back: the view reads alike, nothing to do
+        assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE 'dataflow_probe_%'") == 0
+        _members(db, {"named": "SELECT id, name, score FROM member WHERE name <> 'x'"})
+        [pending] = await db.get_pending_migrations()
+        assert [(op.kind, op.sql_up[0][:26]) for op in pending.operations] == [
+            ("CREATE_VIEW", 'CREATE OR REPLACE VIEW "pu')
+        ]
+    finally:
+        await conn.execute(f"DROP OWNED BY {role} CASCADE")
+        await conn.execute(f"DROP ROLE {role}")

@@ -22,7 +22,7 @@ import asyncpg
 
 from dataflow.connect import search_path
 from dataflow.schema import Schema, View
-from dataflow.sqltext import quote_ident
+from dataflow.sqltext import qualified
 from dataflow.viewsql import normalise_query
 
 # $1: the schema. Dependencies on relations of the same schema only (the view itself excluded).
@@ -124,25 +124,33 @@ async def _probe(
     await tr.start()
     try:
         await conn.execute("SELECT set_config('search_path', $1, true)", search_path(schema))
-        created: list[tuple[str, str]] = []
+        created: list[tuple[str, str]] = []  # (view, its probe's qualified name)
+        temporary = True  # a role without TEMP on the database probes in the schema itself (rolled back too)
         for i, (d, _) in enumerate(probe):
-            temp = f"{PROBE_PREFIX}{i}"
-            try:
-                async with conn.transaction():  # a savepoint: one refused query leaves the others
-                    await conn.execute(f"CREATE TEMPORARY VIEW {quote_ident(temp)} AS {d.query}")
-                created.append((d.name, temp))
-            except asyncpg.PostgresError:
-                columns[d.name] = None
+            for _attempt in range(2):
+                where = "pg_temp" if temporary else schema
+                probe_name = qualified(where, f"{PROBE_PREFIX}{i}")
+                try:
+                    async with conn.transaction():  # a savepoint: one refused query leaves the others
+                        await conn.execute(f"CREATE VIEW {probe_name} AS {d.query}")
+                    created.append((d.name, probe_name))
+                except asyncpg.InsufficientPrivilegeError:
+                    if temporary:
+                        temporary = False
+                        continue
+                    columns[d.name] = None
+                except asyncpg.PostgresError:
+                    columns[d.name] = None
+                break
         if created:
             rows = await conn.fetch(
                 """SELECT p.name,
                           pg_get_viewdef(to_regclass(quote_ident($1) || '.' || quote_ident(p.name))) AS live,
-                          pg_get_viewdef(t.oid) AS declared,
+                          pg_get_viewdef(to_regclass(p.probe)) AS declared,
                           ARRAY(SELECT ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)]
-                                FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0
+                                FROM pg_attribute a WHERE a.attrelid = to_regclass(p.probe) AND a.attnum > 0
                                 ORDER BY a.attnum) AS columns
-                   FROM unnest($2::text[], $3::text[]) AS p(name, temp)
-                   JOIN pg_class t ON t.relname = p.temp AND t.relnamespace = pg_my_temp_schema()""",
+                   FROM unnest($2::text[], $3::text[]) AS p(name, probe)""",
                 schema,
                 [n for n, _ in created],
                 [t for _, t in created],

@@ -8,9 +8,10 @@ PostgreSQL rewrites a view's text (qualified columns, added casts and parenthese
 query is compared with the live view by what PostgreSQL makes of it: :func:`align_views` creates each
 declared query whose canonical text differs from the live one's as a temporary view, in one transaction
 that is rolled back, and compares the two ``pg_get_viewdef`` texts (printed under the same
-``search_path``). A view whose canonical texts already agree costs nothing, nor does a pair of texts a
-probe of this process already found alike (so a steady state probes once per process); the fingerprint
-path never gets here.
+``search_path``). A role without TEMP on the database creates the probes in the schema itself, inside
+the same rolled-back transaction (nobody else ever sees them). A view whose canonical texts already
+agree costs nothing, nor does a pair of texts a probe of this process already found alike (so a steady
+state probes once per process); the fingerprint path never gets here.
 """
 
 from __future__ import annotations

@@ -498,3 +498,17 @@ async def test_a_role_without_temp_probes_in_the_schema_itself(dsn: str, conn: a
     finally:
         await conn.execute(f"DROP OWNED BY {role} CASCADE")
         await conn.execute(f"DROP ROLE {role}")
+
+
+async def test_a_view_calling_a_denied_function_is_refused_at_plan_time(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    _members(db, {"slow": "SELECT id, pg_sleep(10) AS z FROM member"})
+    with pytest.raises(SchemaError, match=r"views\.slow\.query.*pg_sleep"):
+        await db.get_pending_migrations()
+    assert await conn.fetchval("SELECT to_regclass('member')") is None  # nothing was written
+    allowed = dataflow(dsn, allowed_functions=["pg_sleep"])
+    _members(allowed, {"slow": "SELECT id, pg_sleep(10) AS z FROM member"})
+    [pending] = await allowed.get_pending_migrations()
+    assert [op.kind for op in pending.operations] == ["CREATE_TABLE", "CREATE_VIEW"]

@@ -30,6 +30,7 @@ from dataflow.safety import (
 from dataflow.schema import Schema, Table
 from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
+from dataflow.viewsql import query_function_names
 
 PLAN_HASH_LENGTH = 12
 
@@ -169,6 +170,8 @@ def function_calls(desired: Schema) -> dict[str, frozenset[str]]:
                 calls[path] = calls.get(path, frozenset()) | function_names(expression)
             except ValueError as exc:
                 raise SchemaError(path, str(exc)) from None
+    for view in desired.views:
+        calls[f"views.{view.name}.query"] = query_function_names(view.query)
     return calls
 
 

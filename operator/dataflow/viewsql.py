@@ -74,3 +74,20 @@ def referenced_relations(text: str, schema: str) -> frozenset[str]:
 
     _Relations()(_parse_select(text))
     return frozenset(names)
+
+
+@lru_cache(maxsize=4096)
+def query_function_names(text: str) -> frozenset[str]:
+    """Lower-cased names (``schema.name`` when qualified) of every function the query calls.
+
+    The same set the denied-function check reads for an expression: a view (and a materialized view's
+    query, which the migration runs) may not reach outside the tables either.
+    """
+    names: set[str] = set()
+
+    class _Calls(Visitor):
+        def visit_FuncCall(self, ancestors: Any, node: Any) -> None:  # noqa: N802 (pglast API)
+            names.add(".".join(part.sval for part in node.funcname).lower())
+
+    _Calls()(_parse_select(text))
+    return frozenset(names)

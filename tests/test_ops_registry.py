@@ -37,7 +37,7 @@ KIND_MODULES = sorted(m.name for m in pkgutil.iter_modules(dataflow.ops.__path__
 
 
 def test_every_kind_module_registers_exactly_one_kind_named_after_the_module() -> None:
-    assert len(KIND_MODULES) == 30 and len(all_kinds()) == 30
+    assert len(KIND_MODULES) == 32 and len(all_kinds()) == 32
     assert sorted(kind_names()) == sorted(m.upper() for m in KIND_MODULES)
     for module_name in KIND_MODULES:
         module = importlib.import_module(f"dataflow.ops.{module_name}")

@@ -33,7 +33,15 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_enums, model_extensions, model_sequences, model_to_table, unique_enums
+from dataflow.models import (
+    model_enums,
+    model_extensions,
+    model_sequences,
+    model_to_table,
+    model_views,
+    unique_enums,
+    view_of,
+)
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
@@ -53,7 +61,7 @@ from dataflow.queue import (
 )
 from dataflow.reconcile import Outcome, Result, plan, reconcile
 from dataflow.rules import semantic_problems
-from dataflow.schema import Schema
+from dataflow.schema import Schema, View, checked_views
 from dataflow.sqltext import identifier_problem
 from dataflow.strategy import MigrationStrategy, StrategyMigration, consult
 from dataflow.undo import keep, undo_losses
@@ -167,6 +175,7 @@ class DataFlow:
         self.schema_name: str = self.config.get("schema", "public")
         self.owner: str = self.config.get("owner", f"library:{self.schema_name}")
         self.models: dict[str, type] = {}
+        self.views: dict[str, View] = {}  # @db.view declarations by view name
         self.console = console or stdout_console()
         self.last_result: Result | None = None
         self._schema: tuple[tuple[Any, ...], Schema] | None = None  # (what it was built from, the schema)
@@ -185,13 +194,31 @@ class DataFlow:
             register_model(self, cls.__name__)
         return cls
 
+    def view(self, obj: Any = None, *, name: str | None = None, materialized: bool = False) -> Any:
+        """Register a view: ``@db.view`` or ``@db.view(materialized=True, name=...)`` over a class with
+        ``sql = "SELECT ..."`` (or a function returning that SQL); named after it in snake_case.
+
+        Registering a view of the same name replaces it. The object itself is returned unchanged.
+        """
+
+        def register(target: Any) -> Any:
+            view = view_of(target, name, materialized)
+            self.views[view.name] = view
+            return target
+
+        return register if obj is None else register(obj)
+
     def schema(self) -> Schema:
         """The desired schema of every registered model.
 
         Built once and kept until a model is registered or replaced or the schema name changes
         (building 1,000 tables costs ~0.1 s; the Schema is immutable, so sharing it is safe).
         """
-        source = (self.schema_name, *((name, id(cls)) for name, cls in self.models.items()))
+        source = (
+            self.schema_name,
+            *((name, id(cls)) for name, cls in self.models.items()),
+            *self.views.values(),
+        )
         if self._schema is not None and self._schema[0] == source:
             return self._schema[1]
         schema = self._build_schema()
@@ -222,8 +249,13 @@ class DataFlow:
         sequences = tuple(q for cls in self.models.values() for q in model_sequences(cls))
         if len({q.name for q in sequences}) != len(sequences):
             raise SchemaError("__dataflow__.sequences", "two models declare the same sequence")
+        views = checked_views(
+            (*(v for cls in self.models.values() for v in model_views(cls)), *self.views.values()),
+            tables,
+            "views",
+        )
         schema = Schema(
-            tables, self.schema_name, extensions=extensions, enums=enums, sequences=sequences
+            tables, self.schema_name, extensions=extensions, enums=enums, sequences=sequences, views=views
         ).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:

@@ -22,6 +22,7 @@ from dataflow.ops.alter_identity import compare_identity
 from dataflow.ops.create_index import CREATE_INDEX
 from dataflow.ops.create_sequence import compare_sequences
 from dataflow.ops.create_table import CREATE_TABLE
+from dataflow.ops.create_view import compare_views
 from dataflow.ops.drop_column import DROP_COLUMN
 from dataflow.ops.drop_constraint import DROP_CONSTRAINT
 from dataflow.ops.drop_default import DROP_DEFAULT
@@ -71,6 +72,7 @@ def compare_schemas(
     changes.extend(compare_sequences(current, desired))
     if drop_missing:
         changes.extend(Change(DROP_TABLE, t.name, old=t) for t in missing_tables(current, desired, owned))
+    changes.extend(compare_views(current, desired, changes, owned, drop_missing))
     return sort_changes(changes)
 
 

@@ -3,8 +3,8 @@
 
 Every DDL statement writes new catalog row versions, each stamped with the writing transaction's id
 (``xmin``). A hash over the ``(key, xmin)`` of the managed tables' pg_class, pg_attribute, pg_attrdef,
-pg_constraint, pg_index, pg_description (comments) and pg_policy rows, their indexes' pg_class rows and
-identity sequences' pg_sequence rows
+pg_constraint, pg_index, pg_description (comments) and pg_policy rows, their indexes' pg_class rows,
+identity sequences' pg_sequence rows and the declared views' pg_rewrite rows
 (plus ``indisvalid`` and friends, which CREATE INDEX CONCURRENTLY may update in place) therefore changes
 with any DDL on those tables and with nothing else: rows written to a table, VACUUM and ANALYZE
 (in-place updates) and DDL on other tables leave it as it was. The requested names are part of it, so a
@@ -127,6 +127,8 @@ SELECT concat_ws('|',
     )
 },
   {_sum_of("p.oid", "p.xmin", f"pg_policy p WHERE p.polrelid = {_IN_REL}")},
+  -- the declared views' rules (CREATE OR REPLACE VIEW rewrites only this row); NULL while there are none
+  nullif({_sum_of("r.oid", "r.xmin", f"pg_rewrite r WHERE r.ev_class = {_IN_REL}")}, '0:0'),
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -18,6 +18,7 @@ from dataflow.introspect_enums import introspect_enums
 from dataflow.introspect_extras import read_extras, with_extras
 from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
 from dataflow.introspect_sequences import read_sequences
+from dataflow.introspect_views import read_views
 from dataflow.ledger import INTERNAL_TABLES
 from dataflow.operations import TableFacts
 from dataflow.schema import Check, Column, ForeignKey, Index, Schema, Table, Unique
@@ -223,7 +224,8 @@ async def introspect(
     read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
     enums = await introspect_enums(conn, schema_name)
     sequences = await read_sequences(conn, schema_name)
-    schema = Schema(read, schema_name, enums=enums, sequences=sequences).normalised()
+    views = await read_views(conn, schema_name)
+    schema = Schema(read, schema_name, enums=enums, sequences=sequences, views=views).normalised()
     return DatabaseState(schema, facts, tuple(outside))
 
 

@@ -80,6 +80,8 @@ def generate(
     spec["tables"] = canonical["tables"]
     if "sequences" in canonical:
         spec["sequences"] = canonical["sequences"]
+    if "views" in canonical:
+        spec["views"] = canonical["views"]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -193,6 +195,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
                 "tables": spec.get("tables") or [],
                 "enums": spec.get("enums") or [],
                 "sequences": spec.get("sequences") or [],
+                "views": spec.get("views") or [],
             },
             name=db.schema,
         ),

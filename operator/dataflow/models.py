@@ -41,6 +41,7 @@ from dataflow.schema import (
     Sequence,
     Table,
     Unique,
+    View,
     check_policy,
     checked_enum,
     collation_name,
@@ -48,6 +49,7 @@ from dataflow.schema import (
     keyword_choice,
     policy_roles,
     sequence_from_dict,
+    view_query,
 )
 from dataflow.sqltext import (
     check_identifier,
@@ -639,3 +641,49 @@ def model_sequences(cls: type) -> tuple[Sequence, ...]:
             raise SchemaError(f"{path}[{i}]", "must be a sequence name or a mapping")
         out.append(sequence_from_dict(spec, f"{path}[{i}]"))
     return tuple(out)
+
+
+def model_views(cls: type) -> tuple[View, ...]:
+    """Views a model declares: ``__dataflow__ = {"views": {"active_users": "SELECT id, name FROM users WHERE
+    active"}}``; a value may be a mapping ``{"query": ..., "materialized": True}``."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    value = options.get("views") or {}
+    path = f"{cls.__name__}.__dataflow__.views"
+    if not isinstance(value, Mapping):
+        raise SchemaError(path, 'must map view names to SELECT statements, such as {"active": "SELECT ..."}')
+    out = []
+    for name, spec in value.items():
+        check_identifier(name, f"{path}.{name}")
+        spec = {"query": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, Mapping):
+            raise SchemaError(f"{path}.{name}", "must be a SELECT statement or a mapping with query")
+        out.append(declared_view(name, spec.get("query"), spec.get("materialized", False), f"{path}.{name}"))
+        unknown = set(spec) - {"query", "materialized"}
+        if unknown:
+            raise SchemaError(f"{path}.{name}.{sorted(unknown)[0]}", "is not a view option")
+    return tuple(out)
+
+
+def declared_view(name: str, query: Any, materialized: Any, path: str) -> View:
+    """A view from Python: its query checked as one SELECT (errors name ``<path>.query``)."""
+    if not isinstance(materialized, bool):
+        raise SchemaError(f"{path}.materialized", f"must be True or False, not {materialized!r}")
+    return View(check_identifier(name, path), view_query(query, f"{path}.query"), materialized)
+
+
+def view_of(obj: Any, name: str | None = None, materialized: bool = False) -> View:
+    """The view a ``@db.view`` object declares: a class with ``sql`` (or ``__sql__``), or a function
+    returning the SQL; named ``name`` or the snake_case of its own name."""
+    view_name = name or snake_case(obj.__name__)
+    path = f"views.{view_name}"
+    if isinstance(obj, type):
+        query = getattr(obj, "sql", None) or getattr(obj, "__sql__", None)
+        if query is None:
+            raise SchemaError(f"{path}.query", f'{obj.__name__} needs a sql = "SELECT ..." attribute')
+    elif callable(obj):
+        query = obj()
+    else:
+        raise SchemaError(
+            path, '@db.view decorates a class with sql = "SELECT ..." or a function returning it'
+        )
+    return declared_view(view_name, query, materialized, path)

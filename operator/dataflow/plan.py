@@ -16,6 +16,7 @@ from dataflow.adoption import KeptObject, keep_undeclared
 from dataflow.diff import compare_schemas, missing_tables
 from dataflow.errors import SchemaError
 from dataflow.introspect import DatabaseState
+from dataflow.introspect_views import align_views
 from dataflow.operations import Change, Operation, Risk, RollbackStep
 from dataflow.ops import Context, kind_of
 from dataflow.options import MigrationOptions
@@ -30,6 +31,7 @@ from dataflow.safety import (
 from dataflow.schema import Schema, Table
 from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
+from dataflow.viewsql import query_function_names
 
 PLAN_HASH_LENGTH = 12
 
@@ -138,10 +140,11 @@ def filter_changes(
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
     """The relations a plan reads: the tables ``desired`` names, their ``renamed_from`` sources, those ``owned``,
-    and its sequences."""
+    and its sequences and views."""
     names = set(desired.table_names) | set(owned)
     names |= {t.renamed_from for t in desired.tables if t.renamed_from}
     names |= {q.name for q in desired.sequences}  # their pg_class and pg_sequence rows are fingerprinted
+    names |= {v.name for v in desired.views}  # their pg_class, pg_attribute and pg_rewrite rows likewise
     return sorted(names)
 
 
@@ -171,6 +174,8 @@ def function_calls(desired: Schema) -> dict[str, frozenset[str]]:
                 calls[path] = calls.get(path, frozenset()) | function_names(expression)
             except ValueError as exc:
                 raise SchemaError(path, str(exc)) from None
+    for view in desired.views:
+        calls[f"views.{view.name}.query"] = query_function_names(view.query)
     return calls
 
 
@@ -239,9 +244,10 @@ async def build_migration(
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
     resolved = await extensions.resolve(conn, desired)  # extension types as the server spells them
     desired = resolved.schema
+    current, desired = await align_views(conn, state.schema, desired)  # views PostgreSQL reads alike
     drop = options.drop_missing_tables
     compared, kept_objects = keep_undeclared(
-        compare_schemas(state.schema, desired, owned, drop), desired, adopting, recorded_kept, options.prune
+        compare_schemas(current, desired, owned, drop), desired, adopting, recorded_kept, options.prune
     )
     changes = resolved.with_changes(
         filter_changes(compared, options.include_tables, options.exclude_operations),

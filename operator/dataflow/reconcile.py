@@ -168,7 +168,8 @@ async def full_plan(
         adopting=adopting,
         recorded_kept=await ledger.kept_of(conn, owner) if mine else (),
     )
-    conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
+    declared = [*desired.table_names, *(v.name for v in desired.views)]
+    conflicts = {t: owners[t] for t in declared if owners.get(t, owner) != owner}
     return migration, conflicts
 
 
@@ -484,10 +485,11 @@ def _sealer(desired: Schema, owner: str, options: MigrationOptions, sealed: list
 
 
 def _claimed(desired: Schema, options: MigrationOptions) -> list[str]:
-    """The tables an apply of ``desired`` under ``options`` makes this owner's."""
+    """The tables (and views) an apply of ``desired`` under ``options`` makes this owner's."""
+    names = [*desired.table_names, *(v.name for v in desired.views)]
     if options.include_tables is None:
-        return list(desired.table_names)
-    return [t for t in desired.table_names if t in options.include_tables]
+        return names
+    return [t for t in names if t in options.include_tables]
 
 
 def _conflict(migration: Migration, conflicts: dict[str, str]) -> Result:

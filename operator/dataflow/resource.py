@@ -13,7 +13,7 @@ from enum import StrEnum
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Sequence, Table
+from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Sequence, Table, View
 
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
@@ -183,5 +183,11 @@ class Spec:
     sequences: tuple[Sequence, ...] = json_field(
         "sequences",
         "Sequences of their own (not identity columns'), sorted by name; one left out is never dropped.",
+        default=(),
+    )
+    views: tuple[View, ...] = json_field(
+        "views",
+        "Views and materialized views, sorted by name; created after the tables, in dependency order. "
+        "One never declared is never touched.",
         default=(),
     )

@@ -18,6 +18,7 @@ from dataflow.errors import SchemaError
 from dataflow.jsonfields import json_field, to_json
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES, check_identifier, normalise_default, normalise_expression
 from dataflow.types import KNOWN_BASE_TYPES, canonical_type
+from dataflow.viewsql import normalise_query
 
 DEFAULT_FK_ACTION = "NO ACTION"
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
@@ -372,6 +373,29 @@ class Sequence:
 
 
 @dataclass(frozen=True)
+class View:
+    """A view (or materialized view) over the schema's tables: its name and exactly one SELECT statement."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    query: str = json_field(
+        "query",
+        "Exactly one SELECT statement (parsed; kept in canonical form). Unqualified names are the schema's.",
+        schema=SQL_TEXT,
+    )
+    materialized: bool = json_field(
+        "materialized",
+        "A materialized view (its rows stored; refreshing them is not a migration).",
+        default=False,
+    )
+    # introspection only: its columns as (name, type), the relations of the schema it reads as
+    # (relation, column or ""), and a materialized view's size and whether it holds rows
+    columns: tuple[tuple[str, str], ...] | None = json_field(None, default=None, compare=False)
+    depends_on: tuple[tuple[str, str], ...] = json_field(None, default=(), compare=False)
+    size_bytes: int = json_field(None, default=0, compare=False)
+    populated: bool = json_field(None, default=True, compare=False)
+
+
+@dataclass(frozen=True)
 class Schema:
     """A set of tables in one PostgreSQL schema (namespace)."""
 
@@ -387,6 +411,11 @@ class Schema:
 
     # sequences of their own (``spec.sequences``), sorted by name; never dropped when left out
     sequences: tuple[Sequence, ...] = ()
+    # views and materialized views, sorted by name; one the owner never declared is never touched
+    views: tuple[View, ...] = ()
+
+    def view(self, name: str) -> View | None:
+        return next((v for v in self.views if v.name == name), None)
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -410,6 +439,7 @@ class Schema:
             extensions=tuple(sorted(set(self.extensions))),
             enums=tuple(sorted(self.enums, key=lambda e: e.name)),
             sequences=tuple(sorted(self.sequences, key=lambda q: q.name)),
+            views=tuple(sorted(self.views, key=lambda v: v.name)),
         )
 
     # canonical form -------------------------------------------------------
@@ -422,6 +452,8 @@ class Schema:
             data["enums"] = [to_json(e) for e in normalised.enums]
         if normalised.sequences:  # likewise
             data["sequences"] = [to_json(q) for q in normalised.sequences]
+        if normalised.views:  # likewise
+            data["views"] = [to_json(v) for v in normalised.views]
         return data
 
     @classmethod
@@ -440,7 +472,15 @@ class Schema:
         seqs = tuple(sequence_from_dict(q, f"sequences[{i}]") for i, q in enumerate(sequences))
         if len({q.name for q in seqs}) != len(seqs):
             raise SchemaError("sequences", "names a sequence twice")
-        return cls(tables=parsed, name=name, enums=parsed_enums, sequences=seqs).normalised()
+        views = data.get("views") or []
+        if not isinstance(views, list):
+            raise SchemaError("views", "must be a list of views")
+        parsed_views = checked_views(
+            tuple(view_from_dict(v, "views", i) for i, v in enumerate(views)), parsed, "views"
+        )
+        return cls(
+            tables=parsed, name=name, enums=parsed_enums, sequences=seqs, views=parsed_views
+        ).normalised()
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -793,3 +833,41 @@ def sequence_from_dict(d: Mapping[str, Any], path: str) -> Sequence:
         check_identifier(table, f"{path}.ownedBy")
         check_identifier(column, f"{path}.ownedBy")
     return Sequence(name, values["start"], values["increment"], owned_by)
+
+
+def view_query(text: Any, path: str) -> str:
+    """A view's SQL body in canonical form: exactly one SELECT statement, else a SchemaError naming ``path``."""
+    if not isinstance(text, str):
+        raise SchemaError(path, f"must be SQL text, not {type(text).__name__}")
+    try:
+        return normalise_query(text)
+    except ValueError as exc:
+        raise SchemaError(path, str(exc)) from None
+
+
+def view_from_dict(d: Mapping[str, Any], base: str, i: int) -> View:
+    """One view of ``spec.views`` (or of a model's ``__dataflow__``): name, query, materialized.
+
+    ``base`` is the list's path; errors name the view by its name once it has one (``views.active.query``).
+    """
+    name = _name(d, "name", f"{base}[{i}]")
+    path = f"{base}.{name}"
+    unknown = set(d) - {"name", "query", "materialized"}
+    if unknown:
+        raise SchemaError(f"{path}.{sorted(unknown)[0]}", "is not a view option")
+    materialized = d.get("materialized", False)
+    if not isinstance(materialized, bool):
+        raise SchemaError(f"{path}.materialized", f"must be true or false, not {materialized!r}")
+    return View(name, view_query(_req(d, "query", path), f"{path}.query"), materialized)
+
+
+def checked_views(views: tuple[View, ...], tables: Iterable[Table], path: str) -> tuple[View, ...]:
+    """``views`` if each name appears once and names no table (tables and views share one namespace)."""
+    names = [v.name for v in views]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SchemaError(f"{path}.{twice[0]}", "is declared twice")
+    clash = sorted(set(names) & {t.name for t in tables})
+    if clash:
+        raise SchemaError(f"{path}.{clash[0]}", "is also a table's name")
+    return views

@@ -68,6 +68,11 @@ def _plan(old: EnumType, new: EnumType) -> tuple[list[tuple[str, str]], list[str
     return renames, added, removed, swap
 
 
+def enum_swap(old: EnumType, new: EnumType) -> bool:
+    """Whether turning ``old`` into ``new`` swaps the type (converting every column of it)."""
+    return _plan(old, new)[3]
+
+
 def enum_steps(
     old: EnumType, new: EnumType, usages: tuple[tuple[str, str, str | None], ...], schema: str
 ) -> list[Step]:

@@ -21,6 +21,7 @@ from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
 from dataflow.explicit_plan import MigrationPlan, PlanReport, apply_plan
+from dataflow.functions import unique_functions
 from dataflow.ledger import (
     STATUS_APPLIED,
     STATUS_FAILED,
@@ -30,7 +31,14 @@ from dataflow.ledger import (
     MigrationRecord,
 )
 from dataflow.lock import MigrationLease
-from dataflow.models import model_enums, model_extensions, model_sequences, model_to_table, unique_enums
+from dataflow.models import (
+    model_enums,
+    model_extensions,
+    model_functions,
+    model_sequences,
+    model_to_table,
+    unique_enums,
+)
 from dataflow.monitoring import Monitor
 from dataflow.operations import Risk
 from dataflow.options import MigrationOptions, flag, text
@@ -213,8 +221,14 @@ class DataFlow:
         sequences = tuple(q for cls in self.models.values() for q in model_sequences(cls))
         if len({q.name for q in sequences}) != len(sequences):
             raise SchemaError("__dataflow__.sequences", "two models declare the same sequence")
+        functions = unique_functions(f for cls in self.models.values() for f in model_functions(cls))
         schema = Schema(
-            tables, self.schema_name, extensions=extensions, enums=enums, sequences=sequences
+            tables,
+            self.schema_name,
+            extensions=extensions,
+            enums=enums,
+            sequences=sequences,
+            functions=functions,
         ).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:

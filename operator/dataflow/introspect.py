@@ -16,6 +16,7 @@ import asyncpg
 
 from dataflow.introspect_enums import introspect_enums
 from dataflow.introspect_extras import read_extras, with_extras
+from dataflow.introspect_functions import read_functions, read_triggers, with_triggers
 from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
 from dataflow.introspect_sequences import read_sequences
 from dataflow.ledger import INTERNAL_TABLES
@@ -221,9 +222,11 @@ async def introspect(
         for name, cols in columns.items()
     )
     read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
+    read = with_triggers(read, await read_triggers(conn, schema_name, only))
     enums = await introspect_enums(conn, schema_name)
     sequences = await read_sequences(conn, schema_name)
-    schema = Schema(read, schema_name, enums=enums, sequences=sequences).normalised()
+    functions = await read_functions(conn, schema_name)
+    schema = Schema(read, schema_name, enums=enums, sequences=sequences, functions=functions).normalised()
     return DatabaseState(schema, facts, tuple(outside))
 
 

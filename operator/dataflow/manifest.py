@@ -80,6 +80,8 @@ def generate(
     spec["tables"] = canonical["tables"]
     if "sequences" in canonical:
         spec["sequences"] = canonical["sequences"]
+    if "functions" in canonical:
+        spec["functions"] = canonical["functions"]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -192,6 +194,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
                 "tables": spec.get("tables") or [],
                 "enums": spec.get("enums") or [],
                 "sequences": spec.get("sequences") or [],
+                "functions": spec.get("functions") or [],
             },
             name=db.schema,
         ),

@@ -134,10 +134,13 @@ def filter_changes(
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
     """The relations a plan reads: the tables ``desired`` names, their ``renamed_from`` sources, those ``owned``,
-    and its sequences."""
+    its sequences and its functions."""
     names = set(desired.table_names) | set(owned)
     names |= {t.renamed_from for t in desired.tables if t.renamed_from}
     names |= {q.name for q in desired.sequences}  # their pg_class and pg_sequence rows are fingerprinted
+    names |= {
+        f.name for f in desired.functions
+    }  # their pg_proc rows are fingerprinted (a table so named is read)
     return sorted(names)
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Sequence, Table
+from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Function, Sequence, Table
 
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
@@ -168,5 +168,11 @@ class Spec:
     sequences: tuple[Sequence, ...] = json_field(
         "sequences",
         "Sequences of their own (not identity columns'), sorted by name; one left out is never dropped.",
+        default=(),
+    )
+    functions: tuple[Function, ...] = json_field(
+        "functions",
+        "Functions, sorted by name; created before the triggers that execute them. One left out is dropped "
+        "only with drop missing, and only if DataFlow created it.",
         default=(),
     )

@@ -1,0 +1,287 @@
+"""Functions and triggers a model declares (``__dataflow__ = {"functions": [...], "triggers": [...]}``).
+
+A function is created (SAFE) and marked as DataFlow's, replaced when its definition changes (MEDIUM; HIGH
+when its signature changes: drop and create), dropped only when the owner's set is complete and only if
+DataFlow created it (HIGH). A trigger is created on its table (SAFE on an empty table, MEDIUM with rows),
+dropped and created again when it changes, dropped when no longer declared only with drop missing (HIGH).
+Each step re-plans empty (full plan and fingerprint path) and the undo restores the previous state.
+"""
+
+from dataclasses import replace
+from datetime import datetime
+
+import asyncpg
+import pytest
+
+from dataflow import DataFlow
+from dataflow.errors import SchemaError
+from dataflow.functions import MARKER
+from dataflow.manifest import from_resource, generate, validate
+from dataflow.models import model_to_table
+from dataflow.reconcile import plan
+from dataflow.schema import Schema
+from tests.helpers import dataflow, output, replans_empty
+
+ADD = {
+    "name": "add_ints",
+    "arguments": "a int, b int",
+    "returns": "int",
+    "language": "sql",
+    "body": "select a + b",
+}
+TOUCH = {
+    "name": "touch_updated_at",
+    "returns": "trigger",
+    "language": "plpgsql",
+    "body": "\r\nBEGIN\n  NEW.touched_at = now();   \n  RETURN NEW;\nEND\n\n",
+}
+TRIGGER = {"name": "account_touch", "timing": "BEFORE", "events": ["UPDATE"], "function": "touch_updated_at"}
+
+
+async def call(conn: asyncpg.Connection, sql: str) -> object:
+    return await conn.fetchval(sql)
+
+
+async def functions(conn: asyncpg.Connection) -> dict[str, str | None]:
+    rows = await conn.fetch(
+        "SELECT p.proname, obj_description(p.oid, 'pg_proc') AS mark FROM pg_proc p"
+        " WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1"
+    )
+    return {r["proname"]: r["mark"] for r in rows}
+
+
+async def triggers(conn: asyncpg.Connection, table: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal ORDER BY 1", table
+    )
+    return [r[0] for r in rows]
+
+
+def model(db: DataFlow, functions: list[dict], triggers: list[dict] | None = None) -> None:
+    @db.model
+    class Account:
+        name: str
+        touched_at: datetime | None = None
+
+        __dataflow__ = {"functions": functions, "triggers": triggers or []}
+
+
+def test_function_and_trigger_manifest_form_round_trips() -> None:
+    class Account:
+        name: str
+        __dataflow__ = {"triggers": [{**TRIGGER, "columns": ["name"], "when": "NEW.name <> OLD.name"}]}
+
+    table = model_to_table(Account)
+    assert [(t.name, t.events, t.columns, t.when) for t in table.triggers] == [
+        ("account_touch", ("UPDATE",), ("name",), "new.name <> old.name")
+    ]
+    schema = Schema((table,), functions=(Schema.from_dict({"tables": [], "functions": [ADD]}).functions))
+    data = schema.to_dict()
+    assert data["functions"] == [
+        {
+            "name": "add_ints",
+            "arguments": "a INTEGER, b INTEGER",
+            "returns": "INTEGER",
+            "language": "sql",
+            "body": "SELECT a + b",
+        }
+    ]
+    assert Schema.from_dict(data) == schema.normalised()
+    assert Schema.from_dict(data).hash() == schema.hash()
+    manifest = generate(schema, name="s", namespace="n", secret="db")
+    assert validate(manifest) == []
+    assert from_resource(manifest).schema == schema.normalised()
+    # a schema without functions keeps its canonical form (and hash) as before
+    assert "functions" not in Schema((replace(table, triggers=()),)).to_dict()
+    assert "triggers" not in Schema((replace(table, triggers=()),)).to_dict()["tables"][0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            {**ADD, "arguments": "a int) RETURNS int LANGUAGE sql AS $$ select 1 $$; DROP TABLE x; --"},
+            "arguments",
+        ),
+        ({**ADD, "arguments": "a int, b int) RETURNS int AS $$ $$ LANGUAGE sql; SELECT (1"}, "arguments"),
+        ({**ADD, "returns": "int LANGUAGE plpgsql SECURITY DEFINER"}, "returns"),
+        ({**ADD, "returns": "int AS $$ select 1 $$; DROP TABLE x; --"}, "returns"),
+        ({**ADD, "body": "select 1; DROP TABLE (x"}, "body"),
+        ({**ADD, "language": "c"}, "language"),
+        ({**ADD, "volatility": "sometimes"}, "volatility"),
+    ],
+)
+def test_injection_through_a_function_is_refused_naming_the_field(spec: dict, field: str) -> None:
+    with pytest.raises(SchemaError, match=rf"functions\[0\]\.{field}"):
+        Schema.from_dict({"tables": [], "functions": [spec]})
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({**TRIGGER, "when": "true) EXECUTE FUNCTION evil(); DROP TABLE x; --"}, "when"),
+        ({**TRIGGER, "when": "a = 1; DROP TABLE x"}, "when"),
+        ({**TRIGGER, "timing": "BEFORE OR AFTER"}, "timing"),
+        ({**TRIGGER, "events": ["UPDATE; DROP TABLE x"]}, "events"),
+        ({**TRIGGER, "level": "ROW; DROP TABLE x"}, "level"),
+        ({**TRIGGER, "events": ["INSERT"], "columns": ["name"]}, "columns"),
+    ],
+)
+def test_injection_through_a_trigger_is_refused_naming_the_field(spec: dict, field: str) -> None:
+    table = {"name": "t", "columns": [{"name": "name", "type": "TEXT"}], "triggers": [spec]}
+    with pytest.raises(SchemaError, match=rf"tables\[0\]\.triggers\[0\]\.{field}"):
+        Schema.from_dict({"tables": [table]})
+
+
+async def test_sql_function_round_trip_replace_and_undo(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+    model(db, [ADD])
+    ok, [created] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [(op.kind, op.risk.name) for op in created.operations] == [
+        ("CREATE_TABLE", "SAFE"),
+        ("CREATE_FUNCTION", "SAFE"),
+    ]
+    assert await call(conn, "SELECT add_ints(2, 3)") == 5
+    assert (await functions(conn))["add_ints"] == MARKER
+    await replans_empty(db)
+
+    # the body changes: CREATE OR REPLACE, MEDIUM
+    db2 = dataflow(dsn)
+    model(db2, [{**ADD, "body": "SELECT a + b + 100"}])
+    ok, [changed] = await db2.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db2)
+    assert [(op.kind, op.risk.name, op.strategy) for op in changed.operations] == [
+        ("REPLACE_FUNCTION", "MEDIUM", "create or replace")
+    ]
+    assert await call(conn, "SELECT add_ints(2, 3)") == 105
+    await replans_empty(db2)
+
+    # the return type changes: drop and create, HIGH
+    db3 = dataflow(dsn)
+    model(db3, [{**ADD, "returns": "bigint", "body": "SELECT (a * b)::bigint"}])
+    ok, _ = await db3.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert not ok  # refused above the limit
+    ok, [resigned] = await db3.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok, output(db3)
+    assert [(op.kind, op.risk.name, op.strategy) for op in resigned.operations] == [
+        ("REPLACE_FUNCTION", "HIGH", "drop and create")
+    ]
+    assert await call(conn, "SELECT pg_typeof(add_ints(2, 3))::text") == "bigint"
+    await replans_empty(db3)
+
+    # undo restores each previous definition
+    assert await db3.rollback_migration(resigned.version), output(db3)[-2000:]
+    assert await call(conn, "SELECT add_ints(2, 3)") == 105
+    assert await call(conn, "SELECT pg_typeof(add_ints(2, 3))::text") == "integer"
+    assert await db3.rollback_migration(changed.version), output(db3)[-2000:]
+    assert await call(conn, "SELECT add_ints(2, 3)") == 5
+    await replans_empty(db)
+    assert await db.rollback_migration(created.version), output(db)[-2000:]
+    assert "add_ints" not in await functions(conn)
+
+
+async def test_plpgsql_trigger_fires_changes_and_undo(dsn: str, conn: asyncpg.Connection) -> None:
+    db = dataflow(dsn)
+    model(db, [TOUCH], [TRIGGER])
+    ok, [created] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [(op.kind, op.risk.name) for op in created.operations] == [
+        ("CREATE_TABLE", "SAFE"),
+        ("CREATE_FUNCTION", "SAFE"),
+        ("CREATE_TRIGGER", "SAFE"),
+    ]
+    await replans_empty(db)
+    await conn.execute("INSERT INTO account (name) VALUES ('a')")
+    assert await call(conn, "SELECT touched_at FROM account") is None
+    await conn.execute("UPDATE account SET name = 'b'")
+    assert await call(conn, "SELECT touched_at FROM account") is not None  # the trigger fired
+    await conn.execute("ANALYZE account")
+
+    # the trigger now also fires on INSERT: dropped and created again in one migration, MEDIUM (rows)
+    db2 = dataflow(dsn)
+    model(db2, [TOUCH], [{**TRIGGER, "events": ["INSERT", "UPDATE"]}])
+    ok, [changed] = await db2.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db2)
+    assert [(op.kind, op.risk.name) for op in changed.operations] == [
+        ("DROP_TRIGGER", "MEDIUM"),
+        ("CREATE_TRIGGER", "MEDIUM"),
+    ]
+    await conn.execute("INSERT INTO account (name) VALUES ('c')")
+    assert await call(conn, "SELECT touched_at FROM account WHERE name = 'c'") is not None
+    await replans_empty(db2)
+
+    # a changed plpgsql body plans a replace (whitespace alone does not)
+    db3 = dataflow(dsn)
+    body = TOUCH["body"].replace("now()", "'2001-02-03'")
+    model(db3, [{**TOUCH, "body": body + "   \n"}], [{**TRIGGER, "events": ["INSERT", "UPDATE"]}])
+    async with db3.connection() as c:
+        planned, _ = await plan(c, db3.schema(), db3.owner, db3.options, fast=False)
+    assert [(op.kind, op.risk.name) for op in planned.operations] == [("REPLACE_FUNCTION", "MEDIUM")]
+
+    # undo: the trigger fires on UPDATE only again
+    assert await db2.rollback_migration(changed.version), output(db2)[-2000:]
+    await conn.execute("INSERT INTO account (name) VALUES ('d')")
+    assert await call(conn, "SELECT touched_at FROM account WHERE name = 'd'") is None
+    await replans_empty(db)
+
+
+async def test_removed_function_and_trigger_are_dropped_only_when_the_set_is_complete(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    model(db, [TOUCH, ADD], [TRIGGER])
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    # a DBA's own function and trigger, on the managed table
+    await conn.execute(
+        "CREATE FUNCTION dba_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER dba_trigger AFTER INSERT ON account FOR EACH ROW EXECUTE FUNCTION dba_fn()"
+    )
+    await replans_empty(db)  # left alone
+
+    db2 = dataflow(dsn)
+    model(db2, [ADD])
+    async with db2.connection() as c:
+        kept, _ = await plan(c, db2.schema(), db.owner, db2.options, fast=False)
+        complete = replace(db2.options, drop_missing_tables=True)
+        dropped, _ = await plan(c, db2.schema(), db.owner, complete, fast=False)
+    assert [op.kind for op in kept.operations] == []
+    # with the set complete: the undeclared triggers (a DBA's too, on the managed table) and DataFlow's
+    # function go, HIGH; the DBA's function is left alone
+    assert [(op.kind, op.change.subject, op.risk.name) for op in dropped.operations] == [
+        ("DROP_TRIGGER", "account_touch", "HIGH"),
+        ("DROP_TRIGGER", "dba_trigger", "HIGH"),
+        ("DROP_FUNCTION", "touch_updated_at", "HIGH"),
+    ]
+
+    db3 = DataFlow(dsn, drop_missing_tables=True)
+    model(db3, [ADD], [])
+    ok, [m] = await db3.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok
+    assert await triggers(conn, "account") == []
+    assert set(await functions(conn)) == {"add_ints", "dba_fn"}
+    await replans_empty(db3)
+    assert await db3.rollback_migration(m.version)
+    assert await triggers(conn, "account") == ["account_touch", "dba_trigger"]
+    assert (await functions(conn))["touch_updated_at"] == MARKER
+
+
+async def test_a_declared_trigger_function_signature_change_recreates_its_trigger(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    model(db, [{**ADD, "name": "touch_updated_at", "arguments": "", "returns": "int", "body": "SELECT 1"}])
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    db2 = dataflow(dsn)
+    model(db2, [TOUCH], [TRIGGER])
+    ok, [m] = await db2.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok, output(db2)
+    assert [(op.kind, op.risk.name) for op in m.operations] == [
+        ("REPLACE_FUNCTION", "HIGH"),
+        ("CREATE_TRIGGER", "SAFE"),
+    ]
+    await replans_empty(db2)

@@ -63,7 +63,11 @@ def test_execution_order_covers_every_kind_and_is_the_registry() -> None:
     assert set(OPERATION_KINDS) == set(EXECUTION_ORDER) == set(kind_names())
     assert sorted(EXECUTION_ORDER.values()) == list(range(len(kind_names())))
     # a type goes only after the tables that use it
-    assert OPERATION_KINDS[0] == RENAME_TABLE and tuple(OPERATION_KINDS[-3:]) == (DROP_TABLE, "DROP_FUNCTION", "DROP_ENUM")
+    assert OPERATION_KINDS[0] == RENAME_TABLE and tuple(OPERATION_KINDS[-3:]) == (
+        DROP_TABLE,
+        "DROP_FUNCTION",
+        "DROP_ENUM",
+    )
     assert EXECUTION_ORDER[DROP_CONSTRAINT] < EXECUTION_ORDER[CREATE_TABLE] < EXECUTION_ORDER[ADD_CONSTRAINT]
 
 

@@ -125,6 +125,8 @@ def test_injection_through_a_function_is_refused_naming_the_field(spec: dict, fi
         ({**TRIGGER, "events": ["UPDATE; DROP TABLE x"]}, "events"),
         ({**TRIGGER, "level": "ROW; DROP TABLE x"}, "level"),
         ({**TRIGGER, "events": ["INSERT"], "columns": ["name"]}, "columns"),
+        ({**TRIGGER, "columns": ["missing"]}, "columns"),
+        ({**TRIGGER, "function": ""}, "function"),
     ],
 )
 def test_injection_through_a_trigger_is_refused_naming_the_field(spec: dict, field: str) -> None:

@@ -334,6 +334,8 @@ def model_triggers(options: Mapping[str, Any], model: str, column_names: set[str
         if unknown:
             raise SchemaError(f"{path}[{i}].columns", f"unknown field {unknown[0]!r}")
         out.append(trigger)
+    if len({t.name for t in out}) != len(out):
+        raise SchemaError(path, "names a trigger twice")
     return tuple(out)
 
 

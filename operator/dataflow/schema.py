@@ -662,18 +662,26 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         policies=tuple(
             _policy_from_dict(x, f"{path}.policies[{i}]") for i, x in enumerate(d.get("policies") or ())
         ),
-        triggers=_triggers(d.get("triggers"), f"{path}.triggers"),
+        triggers=_triggers(d.get("triggers"), f"{path}.triggers", column_names),
     )
 
 
-def _triggers(value: Any, path: str) -> tuple[Trigger, ...]:
+def _triggers(value: Any, path: str, column_names: set[Any]) -> tuple[Trigger, ...]:
+    """A table's triggers; UPDATE OF names columns of the table."""
     from dataflow.functions import trigger_from_dict
 
     if value is None:
         return ()
     if not isinstance(value, list):
         raise SchemaError(path, "must be a list of triggers")
-    return tuple(trigger_from_dict(x, f"{path}[{i}]") for i, x in enumerate(value))
+    triggers = tuple(trigger_from_dict(x, f"{path}[{i}]") for i, x in enumerate(value))
+    for i, t in enumerate(triggers):
+        unknown = [c for c in t.columns if c not in column_names]
+        if unknown:
+            raise SchemaError(f"{path}[{i}].columns", f"{unknown[0]!r} is not a column of the table")
+    if len({t.name for t in triggers}) != len(triggers):
+        raise SchemaError(path, "names a trigger twice")
+    return triggers
 
 
 def _elements(x: Mapping[str, Any], key: str, path: str, column_names: set[Any]) -> tuple[str, ...]:

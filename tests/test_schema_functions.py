@@ -287,3 +287,44 @@ async def test_a_declared_trigger_function_signature_change_recreates_its_trigge
         ("CREATE_TRIGGER", "SAFE"),
     ]
     await replans_empty(db2)
+
+
+async def test_drift_on_a_function_or_trigger_is_noticed_by_the_fast_path(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    model(db, [TOUCH, ADD], [TRIGGER])
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await replans_empty(db)
+
+    # a body changed by hand: the fingerprint moves, the plan puts the declared body back
+    await conn.execute(
+        "CREATE OR REPLACE FUNCTION add_ints(a integer, b integer) RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$"
+    )
+    async with db.connection() as c:
+        fast, _ = await plan(c, db.schema(), db.owner, db.options, dsn=db.dsn)
+    assert [(op.kind, op.table) for op in fast.operations] == [("REPLACE_FUNCTION", "add_ints")]
+    ok, _ = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db)
+    assert await call(conn, "SELECT add_ints(2, 3)") == 5
+
+    # a trigger dropped by hand is created again
+    await conn.execute("DROP TRIGGER account_touch ON account")
+    async with db.connection() as c:
+        fast, _ = await plan(c, db.schema(), db.owner, db.options, dsn=db.dsn)
+    assert [(op.kind, op.change.subject) for op in fast.operations] == [("CREATE_TRIGGER", "account_touch")]
+
+    # a DBA's function of the same name as a declared one is adopted (replaced and marked), MEDIUM
+    await conn.execute("DROP FUNCTION add_ints(integer, integer)")
+    await conn.execute(
+        "CREATE FUNCTION add_ints(a integer, b integer) RETURNS integer LANGUAGE sql AS $$ SELECT a + b $$"
+    )
+    ok, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db)
+    assert sorted((op.kind, op.risk.name) for op in m.operations) == [
+        ("CREATE_TRIGGER", "SAFE"),
+        ("REPLACE_FUNCTION", "MEDIUM"),
+    ]
+    assert (await functions(conn))["add_ints"] == MARKER
+    await replans_empty(db)

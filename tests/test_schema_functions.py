@@ -16,9 +16,9 @@ import pytest
 from dataflow import DataFlow
 from dataflow.errors import SchemaError
 from dataflow.functions import MARKER
-from dataflow.manifest import from_resource, generate, validate
+from dataflow.manifest import API_VERSION, KIND, from_resource, generate, validate
 from dataflow.models import model_to_table
-from dataflow.reconcile import plan
+from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Schema
 from tests.helpers import dataflow, output, replans_empty
 
@@ -328,3 +328,38 @@ async def test_drift_on_a_function_or_trigger_is_noticed_by_the_fast_path(
     ]
     assert (await functions(conn))["add_ints"] == MARKER
     await replans_empty(db)
+
+
+async def test_a_manifest_declares_functions_and_triggers(dsn: str, conn: asyncpg.Connection) -> None:
+    table = {
+        "name": "account",
+        "columns": [
+            {"name": "id", "type": "BIGINT", "nullable": False},
+            {"name": "name", "type": "TEXT"},
+            {"name": "touched_at", "type": "TIMESTAMPTZ"},
+        ],
+        "primaryKey": ["id"],
+        "triggers": [{**TRIGGER, "columns": ["name"], "when": "NEW.name IS DISTINCT FROM OLD.name"}],
+    }
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {
+            "database": {"secretRef": {"name": "db"}},
+            "tables": [table],
+            "functions": [TOUCH, ADD],
+        },
+    }
+    assert validate(doc) == []
+    manifest = from_resource(doc)
+    assert [f.name for f in manifest.schema.functions] == ["add_ints", "touch_updated_at"]
+    result = await reconcile(conn, dsn, manifest.schema, "shop", manifest.options)
+    assert result.outcome == Outcome.APPLIED, result.reason
+    await conn.execute("INSERT INTO account (id, name) VALUES (1, 'a')")
+    await conn.execute("UPDATE account SET touched_at = NULL")
+    assert await call(conn, "SELECT touched_at FROM account") is None  # WHEN: the name did not change
+    await conn.execute("UPDATE account SET name = 'b'")
+    assert await call(conn, "SELECT touched_at FROM account") is not None
+    again, _ = await plan(conn, manifest.schema, "shop", manifest.options, fast=False)
+    assert again.operations == []

@@ -1,4 +1,4 @@
-"""Read a PostgreSQL schema (or the tables a plan concerns) into a :class:`Schema` in three catalog queries.
+"""Read a PostgreSQL schema (or the tables a plan concerns) into a :class:`Schema`, one catalog query per kind.
 
 With ``tables``, only those tables are read: a table the plan does not concern, however exotic its
 types or expressions, cannot break the plan. Foreign keys of other tables that point at them are
@@ -144,7 +144,7 @@ async def introspect(
     exclude: Iterable[str] = INTERNAL_TABLES,
     tables: Iterable[str] | None = None,
 ) -> DatabaseState:
-    """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``) in three queries."""
+    """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``), one query per kind."""
     skip = set(exclude)
     only = sorted(set(tables)) if tables is not None else None
     columns: dict[str, list[Column]] = defaultdict(list)

@@ -363,3 +363,14 @@ async def test_a_manifest_declares_functions_and_triggers(dsn: str, conn: asyncp
     assert await call(conn, "SELECT touched_at FROM account") is not None
     again, _ = await plan(conn, manifest.schema, "shop", manifest.options, fast=False)
     assert again.operations == []
+
+
+async def test_a_trigger_needs_a_trigger_function(dsn: str) -> None:
+    db = dataflow(dsn)
+    model(db, [ADD], [{**TRIGGER, "function": "add_ints"}])
+    with pytest.raises(SchemaError, match=r"account\.triggers\.account_touch\.function.*must return trigger"):
+        await db.auto_migrate(auto_confirm=True)
+    db2 = dataflow(dsn)
+    model(db2, [], [TRIGGER])
+    with pytest.raises(SchemaError, match=r"account\.triggers\.account_touch\.function.*no function"):
+        await db2.auto_migrate(auto_confirm=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
+from dataflow.errors import SchemaError
 from dataflow.functions import create_trigger_sql, drop_trigger_sql
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
@@ -41,9 +42,24 @@ def compare_triggers(
             elif drop_missing:
                 yield Change(DROP_TRIGGER, table.name, name, old=t)
         for name, t in news.items():
+            _check_function(t, table.name, current, desired)
             before = olds.get(name)
             if before is None or before != t or t.function in recreated:
                 yield Change(CREATE_TRIGGER, table.name, name, new=t)
+
+
+def _check_function(t: Trigger, table: str, current: Schema, desired: Schema) -> None:
+    """A declared trigger executes a trigger function of the schema: declared, or already in the database."""
+    field = f"{table}.triggers.{t.name}.function"
+    declared = desired.function(t.function)
+    if declared is None:
+        found = [f for f in current.functions if f.name == t.function]
+        if not found:
+            raise SchemaError(field, f"no function {t.function} is declared nor in the database")
+        if all(f.returns != "trigger" or f.arguments for f in found):
+            raise SchemaError(field, f"{t.function} in the database is not a trigger function")
+    elif declared.returns != "trigger" or declared.arguments:
+        raise SchemaError(field, f"{t.function} must return trigger and take no arguments")
 
 
 def details(t: Trigger) -> str:

@@ -374,3 +374,24 @@ async def test_a_trigger_needs_a_trigger_function(dsn: str) -> None:
     model(db2, [], [TRIGGER])
     with pytest.raises(SchemaError, match=r"account\.triggers\.account_touch\.function.*no function"):
         await db2.auto_migrate(auto_confirm=True)
+
+
+async def test_a_dba_overload_of_a_declared_name_is_left_alone(dsn: str, conn: asyncpg.Connection) -> None:
+    await conn.execute("CREATE FUNCTION add_ints(a text) RETURNS text LANGUAGE sql AS $$ SELECT a || a $$")
+    db = dataflow(dsn)
+    model(db, [ADD])
+    ok, [m] = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    assert [op.kind for op in m.operations] == ["CREATE_TABLE", "CREATE_FUNCTION"]
+    assert await call(conn, "SELECT add_ints(2, 3)") == 5
+    assert await call(conn, "SELECT add_ints('x'::text)") == "xx"
+    await replans_empty(db)
+    # DataFlow's own, under a new signature, is dropped and created; the DBA's overload stays
+    db2 = dataflow(dsn)
+    model(db2, [{**ADD, "arguments": "a int, b int, c int", "body": "SELECT a + b + c"}])
+    ok, [m2] = await db2.auto_migrate(auto_confirm=True, max_risk_level="HIGH")
+    assert ok, output(db2)
+    assert [(op.kind, op.strategy) for op in m2.operations] == [("REPLACE_FUNCTION", "drop and create")]
+    assert await call(conn, "SELECT add_ints(1, 2, 3)") == 6
+    assert await call(conn, "SELECT add_ints('y'::text)") == "yy"
+    await replans_empty(db2)

@@ -42,8 +42,8 @@ def compare_functions(current: Schema, desired: Schema, drop_missing: bool) -> I
     for f in desired.functions:
         candidates = [c for c in current.functions if c.name == f.name]
         existing = next((c for c in candidates if _identity(c) == _identity(f)), None)
-        if existing is None and candidates:
-            existing = candidates[0]
+        if existing is None:  # DataFlow's own under another signature is replaced; a DBA's overload stays
+            existing = next((c for c in candidates if c.managed), None)
         if existing is None:
             yield Change(CREATE_FUNCTION, f.name, f.name, new=f)
         elif existing != f or not existing.managed:

@@ -15,7 +15,7 @@ import pytest
 
 from dataflow import DataFlow
 from dataflow.errors import SchemaError
-from dataflow.functions import MARKER
+from dataflow.functions import marker
 from dataflow.manifest import API_VERSION, KIND, from_resource, generate, validate
 from dataflow.models import model_to_table
 from dataflow.reconcile import Outcome, plan, reconcile
@@ -145,7 +145,7 @@ async def test_sql_function_round_trip_replace_and_undo(dsn: str, conn: asyncpg.
         ("CREATE_FUNCTION", "SAFE"),
     ]
     assert await call(conn, "SELECT add_ints(2, 3)") == 5
-    assert (await functions(conn))["add_ints"] == MARKER
+    assert (await functions(conn))["add_ints"] == marker(db.owner)
     await replans_empty(db)
 
     # the body changes: CREATE OR REPLACE, MEDIUM
@@ -268,7 +268,7 @@ async def test_removed_function_and_trigger_are_dropped_only_when_the_set_is_com
     await replans_empty(db3)
     assert await db3.rollback_migration(m.version)
     assert await triggers(conn, "account") == ["account_touch", "dba_trigger"]
-    assert (await functions(conn))["touch_updated_at"] == MARKER
+    assert (await functions(conn))["touch_updated_at"] == marker(db.owner)
 
 
 async def test_a_declared_trigger_function_signature_change_recreates_its_trigger(
@@ -326,7 +326,7 @@ async def test_drift_on_a_function_or_trigger_is_noticed_by_the_fast_path(
         ("CREATE_TRIGGER", "SAFE"),
         ("REPLACE_FUNCTION", "MEDIUM"),
     ]
-    assert (await functions(conn))["add_ints"] == MARKER
+    assert (await functions(conn))["add_ints"] == marker(db.owner)
     await replans_empty(db)
 
 
@@ -395,3 +395,28 @@ async def test_a_dba_overload_of_a_declared_name_is_left_alone(dsn: str, conn: a
     assert await call(conn, "SELECT add_ints(1, 2, 3)") == 6
     assert await call(conn, "SELECT add_ints('y'::text)") == "yy"
     await replans_empty(db2)
+
+
+async def test_one_owner_never_drops_another_owners_functions(dsn: str, conn: asyncpg.Connection) -> None:
+    shop = DataFlow(dsn, drop_missing_tables=True, migration_config={"owner": "shop"})
+    billing = DataFlow(dsn, drop_missing_tables=True, migration_config={"owner": "billing"})
+
+    @shop.model
+    class Order:
+        name: str
+
+        __dataflow__ = {"functions": [ADD]}
+
+    @billing.model
+    class Invoice:
+        name: str
+
+        __dataflow__ = {"functions": [{**ADD, "name": "tax"}]}
+
+    for db in (shop, billing):
+        ok, _ = await db.auto_migrate(auto_confirm=True)
+        assert ok, output(db)
+    marks = await functions(conn)
+    assert (marks["add_ints"], marks["tax"]) == (marker("shop"), marker("billing"))
+    await replans_empty(shop)  # the complete set of one owner leaves the other's function alone
+    await replans_empty(billing)

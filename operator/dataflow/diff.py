@@ -47,12 +47,13 @@ T = TypeVar("T", bound=_Named)  # indexes and constraints, compared by name
 
 
 def compare_schemas(
-    current: Schema, desired: Schema, owned: Iterable[str] = (), drop_missing: bool = True
+    current: Schema, desired: Schema, owned: Iterable[str] = (), drop_missing: bool = True, owner: str = ""
 ) -> list[Change]:
     """Changes that turn ``current`` into ``desired``, in execution order.
 
     ``drop_missing``: ``desired`` is the whole model set, so an ``owned`` table it does not name is
-    dropped; otherwise such tables are left alone (:func:`missing_tables` lists them).
+    dropped; otherwise such tables are left alone (:func:`missing_tables` lists them). ``owner`` marks the
+    functions it creates, and only its own marked functions are dropped.
     """
     changes: list[Change] = []
     for table in desired.tables:
@@ -71,7 +72,7 @@ def compare_schemas(
             changes.extend(comparator(existing, table))
     changes.extend(compare_enums(current, desired, owned, drop_missing))
     changes.extend(compare_sequences(current, desired))
-    functions = list(compare_functions(current, desired, drop_missing))
+    functions = list(compare_functions(current, desired, drop_missing, owner))
     changes.extend(functions)
     changes.extend(compare_triggers(current, desired, drop_missing, recreated_functions(functions)))
     if drop_missing:

@@ -8,8 +8,8 @@ argument list or one type can reach SQL through them. A ``sql`` body must parse 
 form; a ``plpgsql`` body is compared as normalised text (line endings, trailing blanks, blank edges).
 
 The body goes into SQL dollar-quoted with a tag it does not contain. A function DataFlow creates is
-marked with :data:`MARKER` (``COMMENT ON FUNCTION``): only a marked function may ever be dropped, so a
-DBA's own function is never touched unless a model declares it by name.
+marked with :data:`MARKER` and its owner (``COMMENT ON FUNCTION``): only the owner's marked functions may
+ever be dropped, so a DBA's own function (or another owner's) is never dropped.
 """
 
 from __future__ import annotations
@@ -265,8 +265,25 @@ def create_function_sql(f: Function, schema: str) -> str:
     return sql
 
 
+def marker(owner: str) -> str:
+    """The comment that marks a function as this owner's."""
+    return f"{MARKER} (owner {owner})" if owner else MARKER
+
+
+def marked_owner(comment: str | None) -> str | None:
+    """The owner a function's comment marks it for ("" without one), or None: not DataFlow's."""
+    if comment == MARKER:
+        return ""
+    prefix = f"{MARKER} (owner "
+    if comment and comment.startswith(prefix) and comment.endswith(")"):
+        return comment[len(prefix) : -1]
+    return None
+
+
 def mark_function_sql(f: Function, schema: str) -> str:
-    return f"COMMENT ON FUNCTION {signature(f, schema)} IS {quote_literal(MARKER)};"
+    """Mark ``f`` as its owner's (None: remove the mark)."""
+    text = "NULL" if f.owner is None else quote_literal(marker(f.owner))
+    return f"COMMENT ON FUNCTION {signature(f, schema)} IS {text};"
 
 
 def drop_function_sql(f: Function, schema: str, if_exists: bool = False) -> str:

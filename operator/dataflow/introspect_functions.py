@@ -19,6 +19,7 @@ from dataflow.functions import (
     MARKER,
     canonical_arguments,
     canonical_returns,
+    marked_owner,
     normalise_body,
     trigger_from_definition,
 )
@@ -28,7 +29,7 @@ _FUNCTIONS = """
 SELECT p.proname AS name, pg_get_function_arguments(p.oid) AS arguments,
        pg_get_function_result(p.oid) AS returns, l.lanname AS language, p.prosrc AS body,
        p.provolatile::text AS volatility, p.prosecdef AS security_definer,
-       coalesce(d.description = $2, false) AS managed
+       CASE WHEN starts_with(d.description, $2) THEN d.description END AS mark
 FROM pg_proc p
 JOIN pg_language l ON l.oid = p.prolang
 LEFT JOIN pg_description d ON d.classoid = 'pg_proc'::regclass AND d.objoid = p.oid AND d.objsubid = 0
@@ -78,7 +79,7 @@ async def read_functions(conn: asyncpg.Connection, schema: str) -> tuple[Functio
                 language=language,
                 volatility=_VOLATILITY.get(r["volatility"], r["volatility"]),
                 security_definer=r["security_definer"],
-                managed=r["managed"],
+                owner=marked_owner(r["mark"]),
             )
         )
     return tuple(out)

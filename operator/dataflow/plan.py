@@ -220,13 +220,14 @@ async def build_migration(
     *,
     options: MigrationOptions = MigrationOptions(),
     at: str = "",
+    owner: str = "",
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
 
     ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
     ``at`` is the database's :func:`position`: the checksum (what an approval names) and backup names
-    derive from it.
+    derive from it. ``owner`` marks the functions the plan creates (only an owner's own are ever dropped).
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
@@ -235,7 +236,7 @@ async def build_migration(
     drop = options.drop_missing_tables
     changes = resolved.with_changes(
         filter_changes(
-            compare_schemas(state.schema, desired, owned, drop),
+            compare_schemas(state.schema, desired, owned, drop, owner),
             options.include_tables,
             options.exclude_operations,
         ),

@@ -157,7 +157,9 @@ async def full_plan(
     owners = await ledger.owners_of(conn)
     mine = [t for t, o in owners.items() if o == owner]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
-    migration = await build_migration(conn, state, desired, mine, options=options, at=position(reading))
+    migration = await build_migration(
+        conn, state, desired, mine, options=options, at=position(reading), owner=owner
+    )
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 

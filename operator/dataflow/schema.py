@@ -437,8 +437,9 @@ class Function:
     security_definer: bool = json_field(
         "securityDefiner", "Runs with its owner's privileges (SECURITY DEFINER).", default=False
     )
-    # marked as DataFlow's (COMMENT ON FUNCTION): introspection only; only a marked one may be dropped
-    managed: bool = json_field(None, default=True, compare=False)
+    # the owner whose mark it carries (COMMENT ON FUNCTION; "" marked without an owner, None: not marked,
+    # a DBA's): only the owner's own may be dropped. Not part of the canonical form nor of equality.
+    owner: str | None = json_field(None, default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ dropped (:mod:`dataflow.ops.drop_function`). A DBA's function (unmarked) is neve
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from dataflow.errors import SchemaError
 from dataflow.functions import create_function_sql, drop_function_sql, identity_arguments, mark_function_sql
@@ -37,22 +38,26 @@ def same_signature(old: Function, new: Function) -> bool:
     return old.arguments == new.arguments and old.returns == new.returns
 
 
-def compare_functions(current: Schema, desired: Schema, drop_missing: bool) -> Iterator[Change]:
-    """Declared functions created or replaced; marked ones no longer declared dropped (drop missing only)."""
+def compare_functions(
+    current: Schema, desired: Schema, drop_missing: bool, owner: str = ""
+) -> Iterator[Change]:
+    """Declared functions created or replaced (marked as ``owner``'s); with drop missing, ``owner``'s marked
+    functions no longer declared are dropped. A DBA's function (unmarked) or another owner's is never dropped."""
     for f in desired.functions:
         candidates = [c for c in current.functions if c.name == f.name]
         existing = next((c for c in candidates if _identity(c) == _identity(f)), None)
         if existing is None:  # DataFlow's own under another signature is replaced; a DBA's overload stays
-            existing = next((c for c in candidates if c.managed), None)
+            existing = next((c for c in candidates if c.owner is not None), None)
         if existing is None:
-            yield Change(CREATE_FUNCTION, f.name, f.name, new=f)
-        elif existing != f or not existing.managed:
-            yield Change(REPLACE_FUNCTION, f.name, f.name, old=existing, new=f)
+            yield Change(CREATE_FUNCTION, f.name, f.name, new=replace(f, owner=owner))
+        elif existing != f or existing.owner is None:  # a DBA's of the same signature is adopted
+            mark = owner if existing.owner is None else existing.owner
+            yield Change(REPLACE_FUNCTION, f.name, f.name, old=existing, new=replace(f, owner=mark))
     if not drop_missing:
         return
     declared = {f.name for f in desired.functions}
     for c in current.functions:
-        if c.managed and c.name not in declared:
+        if c.owner == owner and c.name not in declared:
             yield Change(DROP_FUNCTION, c.name, c.name, old=c)
 
 

@@ -14,7 +14,7 @@ The undo restores the old definition (and its mark, or its absence).
 from __future__ import annotations
 
 from dataflow.errors import SchemaError
-from dataflow.functions import create_function_sql, drop_function_sql, mark_function_sql, signature
+from dataflow.functions import create_function_sql, drop_function_sql, mark_function_sql
 from dataflow.operations import Assessment, Change, Risk
 from dataflow.ops.base import Context, Kind, register
 from dataflow.ops.create_function import REPLACE_FUNCTION, details, same_signature
@@ -27,12 +27,7 @@ _EXCLUSIVE = "ACCESS EXCLUSIVE on the function (callers wait)"
 
 def restore_sql(old: Function, schema: str) -> tuple[str, ...]:
     """Statements that create ``old`` again as it was (marked or not)."""
-    mark = (
-        mark_function_sql(old, schema)
-        if old.managed
-        else f"COMMENT ON FUNCTION {signature(old, schema)} IS NULL;"
-    )
-    return (create_function_sql(old, schema), mark)
+    return (create_function_sql(old, schema), mark_function_sql(old, schema))
 
 
 @register
@@ -53,7 +48,9 @@ class ReplaceFunction(Kind):
                 _EXCLUSIVE,
                 METADATA_MS,
             )
-        what = "adopts the database's function (not DataFlow's until now)" if not old.managed else "replaced"
+        what = (
+            "adopts the database's function (not DataFlow's until now)" if old.owner is None else "replaced"
+        )
         return Assessment(
             Risk.MEDIUM,
             f"function {new.name} {what}: every caller gets the new definition",

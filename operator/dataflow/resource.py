@@ -173,6 +173,6 @@ class Spec:
     functions: tuple[Function, ...] = json_field(
         "functions",
         "Functions, sorted by name; created before the triggers that execute them. One left out is dropped "
-        "only with drop missing, and only if DataFlow created it.",
+        "only with drop missing, and only if this owner created it.",
         default=(),
     )

@@ -420,3 +420,27 @@ async def test_one_owner_never_drops_another_owners_functions(dsn: str, conn: as
     assert (marks["add_ints"], marks["tax"]) == (marker("shop"), marker("billing"))
     await replans_empty(shop)  # the complete set of one owner leaves the other's function alone
     await replans_empty(billing)
+
+
+async def test_volatility_security_and_whitespace(dsn: str, conn: asyncpg.Connection) -> None:
+    stable = {**ADD, "volatility": "STABLE", "security_definer": True}
+    db = dataflow(dsn)
+    model(db, [stable, TOUCH])
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    row = await conn.fetchrow("SELECT provolatile::text, prosecdef FROM pg_proc WHERE proname = 'add_ints'")
+    assert tuple(row) == ("s", True)
+    await replans_empty(db)
+    # the same definitions spelled otherwise: other case, spacing, line endings, a trailing semicolon
+    db2 = dataflow(dsn)
+    respelled = {**stable, "arguments": "a  INT4, b integer", "returns": "int4", "body": "SELECT a+b;"}
+    model(db2, [respelled, {**TOUCH, "body": TOUCH["body"].replace("\n", "\r\n") + "  \n\n"}])
+    await replans_empty(db2)
+    # volatility alone changes: a replace
+    db3 = dataflow(dsn)
+    model(db3, [{**stable, "volatility": "immutable"}, TOUCH])
+    async with db3.connection() as c:
+        planned, _ = await plan(c, db3.schema(), db3.owner, db3.options, fast=False)
+    assert [(op.kind, op.strategy) for op in planned.operations] == [
+        ("REPLACE_FUNCTION", "create or replace")
+    ]

@@ -17,6 +17,7 @@ from dataflow import DataFlow
 from dataflow.errors import SchemaError
 from dataflow.functions import marker
 from dataflow.manifest import API_VERSION, KIND, from_resource, generate, validate
+from dataflow.migrations import MigrationPlan
 from dataflow.models import model_to_table
 from dataflow.reconcile import Outcome, plan, reconcile
 from dataflow.schema import Schema
@@ -315,17 +316,24 @@ async def test_drift_on_a_function_or_trigger_is_noticed_by_the_fast_path(
         fast, _ = await plan(c, db.schema(), db.owner, db.options, dsn=db.dsn)
     assert [(op.kind, op.change.subject) for op in fast.operations] == [("CREATE_TRIGGER", "account_touch")]
 
-    # a DBA's function of the same name as a declared one is adopted (replaced and marked), MEDIUM
+    # a DBA's function of the same name and definition is left as it is (unmarked: never dropped);
+    # one of another definition is replaced (MEDIUM) and becomes this owner's
     await conn.execute("DROP FUNCTION add_ints(integer, integer)")
     await conn.execute(
         "CREATE FUNCTION add_ints(a integer, b integer) RETURNS integer LANGUAGE sql AS $$ SELECT a + b $$"
     )
     ok, [m] = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
     assert ok, output(db)
-    assert sorted((op.kind, op.risk.name) for op in m.operations) == [
-        ("CREATE_TRIGGER", "SAFE"),
-        ("REPLACE_FUNCTION", "MEDIUM"),
-    ]
+    assert [(op.kind, op.risk.name) for op in m.operations] == [("CREATE_TRIGGER", "SAFE")]
+    assert (await functions(conn))["add_ints"] is None
+    await replans_empty(db)
+    await conn.execute(
+        "CREATE OR REPLACE FUNCTION add_ints(a integer, b integer) RETURNS integer LANGUAGE sql AS $$ SELECT 7 $$"
+    )
+    ok, [adopted] = await db.auto_migrate(auto_confirm=True, max_risk_level="MEDIUM")
+    assert ok, output(db)
+    assert [(op.kind, op.risk.name) for op in adopted.operations] == [("REPLACE_FUNCTION", "MEDIUM")]
+    assert "adopts" in adopted.operations[0].assessment.reason
     assert (await functions(conn))["add_ints"] == marker(db.owner)
     await replans_empty(db)
 
@@ -444,3 +452,30 @@ async def test_volatility_security_and_whitespace(dsn: str, conn: asyncpg.Connec
     assert [(op.kind, op.strategy) for op in planned.operations] == [
         ("REPLACE_FUNCTION", "create or replace")
     ]
+
+
+async def test_an_explicit_plan_leaves_functions_and_triggers_alone(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    db = dataflow(dsn)
+    model(db, [TOUCH], [TRIGGER])
+    ok, _ = await db.auto_migrate(auto_confirm=True)
+    assert ok, output(db)
+    await conn.execute(
+        "CREATE FUNCTION dba_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER dba_args AFTER INSERT ON account FOR EACH ROW EXECUTE FUNCTION dba_fn('x', 'y')"
+    )
+    steps = [
+        {"operation": "add_column", "table": "account", "column": "note", "type": "TEXT"},
+        {"operation": "rename_table", "table": "account", "new_name": "member"},
+    ]
+    assert await db.apply_migration_plan(MigrationPlan(steps)), output(db)[-2000:]
+    assert db.last_plan is not None
+    latest = (await db.get_migration_history(limit=1))[0]
+    assert [op["operation"] for op in latest.operations] == ["ADD_COLUMN", "RENAME_TABLE"]
+    statements = [sql for op in latest.operations for sql in op["sql"]]
+    assert not [sql for sql in statements if "FUNCTION" in sql or "TRIGGER" in sql], statements
+    assert await triggers(conn, "member") == ["account_touch", "dba_args"]
+    assert (await functions(conn))["dba_fn"] is None

@@ -50,7 +50,7 @@ def compare_functions(
             existing = next((c for c in candidates if c.owner is not None), None)
         if existing is None:
             yield Change(CREATE_FUNCTION, f.name, f.name, new=replace(f, owner=owner))
-        elif existing != f or existing.owner is None:  # a DBA's of the same signature is adopted
+        elif existing != f:  # a DBA's of the same signature is replaced and becomes this owner's
             mark = owner if existing.owner is None else existing.owner
             yield Change(REPLACE_FUNCTION, f.name, f.name, old=existing, new=replace(f, owner=mark))
     if not drop_missing:

@@ -42,9 +42,9 @@ def compare_triggers(
             elif drop_missing:
                 yield Change(DROP_TRIGGER, table.name, name, old=t)
         for name, t in news.items():
-            _check_function(t, table.name, current, desired)
             before = olds.get(name)
             if before is None or before != t or t.function in recreated:
+                _check_function(t, table.name, current, desired)
                 yield Change(CREATE_TRIGGER, table.name, name, new=t)
 
 

@@ -272,7 +272,7 @@ async def test_removed_function_and_trigger_are_dropped_only_when_the_set_is_com
     assert (await functions(conn))["touch_updated_at"] == marker(db.owner)
 
 
-async def test_a_declared_trigger_function_signature_change_recreates_its_trigger(
+async def test_a_function_turned_trigger_function_is_dropped_and_created_before_its_trigger(
     dsn: str, conn: asyncpg.Connection
 ) -> None:
     db = dataflow(dsn)

@@ -24,6 +24,7 @@ from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
 from dataflow.explicit_plan import MigrationPlan, PlanReport, apply_plan
+from dataflow.functions import unique_functions
 from dataflow.ledger import (
     STATUS_APPLIED,
     STATUS_FAILED,
@@ -36,6 +37,7 @@ from dataflow.lock import MigrationLease
 from dataflow.models import (
     model_enums,
     model_extensions,
+    model_functions,
     model_sequences,
     model_to_table,
     model_views,
@@ -254,8 +256,15 @@ class DataFlow:
             tables,
             "views",
         )
+        functions = unique_functions(f for cls in self.models.values() for f in model_functions(cls))
         schema = Schema(
-            tables, self.schema_name, extensions=extensions, enums=enums, sequences=sequences, views=views
+            tables,
+            self.schema_name,
+            extensions=extensions,
+            enums=enums,
+            sequences=sequences,
+            views=views,
+            functions=functions,
         ).normalised()
         problems = semantic_problems(schema.to_dict()["tables"], lambda i, t: f"model table {t['name']!r}")
         if problems:

@@ -19,9 +19,11 @@ from dataflow.ops.alter_column_type import ALTER_COLUMN_TYPE
 from dataflow.ops.alter_enum import compare_enums
 from dataflow.ops.alter_generated import compare_generated
 from dataflow.ops.alter_identity import compare_identity
+from dataflow.ops.create_function import compare_functions, recreated_functions
 from dataflow.ops.create_index import CREATE_INDEX
 from dataflow.ops.create_sequence import compare_sequences
 from dataflow.ops.create_table import CREATE_TABLE
+from dataflow.ops.create_trigger import compare_triggers
 from dataflow.ops.create_view import compare_views
 from dataflow.ops.drop_column import DROP_COLUMN
 from dataflow.ops.drop_constraint import DROP_CONSTRAINT
@@ -46,12 +48,13 @@ T = TypeVar("T", bound=_Named)  # indexes and constraints, compared by name
 
 
 def compare_schemas(
-    current: Schema, desired: Schema, owned: Iterable[str] = (), drop_missing: bool = True
+    current: Schema, desired: Schema, owned: Iterable[str] = (), drop_missing: bool = True, owner: str = ""
 ) -> list[Change]:
     """Changes that turn ``current`` into ``desired``, in execution order.
 
     ``drop_missing``: ``desired`` is the whole model set, so an ``owned`` table it does not name is
-    dropped; otherwise such tables are left alone (:func:`missing_tables` lists them).
+    dropped; otherwise such tables are left alone (:func:`missing_tables` lists them). ``owner`` marks the
+    functions it creates, and only its own marked functions are dropped.
     """
     changes: list[Change] = []
     for table in desired.tables:
@@ -70,6 +73,9 @@ def compare_schemas(
             changes.extend(comparator(existing, table))
     changes.extend(compare_enums(current, desired, owned, drop_missing))
     changes.extend(compare_sequences(current, desired))
+    functions = list(compare_functions(current, desired, drop_missing, owner))
+    changes.extend(functions)
+    changes.extend(compare_triggers(current, desired, drop_missing, recreated_functions(functions)))
     if drop_missing:
         changes.extend(Change(DROP_TABLE, t.name, old=t) for t in missing_tables(current, desired, owned))
     changes.extend(compare_views(current, desired, changes, owned, drop_missing))

@@ -3,8 +3,9 @@
 
 Every DDL statement writes new catalog row versions, each stamped with the writing transaction's id
 (``xmin``). A hash over the ``(key, xmin)`` of the managed tables' pg_class, pg_attribute, pg_attrdef,
-pg_constraint, pg_index, pg_description (comments) and pg_policy rows, their indexes' pg_class rows,
-identity sequences' pg_sequence rows and the declared views' pg_rewrite rows
+pg_constraint, pg_index, pg_description (comments), pg_policy and pg_trigger rows, their indexes' pg_class
+rows, identity sequences' pg_sequence rows, the declared views' pg_rewrite rows, and the declared
+functions' pg_proc rows and marks
 (plus ``indisvalid`` and friends, which CREATE INDEX CONCURRENTLY may update in place) therefore changes
 with any DDL on those tables and with nothing else: rows written to a table, VACUUM and ANALYZE
 (in-place updates) and DDL on other tables leave it as it was. The requested names are part of it, so a
@@ -71,6 +72,14 @@ _IDENTITY_SEQUENCES = f"""pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.o
   WHERE dep.refobjid = {_IN_REL} AND dep.deptype = 'i'
     AND dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass"""
 
+# functions of the schema named among $2 (plan.concerned_tables adds the declared functions' names)
+_FUNCTIONS = "pg_proc p WHERE p.pronamespace = (SELECT oid FROM nsp) AND p.proname = ANY($2::text[])"
+_FUNCTION_MARKS = (
+    "pg_description d WHERE d.classoid = 'pg_proc'::regclass"
+    " AND d.objoid = ANY(ARRAY(SELECT p.oid FROM pg_proc p WHERE p.pronamespace = (SELECT oid FROM nsp)"
+    " AND p.proname = ANY($2::text[])))"
+)
+
 # $1 schema, $2 the table names (sorted), $3 the owner. The schema's own oid is not in it: creating the
 # schema (the ledger bootstrap does) changes no plan, and every table in it brings its own oid.
 _CATALOG = f"""
@@ -129,6 +138,13 @@ SELECT concat_ws('|',
   {_sum_of("p.oid", "p.xmin", f"pg_policy p WHERE p.polrelid = {_IN_REL}")},
   -- the declared views' rules (CREATE OR REPLACE VIEW rewrites only this row); NULL while there are none
   nullif({_sum_of("r.oid", "r.xmin", f"pg_rewrite r WHERE r.ev_class = {_IN_REL}")}, '0:0'),
+  -- the declared functions (their names are among $2) with their marks, and the managed tables' triggers
+  -- (NULL, so left out, while there are none)
+  nullif({_sum_of("p.oid", "p.xmin", _FUNCTIONS)}
+    || {_sum_of("d.objoid", "d.xmin", _FUNCTION_MARKS)}, '0:00:0'),
+  nullif({
+    _sum_of("t.oid", "t.xmin", f"pg_trigger t WHERE t.tgrelid = {_IN_REL} AND NOT t.tgisinternal")
+}, '0:0'),
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -1,4 +1,4 @@
-"""Read a PostgreSQL schema (or the tables a plan concerns) into a :class:`Schema` in three catalog queries.
+"""Read a PostgreSQL schema (or the tables a plan concerns) into a :class:`Schema`, one catalog query per kind.
 
 With ``tables``, only those tables are read: a table the plan does not concern, however exotic its
 types or expressions, cannot break the plan. Foreign keys of other tables that point at them are
@@ -16,6 +16,7 @@ import asyncpg
 
 from dataflow.introspect_enums import introspect_enums
 from dataflow.introspect_extras import read_extras, with_extras
+from dataflow.introspect_functions import read_functions, read_triggers, with_triggers
 from dataflow.introspect_indexes import exclusion_from_definition, index_features, index_flags
 from dataflow.introspect_sequences import read_sequences
 from dataflow.introspect_views import read_views
@@ -144,7 +145,7 @@ async def introspect(
     exclude: Iterable[str] = INTERNAL_TABLES,
     tables: Iterable[str] | None = None,
 ) -> DatabaseState:
-    """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``) in three queries."""
+    """Read the tables of ``schema_name`` (``tables`` only, when given; never ``exclude``), one query per kind."""
     skip = set(exclude)
     only = sorted(set(tables)) if tables is not None else None
     columns: dict[str, list[Column]] = defaultdict(list)
@@ -222,10 +223,14 @@ async def introspect(
         for name, cols in columns.items()
     )
     read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
+    read = with_triggers(read, await read_triggers(conn, schema_name, only))
     enums = await introspect_enums(conn, schema_name)
     sequences = await read_sequences(conn, schema_name)
     views = await read_views(conn, schema_name)
-    schema = Schema(read, schema_name, enums=enums, sequences=sequences, views=views).normalised()
+    functions = await read_functions(conn, schema_name)
+    schema = Schema(
+        read, schema_name, enums=enums, sequences=sequences, views=views, functions=functions
+    ).normalised()
     return DatabaseState(schema, facts, tuple(outside))
 
 

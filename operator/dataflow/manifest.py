@@ -82,6 +82,8 @@ def generate(
         spec["sequences"] = canonical["sequences"]
     if "views" in canonical:
         spec["views"] = canonical["views"]
+    if "functions" in canonical:
+        spec["functions"] = canonical["functions"]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -196,6 +198,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
                 "enums": spec.get("enums") or [],
                 "sequences": spec.get("sequences") or [],
                 "views": spec.get("views") or [],
+                "functions": spec.get("functions") or [],
             },
             name=db.schema,
         ),

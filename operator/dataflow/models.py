@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from dataflow.errors import SchemaError
+from dataflow.functions import function_from_dict, trigger_from_dict
 from dataflow.schema import (
     EXCLUSION_OPERATOR,
     FK_ACTIONS,
@@ -36,10 +37,12 @@ from dataflow.schema import (
     EnumType,
     Exclusion,
     ForeignKey,
+    Function,
     Index,
     Policy,
     Sequence,
     Table,
+    Trigger,
     Unique,
     View,
     check_policy,
@@ -304,7 +307,47 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         comment=_docstring(cls),
         row_level_security=_rls(options, cls.__name__),
         policies=_policies(options, cls.__name__),
+        triggers=model_triggers(options, cls.__name__, column_names),
     ).with_sorted_parts()
+
+
+def _spec_list(value: Any, path: str, example: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, f"must be a list, such as {example}")
+    return list(value)
+
+
+def model_triggers(options: Mapping[str, Any], model: str, column_names: set[str]) -> tuple[Trigger, ...]:
+    """``"triggers": [{"name", "timing", "events", "function", "level", "columns", "when"}]`` on the model's
+    table; ``columns`` (UPDATE OF) must be fields of the model."""
+    path = f"{model}.__dataflow__.triggers"
+    out = []
+    for i, spec in enumerate(
+        _spec_list(
+            options.get("triggers"),
+            path,
+            '[{"name": "t", "timing": "BEFORE", "events": ["UPDATE"], "function": "touch_updated_at"}]',
+        )
+    ):
+        trigger = trigger_from_dict(spec, f"{path}[{i}]")
+        unknown = [c for c in trigger.columns if c not in column_names]
+        if unknown:
+            raise SchemaError(f"{path}[{i}].columns", f"unknown field {unknown[0]!r}")
+        out.append(trigger)
+    if len({t.name for t in out}) != len(out):
+        raise SchemaError(path, "names a trigger twice")
+    return tuple(out)
+
+
+def model_functions(cls: type) -> tuple[Function, ...]:
+    """Functions a model declares: ``__dataflow__ = {"functions": [{"name": "touch_updated_at", "returns":
+    "trigger", "language": "plpgsql", "body": "BEGIN NEW.updated_at = now(); RETURN NEW; END"}]}``."""
+    options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
+    path = f"{cls.__name__}.__dataflow__.functions"
+    value = _spec_list(options.get("functions"), path, '[{"name": "f", "returns": "trigger", "body": "..."}]')
+    return tuple(function_from_dict(spec, f"{path}[{i}]") for i, spec in enumerate(value))
 
 
 def _identity_options(spec: Any, path: str) -> tuple[int | None, int | None]:

@@ -140,11 +140,12 @@ def filter_changes(
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:
     """The relations a plan reads: the tables ``desired`` names, their ``renamed_from`` sources, those ``owned``,
-    and its sequences and views."""
+    its sequences, views and functions."""
     names = set(desired.table_names) | set(owned)
     names |= {t.renamed_from for t in desired.tables if t.renamed_from}
     names |= {q.name for q in desired.sequences}  # their pg_class and pg_sequence rows are fingerprinted
     names |= {v.name for v in desired.views}  # their pg_class, pg_attribute and pg_rewrite rows likewise
+    names |= {f.name for f in desired.functions}  # their pg_proc rows (a table so named is read)
     return sorted(names)
 
 
@@ -228,6 +229,7 @@ async def build_migration(
     at: str = "",
     adopting: Iterable[str] = (),
     recorded_kept: Iterable[KeptObject] = (),
+    owner: str = "",
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
 
@@ -238,7 +240,7 @@ async def build_migration(
     ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
     ``at`` is the database's :func:`position`: the checksum (what an approval names) and backup names
-    derive from it.
+    derive from it. ``owner`` marks the functions the plan creates (only an owner's own are ever dropped).
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
@@ -247,7 +249,7 @@ async def build_migration(
     current, desired = await align_views(conn, state.schema, desired)  # views PostgreSQL reads alike
     drop = options.drop_missing_tables
     compared, kept_objects = keep_undeclared(
-        compare_schemas(current, desired, owned, drop), desired, adopting, recorded_kept, options.prune
+        compare_schemas(current, desired, owned, drop, owner), desired, adopting, recorded_kept, options.prune
     )
     changes = resolved.with_changes(
         filter_changes(compared, options.include_tables, options.exclude_operations),

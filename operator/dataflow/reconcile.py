@@ -167,6 +167,7 @@ async def full_plan(
         at=position(reading),
         adopting=adopting,
         recorded_kept=await ledger.kept_of(conn, owner) if mine else (),
+        owner=owner,
     )
     declared = [*desired.table_names, *(v.name for v in desired.views)]
     conflicts = {t: owners[t] for t in declared if owners.get(t, owner) != owner}

@@ -13,7 +13,7 @@ from enum import StrEnum
 from dataflow.durations import DURATION_PATTERN
 from dataflow.jsonfields import json_field
 from dataflow.operations import OPERATION_KINDS, Risk
-from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Sequence, Table, View
+from dataflow.schema import IDENTIFIER, IDENTIFIER_ITEM, EnumType, Function, Sequence, Table, View
 
 DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 RISK_LEVELS = tuple(r.name for r in Risk)
@@ -189,5 +189,11 @@ class Spec:
         "views",
         "Views and materialized views, sorted by name; created after the tables, in dependency order. "
         "One never declared is never touched.",
+        default=(),
+    )
+    functions: tuple[Function, ...] = json_field(
+        "functions",
+        "Functions, sorted by name; created before the triggers that execute them. One left out is dropped "
+        "only with drop missing, and only if this owner created it.",
         default=(),
     )

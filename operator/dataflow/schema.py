@@ -255,6 +255,39 @@ class Exclusion:
     )
 
 
+FUNCTION_LANGUAGES = ("sql", "plpgsql")
+VOLATILITIES = ("volatile", "stable", "immutable")
+TRIGGER_TIMINGS = ("BEFORE", "AFTER", "INSTEAD OF")
+TRIGGER_EVENTS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")  # canonical order
+TRIGGER_LEVELS = ("ROW", "STATEMENT")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger on its table: when it fires and the function (of the same schema) it executes."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    function: str = json_field(
+        "function", "The trigger function (of the same schema, declared in functions).", schema=IDENTIFIER
+    )
+    timing: str = json_field("timing", "When it fires.", schema={"enum": list(TRIGGER_TIMINGS)})
+    events: tuple[str, ...] = json_field(
+        "events",
+        "The events it fires on, in the order INSERT, UPDATE, DELETE, TRUNCATE.",
+        schema={"minItems": 1},
+        items={"type": "string", "enum": list(TRIGGER_EVENTS)},
+    )
+    level: str = json_field(
+        "level", "FOR EACH ROW or FOR EACH STATEMENT.", default="ROW", schema={"enum": list(TRIGGER_LEVELS)}
+    )
+    columns: tuple[str, ...] = json_field(
+        "columns", "UPDATE OF these columns only (empty: any update).", default=(), items=IDENTIFIER_ITEM
+    )
+    when: str | None = json_field(
+        "when", "WHEN condition (one SQL expression over OLD and NEW).", default=None, schema=SQL_TEXT
+    )
+
+
 @dataclass(frozen=True)
 class Table:
     """A table with its columns (in order) and its constraints and indexes (sorted by name)."""
@@ -296,6 +329,12 @@ class Table:
     policies: tuple[Policy, ...] = json_field(
         "policies", "Row-level security policies, sorted by name.", default=()
     )
+    triggers: tuple[Trigger, ...] = json_field(
+        "triggers",
+        "Triggers, sorted by name; one the table does not list is dropped only when the owner's set is "
+        "complete (drop missing).",
+        default=(),
+    )
 
     def column(self, name: str) -> Column | None:
         return self._columns_by_name.get(name)
@@ -320,6 +359,7 @@ class Table:
             checks=by_name(self.checks),
             exclusions=by_name(self.exclusions),
             policies=by_name(self.policies),
+            triggers=by_name(self.triggers),
         )
 
 
@@ -396,6 +436,37 @@ class View:
 
 
 @dataclass(frozen=True)
+class Function:
+    """A function of the schema: its signature, language and body (dataflow.functions normalises them)."""
+
+    name: str = json_field("name", IDENTIFIER_DOC, schema=IDENTIFIER)
+    returns: str = json_field(
+        "returns", "Return type, such as INTEGER, SETOF TEXT, TABLE(a INTEGER) or trigger.", schema=SQL_TEXT
+    )
+    body: str = json_field(
+        "body", "The body: SQL statements (language sql) or a PL/pgSQL block.", schema=SQL_TEXT
+    )
+    arguments: str = json_field(
+        "arguments", 'Argument list, such as "a INTEGER, b INTEGER" (empty: none).', default=""
+    )
+    language: str = json_field(
+        "language", "The body's language.", default="plpgsql", schema={"enum": list(FUNCTION_LANGUAGES)}
+    )
+    volatility: str = json_field(
+        "volatility",
+        "VOLATILE, STABLE or IMMUTABLE.",
+        default="volatile",
+        schema={"enum": list(VOLATILITIES)},
+    )
+    security_definer: bool = json_field(
+        "securityDefiner", "Runs with its owner's privileges (SECURITY DEFINER).", default=False
+    )
+    # the owner whose mark it carries (COMMENT ON FUNCTION; "" marked without an owner, None: not marked,
+    # a DBA's): only the owner's own may be dropped. Not part of the canonical form nor of equality.
+    owner: str | None = json_field(None, default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Schema:
     """A set of tables in one PostgreSQL schema (namespace)."""
 
@@ -416,6 +487,12 @@ class Schema:
 
     def view(self, name: str) -> View | None:
         return next((v for v in self.views if v.name == name), None)
+
+    # functions (``spec.functions``), sorted by name; one left out is dropped only with drop missing
+    functions: tuple[Function, ...] = ()
+
+    def function(self, name: str) -> Function | None:
+        return next((f for f in self.functions if f.name == name), None)
 
     def table(self, name: str) -> Table | None:
         return self._tables_by_name.get(name)
@@ -440,6 +517,7 @@ class Schema:
             enums=tuple(sorted(self.enums, key=lambda e: e.name)),
             sequences=tuple(sorted(self.sequences, key=lambda q: q.name)),
             views=tuple(sorted(self.views, key=lambda v: v.name)),
+            functions=tuple(sorted(self.functions, key=lambda f: f.name)),
         )
 
     # canonical form -------------------------------------------------------
@@ -454,6 +532,8 @@ class Schema:
             data["sequences"] = [to_json(q) for q in normalised.sequences]
         if normalised.views:  # likewise
             data["views"] = [to_json(v) for v in normalised.views]
+        if normalised.functions:  # likewise
+            data["functions"] = [to_json(f) for f in normalised.functions]
         return data
 
     @classmethod
@@ -478,8 +558,14 @@ class Schema:
         parsed_views = checked_views(
             tuple(view_from_dict(v, "views", i) for i, v in enumerate(views)), parsed, "views"
         )
+        functions = data.get("functions") or []
+        if not isinstance(functions, list):
+            raise SchemaError("functions", "must be a list of functions")
+        from dataflow.functions import function_from_dict, unique_functions
+
+        funcs = unique_functions(function_from_dict(f, f"functions[{i}]") for i, f in enumerate(functions))
         return cls(
-            tables=parsed, name=name, enums=parsed_enums, sequences=seqs, views=parsed_views
+            tables=parsed, name=name, enums=parsed_enums, sequences=seqs, views=parsed_views, functions=funcs
         ).normalised()
 
     def canonical_json(self) -> str:
@@ -618,7 +704,26 @@ def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
         policies=tuple(
             _policy_from_dict(x, f"{path}.policies[{i}]") for i, x in enumerate(d.get("policies") or ())
         ),
+        triggers=_triggers(d.get("triggers"), f"{path}.triggers", column_names),
     )
+
+
+def _triggers(value: Any, path: str, column_names: set[Any]) -> tuple[Trigger, ...]:
+    """A table's triggers; UPDATE OF names columns of the table."""
+    from dataflow.functions import trigger_from_dict
+
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SchemaError(path, "must be a list of triggers")
+    triggers = tuple(trigger_from_dict(x, f"{path}[{i}]") for i, x in enumerate(value))
+    for i, t in enumerate(triggers):
+        unknown = [c for c in t.columns if c not in column_names]
+        if unknown:
+            raise SchemaError(f"{path}[{i}].columns", f"{unknown[0]!r} is not a column of the table")
+    if len({t.name for t in triggers}) != len(triggers):
+        raise SchemaError(path, "names a trigger twice")
+    return triggers
 
 
 def _elements(x: Mapping[str, Any], key: str, path: str, column_names: set[Any]) -> tuple[str, ...]:

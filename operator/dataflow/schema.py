@@ -38,11 +38,15 @@ _LENGTH = r"\([1-9][0-9]*\)"
 TYPE_MODIFIERS = {"VARCHAR": _LENGTH, "CHAR": _LENGTH, "NUMERIC": rf"({_LENGTH[:-2]}(,[0-9]+)?\))?"}
 
 
+# a type the database defines (enum, domain, extension type), as canonical_type spells it unquoted
+USER_TYPE = "[a-z_][a-z0-9_$]*([.][a-z_][a-z0-9_$]*)?"
+
+
 def column_type_pattern() -> str:
     """The canonical column types (dataflow.types.KNOWN_BASE_TYPES) as one anchored regular expression."""
     # base names are upper-case words (no regex metacharacters): RE2, the API server's engine, reads them as is
     alternatives = [base + TYPE_MODIFIERS.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
-    return f"^({'|'.join(alternatives)})(\\[\\])?$"
+    return f"^({'|'.join(alternatives)}|{USER_TYPE})(\\[\\])?$"
 
 
 def column_type_doc() -> str:
@@ -50,7 +54,9 @@ def column_type_doc() -> str:
     return (
         "Canonical upper-case PostgreSQL type: "
         + ", ".join(spelled)
-        + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); any of these followed by [] for an array."
+        + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); or the lower-case name of a type of the database"
+        " (an enum of spec.enums, a domain, an extension's type such as citext), optionally schema-qualified;"
+        " any of these followed by [] for an array."
     )
 
 

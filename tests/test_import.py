@@ -1,0 +1,205 @@
+"""Import a live schema (tests/fixtures/app_schema.sql) as models and as a manifest: both re-plan empty."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+
+from dataflow import Field
+from dataflow.manifest import load_dataflow
+from dataflow.modelfile import load_models
+from tests.helpers import dataflow, replans_empty, snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SCHEMA = ROOT / "tests" / "fixtures" / "app_schema.sql"
+
+
+async def load_app_schema(conn: asyncpg.Connection) -> None:
+    """The fixture is trusted test data: one simple-query script (asyncpg execute without arguments)."""
+    await conn.execute(APP_SCHEMA.read_text())
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+    env.pop("DATABASE_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dataflow.cli",
+        *args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def catalog(conn: asyncpg.Connection) -> list[str]:
+    """Every object of the public schema with its definition, to show nothing was touched."""
+    rows = await conn.fetch(
+        """
+        SELECT c.relkind::text || ' ' || c.relname || ' ' || coalesce(pg_get_viewdef(c.oid), '') FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace
+        UNION ALL SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t
+          JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'public'::regnamespace
+        UNION ALL SELECT 'function ' || pg_get_functiondef(p.oid) FROM pg_proc p
+          WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+        """
+    )
+    return sorted(r[0] for r in rows)
+
+
+async def test_import_models_replans_empty_and_reports_what_it_leaves_alone(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await load_app_schema(conn)
+    before, before_catalog = await snapshot(conn), await catalog(conn)
+    models = tmp_path / "models.py"
+    code, out, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    text = models.read_text()
+    ast.parse(text)  # valid Python
+    ruff = Path(sys.executable).parent / "ruff"
+    if ruff.exists():
+        check = subprocess.run(
+            [str(ruff), "check", "--select", "E9,F", "--isolated", str(models)], check=False
+        )
+        assert check.returncode == 0
+    assert "class TaskStatus(enum.Enum):" in text and "class AppUser:" in text
+    assert 'identity="ALWAYS"' in text  # organization.id
+    # the report: every kind left alone, by name
+    for kind, name in [
+        ("partitioned table", "audit_event"),
+        ("partition", "audit_event_2026_h1"),
+        ("view", "active_user"),
+        ("materialized view", "project_stats"),
+        ("trigger", "task_set_updated_at"),
+        ("function", "set_updated_at()"),
+        ("domain", "email_address"),
+        ("rule", "country_no_delete"),
+    ]:
+        assert any(kind in line and name in line for line in err.splitlines()), (kind, name, err)
+    assert "imported 15 tables, 2 enums" in err
+
+    # the contract: planning the models against the same database gives an empty plan
+    db = load_dataflow(models)
+    db.database_url = dsn
+    tables = set(db.schema().table_names)
+    assert "audit_event" not in tables and "audit_event_2026_h1" not in tables and "task" in tables
+    await replans_empty(db)
+    code, out, err = await cli("plan", str(models), "--database-url", dsn, "--exit-code")
+    assert code == 0, out + err
+    assert await snapshot(conn) == before and await catalog(conn) == before_catalog
+
+
+async def test_manifest_import_plans_empty_and_validates(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await load_app_schema(conn)
+    before = await catalog(conn)
+    path = tmp_path / "manifest.yaml"
+    code, _, err = await cli(
+        "manifest", "import", "--database-url", dsn, "--name", "app", "--namespace", "shop", "--secret", "app-db",
+        "-o", str(path),
+    )  # fmt: skip
+    assert code == 0, err
+    doc = yaml.safe_load(path.read_text())
+    assert doc["metadata"] == {"name": "app", "namespace": "shop"}
+    assert {e["name"] for e in doc["spec"]["enums"]} == {"plan_tier", "task_status"}
+    assert "audit_event" not in {t["name"] for t in doc["spec"]["tables"]}
+    code, out, _ = await cli("manifest", "validate", str(path))
+    assert code == 0 and "valid" in out
+    code, out, err = await cli("plan", "-f", str(path), "--database-url", dsn, "--exit-code")
+    assert code == 0, out + err
+    assert "No changes" in out
+    assert await catalog(conn) == before
+
+
+async def test_tables_subset_imports_only_those(dsn: str, conn: asyncpg.Connection, tmp_path: Path) -> None:
+    await load_app_schema(conn)
+    models = tmp_path / "models.py"
+    code, _, err = await cli(
+        "import", "--database-url", dsn, "--tables", "country,organization,api_key", "-o", str(models)
+    )
+    assert code == 0, err
+    schema = load_models(models)
+    assert schema.table_names == ("api_key", "country", "organization")
+    assert [e.name for e in schema.enums] == ["plan_tier"]
+    assert "trigger" not in err  # the triggers are on tables not asked for
+    assert "country_no_delete" in err  # the rule is on country
+    db = load_dataflow(models)
+    db.database_url = dsn
+    await replans_empty(db)
+    path = tmp_path / "subset.yaml"
+    code, _, err = await cli(
+        "manifest", "import", "--database-url", dsn, "--tables", "country", "-o", str(path)
+    )
+    assert code == 0, err
+    code, out, err = await cli("plan", "-f", str(path), "--database-url", dsn, "--exit-code")
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--tables", "nosuch"], "--tables"),
+        (["--tables", "task"], "--tables"),  # task refers to project, not imported
+        (["--schema", "nosuch"], "--schema"),
+    ],
+)
+async def test_bad_input_is_one_line_naming_the_option(
+    dsn: str, conn: asyncpg.Connection, args: list[str], field: str
+) -> None:
+    await load_app_schema(conn)
+    for command in (["import"], ["manifest", "import"]):
+        code, out, err = await cli(*command, "--database-url", dsn, *args)
+        assert code == 2
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1 and err.startswith(f"error: {field}:"), err
+
+
+async def test_now_default_in_a_hand_written_model_plans_no_set_default(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    """The issue's example (Pagila's actor): a column whose default already is now() is in sync with
+    ``sql_default="now()"``, so no SET DEFAULT is planned on every run."""
+    await conn.execute(
+        "CREATE TABLE actor (actor_id integer PRIMARY KEY, first_name text NOT NULL,"
+        " last_update timestamp without time zone NOT NULL DEFAULT now())"
+    )
+    db = dataflow(dsn)
+
+    @db.model
+    class Actor:
+        actor_id: int = Field(db_type="INTEGER", primary_key=True)
+        first_name: str
+        last_update: datetime = Field(db_type="TIMESTAMP", sql_default="now()")
+
+    await replans_empty(db)
+    success, migrations = await db.auto_migrate(dry_run=True)
+    assert success and [op for m in migrations for op in m.operations] == []
+
+
+async def test_created_at_without_default_round_trips(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """A created_at with no default is imported as sql_default="NULL" (a model's created_at gets one otherwise)."""
+    await conn.execute("CREATE TABLE event (id bigint PRIMARY KEY, created_at timestamptz)")
+    models = tmp_path / "models.py"
+    code, _, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    assert 'sql_default="NULL"' in models.read_text()
+    db = load_dataflow(models)
+    db.database_url = dsn
+    await replans_empty(db)

@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
         tables = [t.strip() for t in args.tables.split(",") if t.strip()]
         if not tables:
             raise SchemaError("--tables", "names no table")
-    conn = await connect(resolve_dsn(args.database_url))
+    conn = await connect(resolve_dsn(args.database_url), args.schema)
     try:
         imported = await import_schema(conn, args.schema, tables)
     finally:

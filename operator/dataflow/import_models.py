@@ -81,6 +81,7 @@ def _identifier(text: str, taken: set[str], upper: bool = False) -> str:
 def render_models(imported: Imported, database_note: str = "") -> tuple[str, list[LeftAlone]]:
     """The models file for ``imported``, and the tables it had to leave out (with why)."""
     schema = imported.schema
+    _MEMBERS.clear()
     out: list[LeftAlone] = []
     classes: list[str] = []
     used: set[str] = set()
@@ -95,7 +96,9 @@ def render_models(imported: Imported, database_note: str = "") -> tuple[str, lis
     base = base_namespace("\n\n".join(enum_blocks))
     for table in schema.tables:
         try:
-            code = _render_table(table, schema.sequences, enum_names, taken, used, extensions, base)
+            code = _render_table(
+                table, schema.sequences, enum_names, taken, used, extensions, base, imported.extensions
+            )
         except _NotExpressible as exc:
             out.append(LeftAlone("table", table.name, f"the models API cannot express it: {exc}"))
             continue
@@ -142,11 +145,14 @@ def _unique_class(name: str, taken: set[str]) -> str:
 def _render_enum(e: EnumType, cls: str) -> str:
     members: set[str] = set()
     lines = [f"class {cls}(enum.Enum):"]
+    _MEMBERS[e.name] = {}
     if snake_case(cls) != e.name:
         lines.append(f"    __dataflow__ = {{'name': {e.name!r}}}")
         lines.append("")
     for label in e.values:
-        lines.append(f"    {_identifier(label, members, upper=True)} = {label!r}")
+        member = _identifier(label, members, upper=True)
+        _MEMBERS[e.name][label] = member
+        lines.append(f"    {member} = {label!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +168,7 @@ def _render_table(
     used: set[str],
     extensions: list[str],
     base: dict[str, Any],
+    installed: tuple[str, ...] = (),
 ) -> str:
     if not table.primary_key:
         raise _NotExpressible("it has no primary key (a model without one gets an id column)")
@@ -274,7 +281,7 @@ def _render_table(
             }
             for x in table.exclusions
         ]
-        if "btree_gist" not in extensions:
+        if "btree_gist" not in installed:
             raise _NotExpressible("an exclusion constraint in a model adds the btree_gist extension")
     if table.row_level_security is not None:
         options["rls"] = table.row_level_security
@@ -506,8 +513,14 @@ class _Raw:
         return self.text
 
 
+# enum type -> label -> member name, of the enum classes rendered last
+_MEMBERS: dict[str, dict[str, str]] = {}
+
+
 def _enum_member(col: Column, label: Any, enums: dict[str, str]) -> Any:
-    return _NONE if not isinstance(label, str) else f"{enums[col.type]}({label!r})"
+    """``Mood.IN_BETWEEN`` for the label ``in between`` of the column's enum type."""
+    member = _MEMBERS.get(col.type, {}).get(label) if isinstance(label, str) else None
+    return _NONE if member is None else f"{enums[col.type]}.{member}"
 
 
 def base_namespace(enum_code: str) -> dict[str, Any]:

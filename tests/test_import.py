@@ -243,11 +243,15 @@ async def test_other_schema_enum_arrays_generated_collation_and_policies_round_t
     assert 'db = DataFlow(migration_config={"schema": "crm"})' in text
     assert "current: Mood | None = Mood.IN_BETWEEN" in text
     assert 'Field(collation="C")' in text and "generated=" in text and '"rls": True' in text
-    # tables the models API cannot express are reported, not rewritten (the manifest holds them)
-    assert "log" in err and "no primary key" in err and "pair" in err
+    # no primary key, or one whose columns are not in column order: declared in __dataflow__
+    assert '__dataflow__ = {"primary_key": []}' in text
+    assert '__dataflow__ = {"primary_key": ["a", "b"]}' in text
+    assert "imported 3 tables, 1 enums" in err
     db = load_dataflow(models)
     db.database_url = dsn
-    assert db.schema().table_names == ("person",)
+    assert db.schema().table_names == ("log", "pair", "person")
+    assert db.schema().table("log").primary_key == ()  # type: ignore[union-attr]
+    assert db.schema().table("pair").primary_key == ("a", "b")  # type: ignore[union-attr]
     await replans_empty(db)
     path = tmp_path / "crm.yaml"
     code, _, err = await cli("manifest", "import", "--database-url", dsn, "--schema", "crm", "-o", str(path))
@@ -301,6 +305,20 @@ def test_model_identity_and_dataflow_constraints() -> None:
 
     with pytest.raises(SchemaError, match="BadIdentity.id.identity"):
         model_to_table(BadIdentity)
+
+    class Keyless:
+        __dataflow__ = {"primary_key": []}
+        msg: str
+
+    assert [c.name for c in model_to_table(Keyless).columns] == ["msg"]  # no implicit id
+
+    class Both:
+        __dataflow__ = {"primary_key": ["b"]}
+        a: int = Field(primary_key=True)
+        b: int
+
+    with pytest.raises(SchemaError, match=r"Both.__dataflow__.primary_key: give the key here"):
+        model_to_table(Both)
 
     class Stamped:
         id: int = Field(primary_key=True)

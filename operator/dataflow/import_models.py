@@ -170,12 +170,11 @@ def _render_table(
     base: dict[str, Any],
     installed: tuple[str, ...] = (),
 ) -> str:
-    if not table.primary_key:
-        raise _NotExpressible("it has no primary key (a model without one gets an id column)")
     names = [c.name for c in table.columns]
-    pk_in_order = [n for n in names if n in table.primary_key]
-    if list(table.primary_key) != pk_in_order:
-        raise _NotExpressible("its primary key's columns are not in column order")
+    # the key as Field(primary_key=True) flags when its columns are in column order, else declared
+    flagged = bool(table.primary_key) and list(table.primary_key) == [
+        n for n in names if n in table.primary_key
+    ]
     for c in table.columns:
         if not c.name.isidentifier() or keyword.iskeyword(c.name) or c.name.startswith("_"):
             raise _NotExpressible(f"column {c.name!r} is not a Python identifier")
@@ -183,6 +182,8 @@ def _render_table(
     options: dict[str, Any] = {}
     if snake_case(cls) != table.name:
         options["table"] = table.name
+    if not flagged:
+        options["primary_key"] = list(table.primary_key)
     implicit_id = _implicit_id(table)
     if implicit_id is not None:
         start, increment = implicit_id.identity_start, implicit_id.identity_increment
@@ -220,6 +221,7 @@ def _render_table(
                 single_unique.get(col.name),
                 single_fk.get(col.name),
                 single_check.get(col.name),
+                flagged,
             )
         )
     indexes = []
@@ -450,6 +452,7 @@ def _render_column(
     unique: Any,
     fk: Any,
     check: Any,
+    flagged: bool,
 ) -> str:
     ann, opts = _annotation(col, enums, used)
     default: Any = _NONE
@@ -468,7 +471,7 @@ def _render_column(
         and col.generated is None
     ):
         opts["sql_default"] = "NULL"  # no default: the model's created_at/updated_at would get one
-    if col.name in table.primary_key:
+    if col.name in table.primary_key and flagged:
         opts["primary_key"] = True
     if col.identity:
         opts["identity"] = col.identity

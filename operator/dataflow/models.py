@@ -19,6 +19,7 @@ import types
 import typing
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -293,7 +294,11 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check"))
             )
 
-    if not primary_key:
+    declared = options.get("primary_key")
+    if declared is not None:
+        primary_key = _declared_primary_key(declared, primary_key, [c.name for c in columns], cls.__name__)
+        columns = [replace(c, nullable=False) if c.name in primary_key else c for c in columns]
+    if not primary_key and declared is None:
         start, increment = _identity_options(options.get("identity"), f"{cls.__name__}.__dataflow__.identity")
         columns.insert(
             0,
@@ -327,6 +332,23 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         row_level_security=_rls(options, cls.__name__),
         policies=_policies(options, cls.__name__),
     ).with_sorted_parts()
+
+
+def _declared_primary_key(declared: Any, flagged: list[str], known: list[str], model: str) -> list[str]:
+    """``__dataflow__ = {"primary_key": ["a", "b"]}``: the key's columns in key order; ``[]``: no primary key
+    (and no implicit ``id``)."""
+    path = f"{model}.__dataflow__.primary_key"
+    if flagged:
+        raise SchemaError(path, "give the key here or with Field(primary_key=True), not both")
+    names = [declared] if isinstance(declared, str) else declared
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise SchemaError(path, 'must be a list of field names, such as ["a", "b"] (or [] for none)')
+    for n in names:
+        if n not in known:
+            raise SchemaError(path, f"unknown field {n!r}")
+    if len(set(names)) != len(names):
+        raise SchemaError(path, "names a field twice")
+    return list(names)
 
 
 def _identity_options(spec: Any, path: str) -> tuple[int | None, int | None]:

@@ -77,6 +77,8 @@ async def test_import_models_replans_empty_and_reports_what_it_leaves_alone(
             [str(ruff), "check", "--select", "E9,F", "--isolated", str(models)], check=False
         )
         assert check.returncode == 0
+        fmt = [str(ruff), "format", "--check", "--isolated", "--line-length", "110", str(models)]
+        assert subprocess.run(fmt, check=False).returncode == 0  # ruff format-clean
     assert "class TaskStatus(enum.Enum):" in text and "class AppUser:" in text
     assert 'identity="ALWAYS"' in text  # organization.id
     # the report: every kind left alone, by name

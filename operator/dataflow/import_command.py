@@ -62,7 +62,11 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
         problems = validate(doc)
         if problems:
             raise DataFlowError("imported manifest is invalid: " + "; ".join(problems))
-        text, extra = dump(doc), list[LeftAlone]()
+        text = dump(doc)
+        extra = [
+            LeftAlone("extension", name, "a manifest does not declare extensions; the installed one stays")
+            for name in imported.extensions
+        ]
     else:
         note = "" if args.schema == "public" else f" (schema {args.schema})"
         text, extra = render_models(imported, note)
@@ -100,7 +104,7 @@ def report(imported: Imported, extra: list[LeftAlone], output: str | None) -> No
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     schema = imported.schema
     console.print(
-        f"imported {len(schema.tables) - len(extra)} tables, {len(schema.enums)} enums, "
+        f"imported {len(schema.tables) - sum(x.kind == 'table' for x in extra)} tables, {len(schema.enums)} enums, "
         f"{len(schema.sequences)} sequences" + (f" into {output}" if output else ""),
         markup=False,
     )

@@ -44,6 +44,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "statistics": (LEFT_ALONE, "extended statistics are not modelled"),
     "index": (LEFT_ALONE, "it belongs to an object that is left alone"),
     "table (not importable)": (LEFT_ALONE, "see the detail"),
+    "table setting": (LEFT_ALONE, "storage settings are not modelled; the table keeps them"),
 }
 
 # Every object of schema $1 by kind, one query: (kind, name, detail). Tables are classified here too,
@@ -59,6 +60,11 @@ SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
                                                  ON p.oid = i.inhparent WHERE i.inhrelid = c.oid LIMIT 1)
        END AS detail
 FROM pg_class c WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+UNION ALL
+SELECT 'table setting', c.relname,
+       concat_ws(', ', CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED' END, array_to_string(c.reloptions, ', '))
+FROM pg_class c WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND (c.relpersistence = 'u' OR c.reloptions IS NOT NULL)
 UNION ALL
 SELECT 'index', i.relname, 'on ' || t.relname
 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid
@@ -164,7 +170,18 @@ async def import_schema(
         if detail and kind in ("index", "trigger", "rule") and wanted is not None:
             if detail.removeprefix("on ") not in chosen:
                 continue
+        if kind == "table setting" and name not in chosen:
+            continue
         report.append(LeftAlone(kind, name, f"{why} ({detail})" if detail else why))
+    if wanted is None:  # managed kinds the imported tables do not use: named, so nothing goes unmentioned
+        report += [
+            LeftAlone("enum", e.name, "no imported table uses it") for e in read.enums if e not in enums
+        ]
+        report += [
+            LeftAlone("sequence", q.name, "no imported table owns it or calls nextval on it")
+            for q in read.sequences
+            if q not in sequences
+        ]
     for table, ref in dangling:
         report.append(
             LeftAlone("table (not importable)", table, f"a foreign key refers to {ref!r}, not imported")

@@ -30,7 +30,7 @@ async def load_app_schema(conn: asyncpg.Connection) -> None:
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator"), "COLUMNS": "250"}  # the report's lines whole
     env.pop("DATABASE_URL", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -95,7 +95,7 @@ async def test_import_models_replans_empty_and_reports_what_it_leaves_alone(
         ("table setting", "session_cache"),
     ]:
         assert any(kind in line and name in line for line in err.splitlines()), (kind, name, err)
-    assert "imported 16 tables, 2 enums" in err
+    assert "imported 16 tables" in err
 
     # the contract: planning the models against the same database gives an empty plan
     db = load_dataflow(models)
@@ -250,7 +250,7 @@ async def test_other_schema_enum_arrays_generated_collation_and_policies_round_t
     # no primary key, or one whose columns are not in column order: declared in __dataflow__
     assert '__dataflow__ = {"primary_key": []}' in text
     assert '__dataflow__ = {"primary_key": ["a", "b"]}' in text
-    assert "imported 3 tables, 1 enums" in err
+    assert "imported 3 tables" in err
     db = load_dataflow(models)
     db.database_url = dsn
     assert db.schema().table_names == ("log", "pair", "person")
@@ -329,3 +329,46 @@ def test_model_identity_and_dataflow_constraints() -> None:
         created_at: datetime | None = Field(sql_default="NULL")
 
     assert model_to_table(Stamped).column("created_at").default is None  # type: ignore[union-attr]
+
+
+async def test_manifest_holds_every_builtin_type_and_reports_tables_it_cannot(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE odd (id int PRIMARY KEY, m money, ts timestamp(3), iv interval day to second,
+                          flags bit(3), mac macaddr, tz timetz, doc xml, q tsquery);
+        CREATE TYPE "Mood" AS ENUM ('a');
+        CREATE TABLE moody (id int PRIMARY KEY, m "Mood");
+        CREATE TABLE moody_ref (id int PRIMARY KEY, moody_id int REFERENCES moody (id));
+        """
+    )
+    path = tmp_path / "odd.yaml"
+    code, _, err = await cli("manifest", "import", "--database-url", dsn, "-o", str(path))
+    assert code == 0, err
+    doc = yaml.safe_load(path.read_text())
+    assert [t["name"] for t in doc["spec"]["tables"]] == ["odd"]
+    assert {c["name"]: c["type"] for c in doc["spec"]["tables"][0]["columns"]}[
+        "iv"
+    ] == "INTERVAL DAY TO SECOND"
+    assert "moody " in err and "is not a column type a manifest can hold" in err
+    assert "moody_ref" in err and "dangling foreign key" in err
+    code, out, err = await cli("plan", "-f", str(path), "--database-url", dsn, "--exit-code")
+    assert code == 0, out + err
+    # the models hold all three
+    models = tmp_path / "models.py"
+    code, _, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    db = load_dataflow(models)
+    db.database_url = dsn
+    assert db.schema().table_names == ("moody", "moody_ref", "odd")
+    await replans_empty(db)
+
+
+def test_manifest_column_types_must_be_canonical() -> None:
+    from dataflow.rules import semantic_problems
+
+    table = {"name": "t", "columns": [{"name": "a", "type": "int"}, {"name": "b", "type": "mood"}]}
+    assert semantic_problems([table]) == [
+        "spec.tables[0].columns[0].type: write 'INTEGER', the canonical spelling of 'int'"
+    ]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -15,7 +18,7 @@ from dataflow.connect import connect
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, SchemaError
 from dataflow.import_models import render_models
-from dataflow.importer import Imported, LeftAlone, import_schema
+from dataflow.importer import Imported, LeftAlone, import_schema, unquoted
 from dataflow.manifest import dump, generate, validate
 from dataflow.sqltext import identifier_problem
 
@@ -51,19 +54,9 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
     finally:
         await conn.close()
     if manifest:
-        doc = generate(
-            imported.schema,
-            name=args.name,
-            namespace=args.namespace,
-            secret=args.secret,
-            secret_key=args.secret_key,
-            max_risk=args.max_risk,
-        )
-        problems = validate(doc)
-        if problems:
-            raise DataFlowError("imported manifest is invalid: " + "; ".join(problems))
+        doc, extra = manifest_document(imported, args)
         text = dump(doc)
-        extra = [
+        extra += [
             LeftAlone("extension", name, "a manifest does not declare extensions; the installed one stays")
             for name in imported.extensions
         ]
@@ -81,6 +74,38 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
         sys.stdout.write(text)
     report(imported, extra, args.output)
     return 0
+
+
+def manifest_document(imported: Imported, args: argparse.Namespace) -> tuple[dict[str, Any], list[LeftAlone]]:
+    """The DataFlowSchema of ``imported``; a table the manifest format cannot hold is left out, with why."""
+    schema, out = imported.schema, list[LeftAlone]()
+    while True:
+        doc = generate(
+            schema,
+            name=args.name,
+            namespace=args.namespace,
+            secret=args.secret,
+            secret_key=args.secret_key,
+            max_risk=args.max_risk,
+        )
+        problems = validate(doc)
+        if not problems:
+            return doc, out
+        bad: dict[str, str] = {}
+        for problem in problems:
+            found = re.match(r"spec\.tables\[(\d+)\]", problem)
+            if found is None:
+                raise DataFlowError("imported manifest is invalid: " + "; ".join(problems))
+            why = re.sub(
+                r" does not match '.*",
+                " is not a column type a manifest can hold",
+                problem.split(": ", 1)[-1],
+            )
+            bad.setdefault(schema.tables[int(found.group(1))].name, why)
+        out += [LeftAlone("table", t, f"the manifest format cannot hold it: {why}") for t, why in bad.items()]
+        tables = tuple(t for t in schema.tables if t.name not in bad)
+        used = {unquoted(c.type.removesuffix("[]")) for t in tables for c in t.columns}
+        schema = replace(schema, tables=tables, enums=tuple(e for e in schema.enums if e.name in used))
 
 
 def formatted(code: str) -> str:
@@ -104,8 +129,8 @@ def report(imported: Imported, extra: list[LeftAlone], output: str | None) -> No
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     schema = imported.schema
     console.print(
-        f"imported {len(schema.tables) - sum(x.kind == 'table' for x in extra)} tables, {len(schema.enums)} enums, "
-        f"{len(schema.sequences)} sequences" + (f" into {output}" if output else ""),
+        f"imported {len(schema.tables) - sum(x.kind == 'table' for x in extra)} tables"
+        + (f" into {output}" if output else ""),
         markup=False,
     )
     left = [*imported.left_alone, *extra]

@@ -155,7 +155,7 @@ async def import_schema(
         raise SchemaError(
             "--tables", f"{table!r} has a foreign key to {ref!r}, which is not imported: add it"
         )
-    used_types = {c.type.removesuffix("[]") for t in kept for c in t.columns}
+    used_types = {unquoted(c.type.removesuffix("[]")) for t in kept for c in t.columns}
     enums = tuple(e for e in read.enums if e.name in used_types)
     sequences = _sequences(kept, read.sequences)
     imported = Schema(kept, schema, enums=enums, sequences=sequences).normalised()
@@ -201,6 +201,13 @@ _RELATION_KINDS = frozenset(
         "materialized view",
     }
 )
+
+
+def unquoted(name: str) -> str:
+    """A type name as the catalog stores it (canonical_type quotes one that is not lower case)."""
+    if len(name) > 1 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 def _without_dangling(tables: tuple[Table, ...]) -> tuple[tuple[Table, ...], list[tuple[str, str]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import enum
 import os
 import subprocess
 import sys
@@ -21,6 +22,13 @@ from dataflow.modelfile import load_models
 from tests.helpers import dataflow, replans_empty, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class Mood(enum.Enum):
+    HAPPY = "happy"
+    SAD = "sad"
+
+
 APP_SCHEMA = ROOT / "tests" / "fixtures" / "app_schema.sql"
 
 
@@ -372,3 +380,20 @@ def test_manifest_column_types_must_be_canonical() -> None:
     assert semantic_problems([table]) == [
         "spec.tables[0].columns[0].type: write 'INTEGER', the canonical spelling of 'int'"
     ]
+
+
+def test_manifest_generate_of_enum_models_is_valid_and_carries_the_enums() -> None:
+    """Generating a manifest from models with an enum column gave a manifest the CRD refused."""
+    from dataflow import DataFlow
+    from dataflow.manifest import from_resource, generate, validate
+
+    db = DataFlow("postgresql://unused@127.0.0.1/x")
+
+    @db.model
+    class Person:
+        mood: Mood = Mood.HAPPY
+
+    doc = generate(db.schema(), name="p", namespace="ns", secret="db")
+    assert validate(doc) == []
+    assert doc["spec"]["enums"] == [{"name": "mood", "values": ["happy", "sad"]}]
+    assert from_resource(doc).schema == db.schema()

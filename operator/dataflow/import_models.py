@@ -11,7 +11,7 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -81,17 +81,15 @@ def _identifier(text: str, taken: set[str], upper: bool = False) -> str:
 def render_models(imported: Imported, database_note: str = "") -> tuple[str, list[LeftAlone]]:
     """The models file for ``imported``, and the tables it had to leave out (with why)."""
     schema = imported.schema
-    _MEMBERS.clear()
     out: list[LeftAlone] = []
     classes: list[str] = []
     used: set[str] = set()
-    enum_names: dict[str, str] = {}
+    enum_names: dict[str, _EnumClass] = {}
     enum_blocks: list[str] = []
     taken: set[str] = set()
     for e in schema.enums:
-        cls = _unique_class(class_name(e.name), taken)
-        enum_names[e.name] = cls
-        enum_blocks.append(_render_enum(e, cls))
+        enum_names[e.name] = _EnumClass(_unique_class(class_name(e.name), taken))
+        enum_blocks.append(_render_enum(e, enum_names[e.name]))
     extensions = list(imported.extensions)
     base = base_namespace("\n\n".join(enum_blocks))
     for table in schema.tables:
@@ -142,16 +140,23 @@ def _unique_class(name: str, taken: set[str]) -> str:
     return name
 
 
-def _render_enum(e: EnumType, cls: str) -> str:
+@dataclass
+class _EnumClass:
+    """A rendered enum class: its name and each label's member name."""
+
+    name: str
+    members: dict[str, str] = field(default_factory=dict)
+
+
+def _render_enum(e: EnumType, rendered: _EnumClass) -> str:
     members: set[str] = set()
-    lines = [f"class {cls}(enum.Enum):"]
-    _MEMBERS[e.name] = {}
-    if snake_case(cls) != e.name:
+    lines = [f"class {rendered.name}(enum.Enum):"]
+    if snake_case(rendered.name) != e.name:
         lines.append(f"    __dataflow__ = {{'name': {e.name!r}}}")
         lines.append("")
     for label in e.values:
         member = _identifier(label, members, upper=True)
-        _MEMBERS[e.name][label] = member
+        rendered.members[label] = member
         lines.append(f"    {member} = {label!r}")
     return "\n".join(lines) + "\n"
 
@@ -163,7 +168,7 @@ class _NotExpressible(Exception):
 def _render_table(
     table: Table,
     sequences: Iterable[Any],
-    enums: dict[str, str],
+    enums: dict[str, _EnumClass],
     taken: set[str],
     used: set[str],
     extensions: list[str],
@@ -360,12 +365,12 @@ def _literal(value: Any, indent: int) -> str:
     return "[\n" + "\n".join(items) + "\n" + " " * indent + "]"
 
 
-def _annotation(col: Column, enums: dict[str, str], used: set[str]) -> tuple[str, dict[str, Any]]:
+def _annotation(col: Column, enums: dict[str, _EnumClass], used: set[str]) -> tuple[str, dict[str, Any]]:
     """The annotation and the Field options that give ``col.type`` exactly."""
     t = parse_type(col.type)
     if col.type in enums:
         used.add("enum")
-        return enums[col.type], {}
+        return enums[col.type].name, {}
     if col.type in _ANNOTATIONS and col.type != "NUMERIC(10,2)":
         ann = _ANNOTATIONS[col.type]
         _note_import(ann, used)
@@ -392,7 +397,7 @@ def _note_import(ann: str, used: set[str]) -> None:
         used.add("uuid")
 
 
-def _python_default(col: Column, enums: dict[str, str]) -> Any:
+def _python_default(col: Column, enums: dict[str, _EnumClass]) -> Any:
     """The Python value whose model default is exactly ``col.default``, or a sentinel when none is."""
     text = col.default
     if text is None:
@@ -447,7 +452,7 @@ _NONE = object()
 def _render_column(
     table: Table,
     col: Column,
-    enums: dict[str, str],
+    enums: dict[str, _EnumClass],
     used: set[str],
     unique: Any,
     fk: Any,
@@ -516,14 +521,10 @@ class _Raw:
         return self.text
 
 
-# enum type -> label -> member name, of the enum classes rendered last
-_MEMBERS: dict[str, dict[str, str]] = {}
-
-
-def _enum_member(col: Column, label: Any, enums: dict[str, str]) -> Any:
+def _enum_member(col: Column, label: Any, enums: dict[str, _EnumClass]) -> Any:
     """``Mood.IN_BETWEEN`` for the label ``in between`` of the column's enum type."""
-    member = _MEMBERS.get(col.type, {}).get(label) if isinstance(label, str) else None
-    return _NONE if member is None else f"{enums[col.type]}.{member}"
+    member = enums[col.type].members.get(label) if isinstance(label, str) else None
+    return _NONE if member is None else f"{enums[col.type].name}.{member}"
 
 
 def base_namespace(enum_code: str) -> dict[str, Any]:

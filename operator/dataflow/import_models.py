@@ -46,7 +46,6 @@ _DB_TYPE_ANNOTATIONS = {
     "TEXT": "str",
 }
 _IMPORTS = {
-    "datetime": "from datetime import date, datetime, time, timedelta",
     "Decimal": "from decimal import Decimal",
     "uuid": "import uuid",
     "enum": "import enum",
@@ -111,30 +110,28 @@ def render_models(imported: Imported, database_note: str = "") -> tuple[str, lis
         '"""',
         "",
     ]
-    imports = sorted(_IMPORTS[k] for k in used if k not in ("date", "time", "timedelta"))
-    std = [i for i in imports if i.startswith("import ")] + [i for i in imports if i.startswith("from ")]
-    lines = [*header, *std, "", "from dataflow import DataFlow, Field", "", "db = DataFlow()", ""]
     body = "\n\n".join(enum_blocks + classes)
+    imports = [_IMPORTS[k] for k in sorted(used) if k != "datetime"]
+    dates = [n for n in ("date", "datetime", "time", "timedelta") if re.search(rf"\b{n}\b(?![.(])", body)]
+    if dates:
+        imports.append(f"from datetime import {', '.join(dates)}")
+    std = sorted(i for i in imports if i.startswith("import ")) + sorted(
+        i for i in imports if i.startswith("from ")
+    )
+    dataflow_names = "DataFlow, Field" if re.search(r"\bField\(", body) else "DataFlow"
+    lines = [*header, *std, "", f"from dataflow import {dataflow_names}", "", "db = DataFlow()", ""]
     text = "\n".join(lines) + ("\n\n" + body if body else "")
-    return _fix_datetime_import(text).rstrip() + "\n", out
+    return text.rstrip() + "\n", out
 
 
-def _fix_datetime_import(text: str) -> str:
-    """Import only the datetime names the file uses."""
-    names = [
-        n
-        for n in ("date", "datetime", "time", "timedelta")
-        if re.search(rf"\b{n}\b(?!\.)", text.split("\n", 8)[-1])
-    ]
-    line = "from datetime import date, datetime, time, timedelta"
-    if line not in text:
-        return text
-    return text.replace(line, f"from datetime import {', '.join(names)}" if names else "")
+_RESERVED = frozenset(
+    {"DataFlow", "Field", "db", "enum", "uuid", "Decimal", "date", "datetime", "time", "timedelta"}
+)
 
 
 def _unique_class(name: str, taken: set[str]) -> str:
     base, n = name, 2
-    while name in taken or name in ("DataFlow", "Field", "db", "enum", "uuid", "Decimal", "datetime"):
+    while name in taken or name in _RESERVED:
         name, n = f"{base}{n}", n + 1
     taken.add(name)
     return name
@@ -461,7 +458,10 @@ def _render_column(
 ) -> str:
     ann, opts = _annotation(col, enums, used)
     default: Any = _NONE
-    if col.default is not None:
+    auto_stamp = col.name in AUTO_TIMESTAMP_FIELDS and col.type == "TIMESTAMPTZ"
+    if auto_stamp and col.default == "CURRENT_TIMESTAMP":
+        pass  # a model's created_at/updated_at defaults to it by itself
+    elif col.default is not None:
         value = _python_default(col, enums)
         if value is not _NONE and col.type in enums:
             default = _enum_member(col, value, enums)
@@ -469,12 +469,7 @@ def _render_column(
             default = repr(value)
         else:
             opts["sql_default"] = col.default
-    elif (
-        col.name in AUTO_TIMESTAMP_FIELDS
-        and col.type == "TIMESTAMPTZ"
-        and col.identity is None
-        and col.generated is None
-    ):
+    elif auto_stamp and col.identity is None and col.generated is None:
         opts["sql_default"] = "NULL"  # no default: the model's created_at/updated_at would get one
     if col.name in table.primary_key and flagged:
         opts["primary_key"] = True

@@ -397,3 +397,24 @@ def test_manifest_generate_of_enum_models_is_valid_and_carries_the_enums() -> No
     assert validate(doc) == []
     assert doc["spec"]["enums"] == [{"name": "mood", "values": ["happy", "sad"]}]
     assert from_resource(doc).schema == db.schema()
+
+
+async def test_a_table_referring_to_a_table_left_alone_is_left_alone_too(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE measurement (id int PRIMARY KEY) PARTITION BY RANGE (id);
+        CREATE TABLE measurement_low PARTITION OF measurement FOR VALUES FROM (0) TO (1000);
+        CREATE TABLE reading (id int PRIMARY KEY, measurement_id int REFERENCES measurement (id));
+        CREATE TABLE station (id int PRIMARY KEY);
+        """
+    )
+    models = tmp_path / "models.py"
+    code, _, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    assert any("reading" in line and "refers to 'measurement'" in line for line in err.splitlines()), err
+    db = load_dataflow(models)
+    db.database_url = dsn
+    assert db.schema().table_names == ("station",)
+    await replans_empty(db)

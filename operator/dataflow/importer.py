@@ -152,9 +152,7 @@ async def import_schema(
     kept, dangling = _without_dangling(kept)
     if dangling and wanted is not None:
         table, ref = dangling[0]
-        raise SchemaError(
-            "--tables", f"{table!r} has a foreign key to {ref!r}, which is not imported: add it"
-        )
+        raise SchemaError("--tables", f"{table!r} has a foreign key to {ref}, which is not imported: add it")
     used_types = {unquoted(c.type.removesuffix("[]")) for t in kept for c in t.columns}
     enums = tuple(e for e in read.enums if e.name in used_types)
     sequences = _sequences(kept, read.sequences)
@@ -184,7 +182,7 @@ async def import_schema(
         ]
     for table, ref in dangling:
         report.append(
-            LeftAlone("table (not importable)", table, f"a foreign key refers to {ref!r}, not imported")
+            LeftAlone("table (not importable)", table, f"a foreign key refers to {ref}, not imported")
         )
     extensions = await _extensions(conn, schema, imported)
     return Imported(imported, tuple(report), extensions)
@@ -211,14 +209,19 @@ def unquoted(name: str) -> str:
 
 
 def _without_dangling(tables: tuple[Table, ...]) -> tuple[tuple[Table, ...], list[tuple[str, str]]]:
-    """``tables`` less those whose foreign keys refer to a table not among them (until none does)."""
+    """``tables`` less those whose foreign keys refer to a table not among them (until none does), and
+    those left out with the tables they refer to (``'a', 'b'``)."""
     dropped: list[tuple[str, str]] = []
     while True:
         names = {t.name for t in tables}
-        bad = {t.name: fk.ref_table for t in tables for fk in t.foreign_keys if fk.ref_table not in names}
+        bad: dict[str, set[str]] = {}
+        for t in tables:
+            for fk in t.foreign_keys:
+                if fk.ref_table not in names:
+                    bad.setdefault(t.name, set()).add(fk.ref_table)
         if not bad:
             return tables, dropped
-        dropped.extend(sorted(bad.items()))
+        dropped.extend((name, ", ".join(repr(r) for r in sorted(refs))) for name, refs in sorted(bad.items()))
         tables = tuple(t for t in tables if t.name not in bad)
 
 

@@ -418,3 +418,25 @@ async def test_a_table_referring_to_a_table_left_alone_is_left_alone_too(
     db.database_url = dsn
     assert db.schema().table_names == ("station",)
     await replans_empty(db)
+
+
+async def test_a_sequence_no_column_owns_goes_with_the_first_table_calling_it(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await conn.execute(
+        """
+        CREATE SEQUENCE order_no START 500;
+        CREATE TABLE purchase (id int PRIMARY KEY, purchase_id int CHECK (purchase_id > 0),
+                               no bigint NOT NULL DEFAULT nextval('order_no'));
+        """
+    )
+    models = tmp_path / "models.py"
+    code, _, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    text = models.read_text()
+    assert '"sequences": [{"name": "order_no", "start": 500}]' in text
+    assert 'check="purchase_id > 0"' in text  # the check named as Field(check=) would name it
+    db = load_dataflow(models)
+    db.database_url = dsn
+    assert [q.name for q in db.schema().sequences] == ["order_no"]
+    await replans_empty(db)

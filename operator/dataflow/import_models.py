@@ -18,7 +18,7 @@ from typing import Any
 from pglast import ast
 
 from dataflow.errors import SchemaError
-from dataflow.importer import Imported, LeftAlone
+from dataflow.importer import Imported, LeftAlone, nextval_names
 from dataflow.models import (
     AUTO_TIMESTAMP_FIELDS,
     PYTHON_TYPES,
@@ -90,11 +90,20 @@ def render_models(imported: Imported, database_note: str = "") -> tuple[str, lis
         enum_names[e.name] = _EnumClass(_unique_class(class_name(e.name), taken))
         enum_blocks.append(_render_enum(e, enum_names[e.name]))
     extensions = list(imported.extensions)
+    placed: set[str] = set()  # sequences already declared by a model
     base = base_namespace("\n\n".join(enum_blocks))
     for table in schema.tables:
         try:
             code = _render_table(
-                table, schema.sequences, enum_names, taken, used, extensions, base, imported.extensions
+                table,
+                schema.sequences,
+                enum_names,
+                taken,
+                used,
+                extensions,
+                base,
+                imported.extensions,
+                placed,
             )
         except _NotExpressible as exc:
             out.append(LeftAlone("table", table.name, f"the models API cannot express it: {exc}"))
@@ -170,7 +179,8 @@ def _render_table(
     used: set[str],
     extensions: list[str],
     base: dict[str, Any],
-    installed: tuple[str, ...] = (),
+    installed: tuple[str, ...],
+    placed: set[str],
 ) -> str:
     names = [c.name for c in table.columns]
     # the key as Field(primary_key=True) flags when its columns are in column order, else declared
@@ -205,7 +215,7 @@ def _render_table(
         if len(fk.columns) == 1 and fk.name == constraint_name(table.name, fk.columns, "fkey")
     }
     single_check = {
-        c.name.removeprefix(f"{table.name}_").removesuffix("_check"): ch
+        c.name: ch
         for ch in table.checks
         for c in table.columns
         if ch.name == constraint_name(table.name, [c.name], "check")
@@ -301,14 +311,22 @@ def _render_table(
                 }
                 for p in table.policies
             ]
-    owned = [q for q in sequences if q.owner is not None and q.owner[0] == table.name]
+    # a sequence goes with the table owning it, else with the first table whose default calls it
+    called = {n for c in table.columns if c.default for n in nextval_names(c.default)}
+    owned = [
+        q
+        for q in sequences
+        if (q.owner is not None and q.owner[0] == table.name)
+        or (q.owner is None and q.name in called and q.name not in placed)
+    ]
+    placed.update(q.name for q in owned)
     if owned:
         options["sequences"] = [
             {
                 "name": q.name,
                 **({"start": q.start} if q.start is not None else {}),
                 **({"increment": q.increment} if q.increment is not None else {}),
-                "owned_by": q.owned_by,
+                **({"owned_by": q.owned_by} if q.owned_by is not None else {}),
             }
             for q in owned
         ]

@@ -228,11 +228,11 @@ def _without_dangling(tables: tuple[Table, ...]) -> tuple[tuple[Table, ...], lis
 def _sequences(tables: tuple[Table, ...], sequences: tuple[Sequence, ...]) -> tuple[Sequence, ...]:
     """The sequences an imported table owns or whose ``nextval`` one of its defaults calls."""
     names = {t.name for t in tables}
-    called = {name for t in tables for c in t.columns if c.default for name in _nextval_names(c.default)}
+    called = {name for t in tables for c in t.columns if c.default for name in nextval_names(c.default)}
     return tuple(q for q in sequences if q.name in called or (q.owner is not None and q.owner[0] in names))
 
 
-def _nextval_names(default: str) -> list[str]:
+def nextval_names(default: str) -> list[str]:
     """Sequence names a default's ``nextval('name')`` calls (as a string literal, with or without a cast)."""
     from pglast.visitors import Visitor
 

@@ -486,7 +486,10 @@ def _render_column(
         elif value is not _NONE:
             default = repr(value)
         else:
-            opts["sql_default"] = col.default
+            # a serial's default as PostgreSQL users write it (it normalises to the same text)
+            opts["sql_default"] = re.sub(
+                r"^nextval\(CAST\(('(?:[^']|'')*') AS regclass\)\)$", r"nextval(\1::regclass)", col.default
+            )
     elif auto_stamp and col.identity is None and col.generated is None:
         opts["sql_default"] = "NULL"  # no default: the model's created_at/updated_at would get one
     if col.name in table.primary_key and flagged:

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from dataflow import manifest_size
+from dataflow import import_command, manifest_size
 from dataflow.adoption import kept_line
 from dataflow.baseline import baseline
 from dataflow.connect import connect
@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="file to write (default: stdout)")
     sp = man.add_parser("validate", help="check manifests against the CRD and the engine's rules")
     sp.add_argument("files", nargs="+")
+    import_command.add_arguments(
+        man.add_parser("import", help="write the DataFlowSchema of a live schema"), True
+    )
+    import_command.add_arguments(sub.add_parser("import", help="write models for a live schema"), False)
 
     sub.add_parser("operator", help="run the Kubernetes operator (kopf run -m dataflow.k8s.operator)")
     return p
@@ -158,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "operator":
             os.execvp("kopf", ["kopf", "run", "-m", "dataflow.k8s.operator", "--all-namespaces"])
+        if args.command == "import" or getattr(args, "manifest_command", None) == "import":
+            return asyncio.run(import_command.run(args, manifest=args.command == "manifest"))
         if args.command == "manifest":
             return _manifest(args, console)
         return asyncio.run(_database_command(args, console))

@@ -78,6 +78,8 @@ def generate(
         spec["promotion"] = {"after": promotion_after}
     canonical = schema.to_dict()
     spec["tables"] = canonical["tables"]
+    if "enums" in canonical:
+        spec["enums"] = canonical["enums"]
     if "sequences" in canonical:
         spec["sequences"] = canonical["sequences"]
     if "views" in canonical:

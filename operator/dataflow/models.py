@@ -19,6 +19,7 @@ import types
 import typing
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ from dataflow.functions import function_from_dict, trigger_from_dict
 from dataflow.schema import (
     EXCLUSION_OPERATOR,
     FK_ACTIONS,
+    IDENTITY_KINDS,
     INDEX_METHODS,
     POLICY_COMMANDS,
     PUBLIC_ROLE,
@@ -110,6 +112,9 @@ class Field:
     generated: str | None = None  # GENERATED ALWAYS AS (expression) STORED, parsed as one expression
     comment: str | None = None  # COMMENT ON the column (None: the database's comment is left alone)
     collation: str | None = None  # the column's collation, such as "C" (None: its type's default)
+    identity: str | None = None  # "ALWAYS" or "BY DEFAULT": an identity column (GENERATED ... AS IDENTITY)
+    identity_start: int | None = None  # the identity's START WITH (None: 1)
+    identity_increment: int | None = None  # the identity's INCREMENT BY (None: 1)
 
 
 def snake_case(name: str) -> str:
@@ -250,10 +255,24 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
             if default_sql is not None or (default is not _MISSING and default is not None):
                 raise SchemaError(f"{path}.generated", "a generated column takes no default")
             generated = _expression(opts.generated, f"{path}.generated")
-        if default_sql is None and name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
-            default_sql = "CURRENT_TIMESTAMP"
-        if not nullable and default is None and default_sql is None:
+        identity = None
+        if opts.identity is not None:
+            identity = keyword_choice(opts.identity, f"{path}.identity", IDENTITY_KINDS)
+            if default_sql is not None or generated is not None:
+                raise SchemaError(f"{path}.identity", "an identity column takes no default")
+            nullable = False
+        # created_at/updated_at default to the current time, unless sql_default="NULL" says: no default
+        if default_sql is None and opts.sql_default is None and identity is None:
+            if name in AUTO_TIMESTAMP_FIELDS and sql_type == "TIMESTAMPTZ":
+                default_sql = "CURRENT_TIMESTAMP"
+        if not nullable and default is None and default_sql is None and identity is None:
             raise SchemaError(path, "a NOT NULL field cannot default to None")
+        start, increment = _identity_options(
+            {"start": opts.identity_start, "increment": opts.identity_increment}
+            if identity and (opts.identity_start is not None or opts.identity_increment is not None)
+            else None,
+            f"{path}.identity",
+        )
         columns.append(
             Column(
                 name=name,
@@ -264,6 +283,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 generated=generated,
                 comment=_text(opts.comment, f"{path}.comment"),
                 collation=collation_name(opts.collation, f"{path}.collation"),
+                identity=identity,
+                identity_start=start,
+                identity_increment=increment,
             )
         )
         if opts.unique:
@@ -277,7 +299,11 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
                 Check(constraint_name(table, [name], "check"), _expression(opts.check, f"{path}.check"))
             )
 
-    if not primary_key:
+    declared = options.get("primary_key")
+    if declared is not None:
+        primary_key = _declared_primary_key(declared, primary_key, [c.name for c in columns], cls.__name__)
+        columns = [replace(c, nullable=False) if c.name in primary_key else c for c in columns]
+    if not primary_key and declared is None:
         start, increment = _identity_options(options.get("identity"), f"{cls.__name__}.__dataflow__.identity")
         columns.insert(
             0,
@@ -293,6 +319,9 @@ def model_to_table(cls: type, namespace: Mapping[str, Any] | None = None) -> Tab
         primary_key = ["id"]
     column_names = {c.name for c in columns}
     indexes.extend(_option_indexes(table, options, column_names, cls.__name__))
+    uniques.extend(_option_uniques(table, options, column_names, cls.__name__))
+    fks.extend(_option_foreign_keys(table, options, column_names, cls.__name__))
+    checks.extend(_option_checks(table, options, cls.__name__))
     exclusions = model_exclusions(table, options, column_names, cls.__name__)
     return Table(
         name=table,
@@ -348,6 +377,23 @@ def model_functions(cls: type) -> tuple[Function, ...]:
     path = f"{cls.__name__}.__dataflow__.functions"
     value = _spec_list(options.get("functions"), path, '[{"name": "f", "returns": "trigger", "body": "..."}]')
     return tuple(function_from_dict(spec, f"{path}[{i}]") for i, spec in enumerate(value))
+
+
+def _declared_primary_key(declared: Any, flagged: list[str], known: list[str], model: str) -> list[str]:
+    """``__dataflow__ = {"primary_key": ["a", "b"]}``: the key's columns in key order; ``[]``: no primary key
+    (and no implicit ``id``)."""
+    path = f"{model}.__dataflow__.primary_key"
+    if flagged:
+        raise SchemaError(path, "give the key here or with Field(primary_key=True), not both")
+    names = [declared] if isinstance(declared, str) else declared
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise SchemaError(path, 'must be a list of field names, such as ["a", "b"] (or [] for none)')
+    for n in names:
+        if n not in known:
+            raise SchemaError(path, f"unknown field {n!r}")
+    if len(set(names)) != len(names):
+        raise SchemaError(path, "names a field twice")
+    return list(names)
 
 
 def _identity_options(spec: Any, path: str) -> tuple[int | None, int | None]:
@@ -507,6 +553,82 @@ def _option_indexes(table: str, options: Mapping[str, Any], known: set[str], mod
                 fields,
                 unique=bool(spec.get("unique", False)),
                 where=where,
+            )
+        )
+    return out
+
+
+def _option_list(options: Mapping[str, Any], key: str, model: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """``__dataflow__[key]``: a list of mappings, each with its path for messages."""
+    value = options.get(key) or ()
+    path = f"{model}.__dataflow__.{key}"
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, "must be a list of mappings")
+    out = []
+    for i, spec in enumerate(value):
+        if not isinstance(spec, Mapping):
+            raise SchemaError(f"{path}[{i}]", "must be a mapping")
+        out.append((f"{path}[{i}]", spec))
+    return out
+
+
+def _unknown_keys(spec: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    unknown = set(spec) - allowed
+    if unknown:
+        raise SchemaError(path, f"unknown key {sorted(unknown)[0]!r}")
+
+
+def _option_uniques(table: str, options: Mapping[str, Any], known: set[str], model: str) -> list[Unique]:
+    """``"uniques": [{"name": "order_ref_key", "fields": ["customer_id", "ref"]}]``: unique constraints."""
+    out = []
+    for path, spec in _option_list(options, "uniques", model):
+        _unknown_keys(spec, {"name", "fields"}, path)
+        fields = _field_list(spec.get("fields"), f"{path}.fields", known)
+        name = spec.get("name") or constraint_name(table, fields, "key")
+        out.append(Unique(check_identifier(name, f"{path}.name"), fields))
+    return out
+
+
+def _option_foreign_keys(
+    table: str, options: Mapping[str, Any], known: set[str], model: str
+) -> list[ForeignKey]:
+    """``"foreign_keys": [{"name", "fields", "references": "table", "ref_fields", "on_delete", "on_update"}]``."""
+    out = []
+    keys = {"name", "fields", "references", "ref_fields", "on_delete", "on_update"}
+    for path, spec in _option_list(options, "foreign_keys", model):
+        _unknown_keys(spec, keys, path)
+        fields = _field_list(spec.get("fields"), f"{path}.fields", known)
+        ref_table = check_identifier(spec.get("references"), f"{path}.references")
+        ref_fields = spec.get("ref_fields") or ("id",)
+        ref_fields = (ref_fields,) if isinstance(ref_fields, str) else tuple(ref_fields)
+        for f in ref_fields:
+            check_identifier(f, f"{path}.ref_fields")
+        if len(ref_fields) != len(fields):
+            raise SchemaError(f"{path}.ref_fields", f"needs one field per field ({len(fields)})")
+        name = spec.get("name") or constraint_name(table, fields, "fkey")
+        out.append(
+            ForeignKey(
+                check_identifier(name, f"{path}.name"),
+                fields,
+                ref_table,
+                ref_fields,
+                on_delete=keyword_choice(spec.get("on_delete", "NO ACTION"), f"{path}.on_delete", FK_ACTIONS),
+                on_update=keyword_choice(spec.get("on_update", "NO ACTION"), f"{path}.on_update", FK_ACTIONS),
+            )
+        )
+    return out
+
+
+def _option_checks(table: str, options: Mapping[str, Any], model: str) -> list[Check]:
+    """``"checks": [{"name": "order_total_check", "expression": "total >= 0"}]``: table check constraints."""
+    out = []
+    for path, spec in _option_list(options, "checks", model):
+        _unknown_keys(spec, {"name", "expression"}, path)
+        name = spec.get("name") or constraint_name(table, ["expr"], "check")
+        out.append(
+            Check(
+                check_identifier(name, f"{path}.name"),
+                _expression(spec.get("expression"), f"{path}.expression"),  # type: ignore[arg-type]
             )
         )
     return out

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from pglast import ast
 from pglast.visitors import Visitor
 
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES, parse_expression
+from dataflow.types import canonical_type
 
 TablePath = Callable[[int, Mapping[str, Any]], str]
+
+
+@lru_cache(maxsize=1)
+def _column_type() -> re.Pattern[str]:
+    from dataflow.schema import column_type_pattern
+
+    return re.compile(column_type_pattern())
+
+
+def _type_problem(text: Any) -> str | None:
+    """A column type that is not in canonical form (``int`` for INTEGER), or that is no type at all."""
+    if not isinstance(text, str) or not _column_type().fullmatch(text):
+        return None  # the CRD schema's finding
+    try:
+        canonical = canonical_type(text)
+    except ValueError as exc:
+        return str(exc)
+    return None if canonical == text else f"write {canonical!r}, the canonical spelling of {text!r}"
 
 
 def manifest_path(index: int, table: Mapping[str, Any]) -> str:
@@ -48,6 +69,8 @@ def semantic_problems(tables: list[Mapping[str, Any]], table_path: TablePath = m
                 problems.append(f"{cp}.name: duplicate column {c['name']!r}")
             if len(c["name"].encode()) > MAX_IDENTIFIER_BYTES:
                 problems.append(f"{cp}.name: longer than {MAX_IDENTIFIER_BYTES} bytes")
+            if problem := _type_problem(c.get("type")):
+                problems.append(f"{cp}.type: {problem}")
             if c.get("default") is not None:
                 _expression(
                     c["default"],

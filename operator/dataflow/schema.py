@@ -36,22 +36,56 @@ IDENTIFIER_ITEM = {"type": "string", "description": IDENTIFIER_DOC, **IDENTIFIER
 SQL_TEXT = {"minLength": 1}
 # Type modifiers a manifest may write, by canonical base type; other known types take none.
 _LENGTH = r"\([1-9][0-9]*\)"
-TYPE_MODIFIERS = {"VARCHAR": _LENGTH, "CHAR": _LENGTH, "NUMERIC": rf"({_LENGTH[:-2]}(,[0-9]+)?\))?"}
+_PRECISION = r"(\([0-6]\))?"  # fractional seconds of a time type
+_INTERVAL_FIELDS = (
+    "YEAR|MONTH|DAY|HOUR|MINUTE|SECOND|YEAR TO MONTH|DAY TO HOUR|DAY TO MINUTE|DAY TO SECOND"
+    "|HOUR TO MINUTE|HOUR TO SECOND|MINUTE TO SECOND"
+)
+TYPE_MODIFIERS = {
+    "VARCHAR": _LENGTH,
+    "CHAR": _LENGTH,
+    "NUMERIC": rf"({_LENGTH[:-2]}(,[0-9]+)?\))?",
+    "TIMESTAMP": _PRECISION,
+    "TIMESTAMPTZ": _PRECISION,
+    "TIME": _PRECISION,
+    "TIMETZ": _PRECISION,
+    "INTERVAL": f"( ({_INTERVAL_FIELDS}))?{_PRECISION}",
+    "BIT": _LENGTH,
+    "BIT VARYING": f"({_LENGTH})?",
+}
+# every built-in type as dataflow.types.canonical_type spells it (BPCHAR: a char without length)
+MANIFEST_BASE_TYPES = KNOWN_BASE_TYPES | {
+    "BIT",
+    "BIT VARYING",
+    "MONEY",
+    "MACADDR",
+    "XML",
+    "OID",
+    "TSQUERY",
+    "BPCHAR",
+}
+# a type the database defines (enum, domain, extension type), as canonical_type spells it unquoted
+USER_TYPE = "[a-z_][a-z0-9_$]*([.][a-z_][a-z0-9_$]*)?"
 
 
 def column_type_pattern() -> str:
-    """The canonical column types (dataflow.types.KNOWN_BASE_TYPES) as one anchored regular expression."""
+    """The canonical column types (built-in, or a type of the database) as one anchored regular expression."""
     # base names are upper-case words (no regex metacharacters): RE2, the API server's engine, reads them as is
-    alternatives = [base + TYPE_MODIFIERS.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
-    return f"^({'|'.join(alternatives)})(\\[\\])?$"
+    alternatives = [base + TYPE_MODIFIERS.get(base, "") for base in sorted(MANIFEST_BASE_TYPES)]
+    return f"^({'|'.join(alternatives)}|{USER_TYPE})(\\[\\])?$"
 
 
 def column_type_doc() -> str:
-    spelled = [base + {"VARCHAR": "(n)", "CHAR": "(n)"}.get(base, "") for base in sorted(KNOWN_BASE_TYPES)]
+    spelled = [
+        base + {"VARCHAR": "(n)", "CHAR": "(n)", "BIT": "(n)", "BIT VARYING": "[(n)]"}.get(base, "")
+        for base in sorted(MANIFEST_BASE_TYPES)
+    ]
     return (
         "Canonical upper-case PostgreSQL type: "
         + ", ".join(spelled)
-        + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s); any of these followed by [] for an array."
+        + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s), a time type TIME(p), an interval INTERVAL DAY TO SECOND;"
+        " or the lower-case name of a type of the database (an enum of spec.enums, a domain, an extension's"
+        " type such as citext), optionally schema-qualified; any of these followed by [] for an array."
     )
 
 

@@ -8,10 +8,11 @@ models API cannot express are returned as left alone, with the reason, rather th
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from pglast import ast
 
 from dataflow.errors import SchemaError
 from dataflow.importer import Imported, LeftAlone, nextval_names
+from dataflow.jsonfields import to_json
 from dataflow.models import (
     AUTO_TIMESTAMP_FIELDS,
     PYTHON_TYPES,
@@ -26,7 +28,7 @@ from dataflow.models import (
     model_to_table,
     snake_case,
 )
-from dataflow.schema import DEFAULT_FK_ACTION, Column, EnumType, Table
+from dataflow.schema import DEFAULT_FK_ACTION, Column, EnumType, Function, Schema, Table, Trigger, View
 from dataflow.sqltext import constraint_name, parse_expression
 from dataflow.types import parse_type
 
@@ -92,6 +94,7 @@ def render_models(imported: Imported, database_note: str = "") -> tuple[str, lis
     extensions = list(imported.extensions)
     placed: set[str] = set()  # sequences already declared by a model
     base = base_namespace("\n\n".join(enum_blocks))
+    homes = _function_homes(schema)
     for table in schema.tables:
         try:
             code = _render_table(
@@ -104,12 +107,21 @@ def render_models(imported: Imported, database_note: str = "") -> tuple[str, lis
                 base,
                 imported.extensions,
                 placed,
+                homes.get(table.name, ()),
             )
         except _NotExpressible as exc:
             out.append(LeftAlone("table", table.name, f"the models API cannot express it: {exc}"))
             continue
         extensions = []
         classes.append(code)
+    homed = {f.name for fs in homes.values() for f in fs}
+    out += [
+        LeftAlone("function", f.name, "no imported table holds it: declare it on a model by hand")
+        for f in schema.functions
+        if f.name not in homed
+    ]
+    taken_views = set(taken)
+    classes += [_render_view(v, taken_views) for v in schema.views]
     if enum_blocks:
         used.add("enum")
     header = [
@@ -181,6 +193,7 @@ def _render_table(
     base: dict[str, Any],
     installed: tuple[str, ...],
     placed: set[str],
+    functions: Iterable[Function] = (),
 ) -> str:
     names = [c.name for c in table.columns]
     # the key as Field(primary_key=True) flags when its columns are in column order, else declared
@@ -332,6 +345,11 @@ def _render_table(
         ]
     if extensions:
         options["extensions"] = list(extensions)
+    declared = [_without_defaults(to_json(f), Function) for f in functions]
+    if declared:
+        options["functions"] = declared
+    if table.triggers:
+        options["triggers"] = [_without_defaults(to_json(t), Trigger) for t in table.triggers]
     lines = ["@db.model", f"class {cls}:"]
     if table.comment is not None:
         lines.append(_docstring(table.comment))
@@ -343,6 +361,48 @@ def _render_table(
     code = "\n".join(lines) + "\n"
     _check_round_trip(code, table, base)
     return code
+
+
+def _function_homes(schema: Schema) -> dict[str, tuple[Function, ...]]:
+    """Table name → the functions its model declares: each with the first table whose trigger executes
+    it, else with the first table (a function belongs to the schema; a model is only where it is written)."""
+    homes: dict[str, list[Function]] = {}
+    placed: set[str] = set()
+    for table in schema.tables:
+        for t in table.triggers:
+            f = schema.function(t.function)
+            if f is not None and f.name not in placed:
+                homes.setdefault(table.name, []).append(f)
+                placed.add(f.name)
+    if schema.tables:
+        first = schema.tables[0].name
+        homes.setdefault(first, []).extend(f for f in schema.functions if f.name not in placed)
+    return {name: tuple(fs) for name, fs in homes.items()}
+
+
+def _without_defaults(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``data`` (a dataclass's JSON form) without the keys at their defaults, in snake case."""
+    defaults = {
+        f.metadata.get("json", f.name): f.default for f in dataclasses.fields(cls) if f.default is not MISSING
+    }
+    out = {}
+    for key, value in data.items():
+        if key in defaults and defaults[key] == (tuple(value) if isinstance(value, list) else value):
+            continue
+        out[re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()] = value
+    return out
+
+
+def _render_view(view: View, taken: set[str]) -> str:
+    """A ``@db.view`` class for ``view`` (named after it; the name pinned when snake case differs)."""
+    cls = _unique_class(class_name(view.name), taken)
+    args = []
+    if snake_case(cls) != view.name:
+        args.append(f"name={view.name!r}")
+    if view.materialized:
+        args.append("materialized=True")
+    decorator = f"@db.view({', '.join(args)})" if args else "@db.view"
+    return f"{decorator}\nclass {cls}:\n    sql = {_literal(view.query, 4)}\n"
 
 
 def _docstring(comment: str) -> str:

@@ -14,9 +14,11 @@ from typing import Any
 import asyncpg
 
 from dataflow.errors import SchemaError
+from dataflow.functions import function_from_dict, trigger_from_dict
 from dataflow.introspect import introspect
+from dataflow.jsonfields import to_json
 from dataflow.ledger import INTERNAL_TABLES
-from dataflow.schema import Schema, Sequence, Table
+from dataflow.schema import FUNCTION_LANGUAGES, Function, Schema, Sequence, Table, View
 from dataflow.sqltext import identifier_problem, parse_expression
 
 MANAGED = "managed"
@@ -32,10 +34,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "partition": (LEFT_ALONE, "a partition belongs to its partitioned table"),
     "inherited table": (LEFT_ALONE, "table inheritance is not modelled"),
     "foreign table": (LEFT_ALONE, "foreign tables are not modelled"),
-    "view": (LEFT_ALONE, "views are not modelled yet"),
-    "materialized view": (LEFT_ALONE, "materialized views are not modelled yet"),
-    "trigger": (LEFT_ALONE, "triggers are not modelled yet"),
-    "function": (LEFT_ALONE, "functions and procedures are not modelled yet"),
+    "view": (MANAGED, ""),
+    "materialized view": (MANAGED, ""),
+    "trigger": (MANAGED, ""),
+    "function": (MANAGED, ""),
     "domain": (LEFT_ALONE, "domains are not modelled; columns of the domain keep it as their type"),
     "composite type": (LEFT_ALONE, "composite types are not modelled"),
     "range type": (LEFT_ALONE, "range types are not modelled"),
@@ -156,12 +158,47 @@ async def import_schema(
     used_types = {unquoted(c.type.removesuffix("[]")) for t in kept for c in t.columns}
     enums = tuple(e for e in read.enums if e.name in used_types)
     sequences = _sequences(kept, read.sequences)
-    imported = Schema(kept, schema, enums=enums, sequences=sequences).normalised()
+    functions, not_functions = _functions(read.functions)
+    kept, not_triggers = _with_triggers(kept, functions)
+    views, not_views = _views(read.views, kept, chosen)
+    used_functions = {t.function for table in kept for t in table.triggers}
+    imported = Schema(
+        kept,
+        schema,
+        enums=enums,
+        sequences=sequences,
+        views=views,
+        functions=tuple(f for name, f in functions.items() if wanted is None or name in used_functions),
+    ).normalised()
+    imported_names = {
+        *((("view" if not v.materialized else "materialized view"), v.name) for v in views),
+        *(("function", f.name) for f in imported.functions),
+        *(("trigger", t.name, f"on {table.name}") for table in kept for t in table.triggers),
+    }
+    why_not = {**not_functions, **not_triggers, **not_views}
 
     report: list[LeftAlone] = []
     for kind, name, detail in objects:
         status, why = KINDS.get(kind, (LEFT_ALONE, "not modelled"))
-        if status == MANAGED:
+        if kind in _SCHEMA_OBJECT_KINDS:
+            if kind == "function":
+                name_only = name.split("(", 1)[0]
+                if ("function", name_only) in imported_names:
+                    continue
+                if wanted is not None and (kind, name_only) not in why_not:
+                    continue  # with --tables, only the functions the imported triggers execute
+                why = why_not.get(
+                    (kind, name_only), f"{detail}s are not modelled" if detail else "not importable"
+                )
+                detail = None if detail in ("procedure", "aggregate", "window") else detail
+                report.append(LeftAlone(kind, name, f"{why} ({detail})" if detail else why))
+                continue
+            if (kind, name) in imported_names or (kind, name, detail) in imported_names:
+                continue
+            if kind in ("view", "materialized view") and name not in chosen:
+                continue  # a view not asked for is simply not imported
+            why = why_not.get((kind, name), why_not.get((kind, name, detail), "not importable"))
+        elif status == MANAGED:
             continue
         if kind in _RELATION_KINDS and name not in chosen:
             continue  # a table not asked for is simply not imported
@@ -186,6 +223,84 @@ async def import_schema(
         )
     extensions = await _extensions(conn, schema, imported)
     return Imported(imported, tuple(report), extensions)
+
+
+_SCHEMA_OBJECT_KINDS = frozenset({"view", "materialized view", "trigger", "function"})
+
+
+def _functions(read: tuple[Function, ...]) -> tuple[dict[str, Function], dict[tuple[str, ...], str]]:
+    """The functions a model can declare exactly (by name), and why each other one cannot."""
+    names = [f.name for f in read]
+    out: dict[str, Function] = {}
+    why: dict[tuple[str, ...], str] = {}
+    for f in read:
+        key = ("function", f.name)
+        if names.count(f.name) > 1:
+            why[key] = "overloaded: DataFlow declares one function per name"
+        elif f.language not in FUNCTION_LANGUAGES:
+            why[key] = f"language {f.language} is not modelled (sql and plpgsql are)"
+        else:
+            try:
+                again = function_from_dict(to_json(f), "functions")
+            except SchemaError as exc:
+                why[key] = f"its definition does not read back exactly ({exc})"
+                continue
+            if again != f:
+                why[key] = "its definition does not read back exactly"
+            else:
+                out[f.name] = f
+    return out, why
+
+
+def _with_triggers(
+    tables: tuple[Table, ...], functions: dict[str, Function]
+) -> tuple[tuple[Table, ...], dict[tuple[str, ...], str]]:
+    """``tables`` keeping the triggers a model can declare, and why each other one is left alone."""
+    out = []
+    why: dict[tuple[str, ...], str] = {}
+    for table in tables:
+        keep = []
+        for t in table.triggers:
+            key = ("trigger", t.name, f"on {table.name}")
+            if t.function not in functions:
+                why[key] = f"its function {t.function} is not imported"
+            elif t.timing not in ("BEFORE", "AFTER"):
+                why[key] = f"{t.timing} triggers are not modelled"
+            else:
+                try:
+                    again = trigger_from_dict(to_json(t), "triggers")
+                except SchemaError as exc:
+                    why[key] = f"its definition does not read back exactly ({exc})"
+                    continue
+                if again != t:
+                    why[key] = "its definition does not read back exactly"
+                else:
+                    keep.append(t)
+        out.append(replace(table, triggers=tuple(keep)))
+    return tuple(out), why
+
+
+def _views(
+    read: tuple[View, ...], tables: tuple[Table, ...], chosen: set[str]
+) -> tuple[tuple[View, ...], dict[tuple[str, ...], str]]:
+    """The views asked for whose relations are all imported (tables, or views imported too), in a
+    fixed point, and why each other one is left alone."""
+    available = {t.name for t in tables}
+    pending = [v for v in read if v.name in chosen]
+    why: dict[tuple[str, ...], str] = {}
+    kept: list[View] = []
+    while True:
+        ready = [v for v in pending if all(rel in available for rel, _ in v.depends_on)]
+        if not ready:
+            break
+        kept += ready
+        available |= {v.name for v in ready}
+        pending = [v for v in pending if v not in ready]
+    for v in pending:
+        missing = sorted({rel for rel, _ in v.depends_on if rel not in available})
+        kind = "materialized view" if v.materialized else "view"
+        why[(kind, v.name)] = f"it reads {', '.join(missing)}, which is not imported"
+    return tuple(sorted(kept, key=lambda v: v.name)), why
 
 
 _RELATION_KINDS = frozenset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import enum
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from dataflow import Field
 from dataflow.importer import import_schema
 from dataflow.manifest import load_dataflow
 from dataflow.modelfile import load_models
+from dataflow.reconcile import plan
 from tests.helpers import dataflow, replans_empty, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,3 +461,73 @@ async def test_a_sequence_no_column_owns_goes_with_the_first_table_calling_it(
     db.database_url = dsn
     assert [q.name for q in db.schema().sequences] == ["order_no"]
     await replans_empty(db)
+
+
+async def test_adopt_the_application_schema_import_baseline_then_one_change(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The issue's round trip on the realistic schema: import → baseline (the ledger holds it, the catalog
+    is unchanged) → one model change after adoption plans exactly that change; the manifest likewise."""
+    await load_app_schema(conn)
+    models = tmp_path / "models.py"
+    code, _, err = await cli("import", "--database-url", dsn, "-o", str(models))
+    assert code == 0, err
+    before = await catalog(conn)
+    code, out, err = await cli("baseline", str(models), "--database-url", dsn)
+    assert code == 0, out + err
+    assert "The database matches the models" in out
+    assert not any("dataflow_" in line for line in before)
+    after = [line for line in await catalog(conn) if "dataflow_" not in line]  # the ledger's own objects
+    assert after == before
+    rows = await conn.fetch("SELECT description, status FROM dataflow_migrations")
+    assert [(r["status"], r["description"].startswith("baseline: adopted 19 table(s)")) for r in rows] == [
+        ("applied", True)
+    ]  # 16 tables and 3 views claimed
+    owned = {r[0] for r in await conn.fetch("SELECT table_name FROM dataflow_owned_tables")}
+    assert {"task", "app_user", "open_task", "project_stats"} <= owned and "audit_event" not in owned
+    code, out, _ = await cli("history", "--database-url", dsn)
+    assert code == 0 and "baseline: adopted 19 table(s)" in out
+
+    # after adoption: one model change, exactly that change planned and applied
+    text = models.read_text()
+    assert "class Webhook:\n" in text
+    models.write_text(text.replace("class Webhook:\n", "class Webhook:\n    retries: int = 0\n", 1))
+    db = load_dataflow(models)
+    db.database_url = dsn
+    async with db.connection() as c:
+        changed, conflicts = await plan(c, db.schema(), db.owner, db.options, fast=False)
+    assert conflicts == {}
+    assert [(op.kind, op.table, op.details) for op in changed.operations] == [
+        ("ADD_COLUMN", "webhook", "retries (BIGINT)")
+    ]
+    assert changed.kept_objects == []  # adopted: nothing left to keep or drop
+    code, out, err = await cli("apply", str(models), "--database-url", dsn, "--auto-confirm")
+    assert code == 0, out + err
+    code, out, err = await cli("plan", str(models), "--database-url", dsn, "--exit-code")
+    assert code == 0, out + err
+
+
+async def test_adopt_the_application_schema_by_manifest(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The same with a manifest: manifest import → baseline -f (catalog unchanged) → plan -f empty → one
+    change to the manifest plans exactly that change."""
+    await load_app_schema(conn)
+    path = tmp_path / "app.yaml"
+    code, _, err = await cli("manifest", "import", "--database-url", dsn, "--name", "app", "-o", str(path))
+    assert code == 0, err
+    before = await catalog(conn)
+    code, out, err = await cli("baseline", "-f", str(path), "--database-url", dsn)
+    assert code == 0 and "The database matches the models" in out, out + err
+    assert [line for line in await catalog(conn) if "dataflow_" not in line] == before
+    code, out, err = await cli("plan", "-f", str(path), "--database-url", dsn, "--exit-code")
+    assert code == 0 and "No changes" in out, out + err
+    doc = yaml.safe_load(path.read_text())
+    webhook = next(t for t in doc["spec"]["tables"] if t["name"] == "webhook")
+    webhook["columns"].append({"name": "retries", "type": "INTEGER", "nullable": True})
+    path.write_text(yaml.safe_dump(doc))
+    code, out, err = await cli("plan", "-f", str(path), "--database-url", dsn, "--format", "json")
+    assert code == 0, out + err
+    data = json.loads(out)
+    ops = [(op["operation"], op["table"]) for op in data["operations"]]
+    assert ops == [("ADD_COLUMN", "webhook")], data

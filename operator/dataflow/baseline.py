@@ -67,12 +67,13 @@ class BaselineResult:
 
 
 async def existing_tables(conn: asyncpg.Connection, schema: str, tables: list[str]) -> list[str]:
-    """Which of ``tables`` exist in ``schema`` (ordinary or partitioned tables), in their order."""
+    """Which of ``tables`` exist in ``schema`` (ordinary or partitioned tables, views, materialized views:
+    views are claimed like tables), in their order."""
     present = {
         r["relname"]
         for r in await conn.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p')",
+            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')",
             schema,
             tables,
         )
@@ -114,7 +115,8 @@ async def baseline(
             raise conflict_error(ownership_conflicts(conflicts, owner))
         owners = await ledger.owners_of(conn)
         include = options.include_tables
-        tables = [t for t in desired.table_names if include is None or t in include]
+        declared = [*desired.table_names, *(v.name for v in desired.views)]
+        tables = [t for t in declared if include is None or t in include]
         existing = await existing_tables(conn, desired.name, tables)
         adopted = [t for t in existing if owners.get(t) != owner]
         if not adopted:

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench generate clean
+.PHONY: demo adopt-demo test bench generate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	cd examples/quickstart && ../../$(PY) quickstart.py
+
+# adopting an existing database: import, baseline, one change (examples/adopt/README.md)
+adopt-demo: $(STAMP)
+	$(PY) examples/adopt/adopt.py
 
 LINTED := operator tests bench examples
 

@@ -402,7 +402,24 @@ def _render_view(view: View, taken: set[str]) -> str:
     if view.materialized:
         args.append("materialized=True")
     decorator = f"@db.view({', '.join(args)})" if args else "@db.view"
-    return f"{decorator}\nclass {cls}:\n    sql = {_literal(view.query, 4)}\n"
+    return f"{decorator}\nclass {cls}:\n    sql = {_sql_literal(view.query)}\n"
+
+
+_CLAUSE = re.compile(
+    r" (?=(?:FROM|WHERE|GROUP BY|HAVING|ORDER BY|LIMIT|UNION|INNER JOIN|LEFT JOIN|RIGHT JOIN|FULL JOIN) )"
+    r"|(?<!INNER)(?<!LEFT)(?<!RIGHT)(?<!FULL) (?=JOIN )"
+)
+
+
+def _sql_literal(query: str) -> str:
+    """A view's query as Python: one line when short, else one clause a line (adjacent string literals
+    concatenate to exactly ``query``)."""
+    flat = repr(query)
+    if len(flat) + 10 <= 110:
+        return flat
+    parts = _CLAUSE.split(query)
+    lines = [repr(p + " ") for p in parts[:-1]] + [repr(parts[-1])]
+    return "(\n" + "".join(f"        {line}\n" for line in lines) + "    )"
 
 
 def _docstring(comment: str) -> str:

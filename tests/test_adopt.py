@@ -375,3 +375,36 @@ def test_policy_prune_and_adopt_are_read_from_the_manifest() -> None:
     doc["spec"]["adopt"] = "yes"
     with pytest.raises(SchemaError, match="spec.adopt"):
         from_resource(doc)
+
+
+async def test_adoption_keeps_a_dbas_trigger_and_policy_even_with_a_complete_set(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    """A DBA's trigger too: with the owner set complete (as manifests are), a first adoption keeps it
+    rather than dropping it (HIGH); prune drops it."""
+    await create_actor(conn)
+    await conn.execute(
+        "CREATE FUNCTION audit_actor() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER actor_audit AFTER INSERT ON actor FOR EACH ROW EXECUTE FUNCTION audit_actor()"
+    )
+    await conn.execute("CREATE POLICY actor_read ON actor FOR SELECT USING (true)")
+    db = DataFlow(dsn, drop_missing_tables=True)
+    actor_models(db)
+    async with db.connection() as c:
+        planned, _ = await plan(c, db.schema(), db.owner, db.options, fast=False)
+    assert [op.kind for op in planned.operations] == []
+    kept = {(k.kind, k.name) for k in planned.kept_objects}
+    assert ("trigger", "actor_audit") in kept
+    # a model that declares no row-level security does not manage the table's policies: never dropped
+    assert ("policy", "actor_read") not in kept
+    pruned_db = DataFlow(dsn, prune=True, drop_missing_tables=True)
+    actor_models(pruned_db)
+    async with pruned_db.connection() as c:
+        dropping, _ = await plan(c, pruned_db.schema(), pruned_db.owner, pruned_db.options, fast=False)
+    assert [(op.kind, op.change.subject) for op in dropping.operations if op.kind != "DROP_CONSTRAINT"] == [
+        ("DROP_TRIGGER", "actor_audit"),
+        ("DROP_INDEX", "idx_actor_last_name"),
+        ("DROP_COLUMN", "legacy_code"),
+    ]

@@ -2,8 +2,8 @@
 
 A plan *adopts* a table when the table exists and this owner does not hold it yet (the ledger's
 ownership rows). Objects on it that the models do not declare (columns, indexes, unique, check,
-foreign-key and exclusion constraints) were put there by someone else, usually a DBA: dropping
-them would be a surprise (and, for a column, lose data). Unless the policy says the models are
+foreign-key and exclusion constraints, triggers, policies) were put there by someone else, usually a
+DBA: dropping them would be a surprise (and, for a column, lose data). Unless the policy says the models are
 complete (``prune``), such drops are taken out of the plan and reported as *kept*.
 
 The kept objects are recorded with the ownership row when the table is claimed (by an apply or a
@@ -22,7 +22,20 @@ from dataflow.operations import Change
 from dataflow.ops.drop_column import DROP_COLUMN
 from dataflow.ops.drop_constraint import DROP_CONSTRAINT
 from dataflow.ops.drop_index import DROP_INDEX
-from dataflow.schema import Check, Column, Exclusion, ForeignKey, Index, Schema, Table, Unique
+from dataflow.ops.drop_policy import DROP_POLICY
+from dataflow.ops.drop_trigger import DROP_TRIGGER
+from dataflow.schema import (
+    Check,
+    Column,
+    Exclusion,
+    ForeignKey,
+    Index,
+    Policy,
+    Schema,
+    Table,
+    Trigger,
+    Unique,
+)
 
 # what a kept object is called, by the schema type the dropping change holds
 KEPT_KINDS: dict[type, str] = {
@@ -32,8 +45,10 @@ KEPT_KINDS: dict[type, str] = {
     Check: "check constraint",
     ForeignKey: "foreign key",
     Exclusion: "exclusion constraint",
+    Trigger: "trigger",
+    Policy: "policy",
 }
-DROP_KINDS = frozenset({DROP_COLUMN, DROP_INDEX, DROP_CONSTRAINT})
+DROP_KINDS = frozenset({DROP_COLUMN, DROP_INDEX, DROP_CONSTRAINT, DROP_TRIGGER, DROP_POLICY})
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +75,8 @@ def declared_names(table: Table) -> set[str]:
         *table.foreign_keys,
         *table.checks,
         *table.exclusions,
+        *table.triggers,
+        *table.policies,
     )
     return {p.name for p in parts}
 

@@ -18,6 +18,7 @@ import yaml
 
 from dataflow import Field
 from dataflow.importer import import_schema
+from dataflow.introspect import introspect
 from dataflow.manifest import load_dataflow
 from dataflow.modelfile import load_models
 from dataflow.reconcile import plan
@@ -531,3 +532,20 @@ async def test_adopt_the_application_schema_by_manifest(
     data = json.loads(out)
     ops = [(op["operation"], op["table"]) for op in data["operations"]]
     assert ops == [("ADD_COLUMN", "webhook")], data
+
+
+async def test_a_foreign_key_to_a_partitioned_table_is_read_once(conn: asyncpg.Connection) -> None:
+    """PostgreSQL copies a foreign key to a partitioned table once per partition (``conparentid``): those
+    copies are its implementation, not constraints of the table, so introspection reads the one declared."""
+    await conn.execute(
+        """
+        CREATE TABLE ev (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE ev1 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        CREATE TABLE ev2 PARTITION OF ev FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+        CREATE TABLE r (id bigint PRIMARY KEY, ev_id bigint, ev_at date, FOREIGN KEY (ev_id, ev_at) REFERENCES ev);
+        """
+    )
+    state = await introspect(conn, tables=["r"])
+    table = state.schema.table("r")
+    assert table is not None
+    assert [(fk.name, fk.ref_table) for fk in table.foreign_keys] == [("r_ev_id_ev_at_fkey", "ev")]

@@ -67,7 +67,7 @@ x AS MATERIALIZED (
   FROM pg_constraint con
   LEFT JOIN t mine ON mine.oid = con.conrelid
   LEFT JOIN t theirs ON theirs.oid = con.confrelid
-  WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')
+  WHERE con.contype IN ('p', 'u', 'f', 'c', 'x') AND con.conparentid = 0  -- not a partition's copy
     AND (mine.oid IS NOT NULL OR (con.contype = 'f' AND theirs.oid IS NOT NULL))
 ),
 outside_columns AS (

@@ -259,7 +259,7 @@ def test_bad_max_risk_level_is_rejected():
 @pytest.mark.parametrize(
     "bad",
     [
-        "varchar(10)",
+        "Varchar(10)",
         "VARCHAR",
         "VARCHAR(0)",
         "NUMERIC(10, 2)",

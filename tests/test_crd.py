@@ -204,7 +204,7 @@ def test_enums_and_defaults():
         policy["maxRiskLevel"]["enum"] == ["SAFE", "MEDIUM", "HIGH"]
         and policy["maxRiskLevel"]["default"] == "MEDIUM"
     )
-    assert len(OPERATIONS) == 30 and policy["excludeOperations"]["items"]["enum"] == OPERATIONS
+    assert len(OPERATIONS) == 31 and policy["excludeOperations"]["items"]["enum"] == OPERATIONS
     assert (
         policy["dryRun"]["default"],
         policy["lockTimeout"]["default"],

@@ -189,3 +189,73 @@ async def test_a_manifest_column_of_an_unknown_type_fails_the_plan_naming_it(
     target.write_text(yaml.safe_dump(manifest(), sort_keys=False))  # citext, but no spec.extensions
     code, out = await dataflow_cli("plan", "-f", str(target), "--database-url", dsn)
     assert code == 2 and "person.email.type" in out and "extensions" in out, out
+
+
+# DROP_EXTENSION: only an extension this owner created, only when its owner set is complete ---------------
+OWNER = "k8s:prod/people"
+
+
+def people(*extensions: str, email: str = "citext") -> Schema:
+    columns = (Column("id", "BIGINT", nullable=False), Column("email", email))
+    return Schema((Table("person", columns, primary_key=("id",)),), extensions=extensions).normalised()
+
+
+def kinds(migration: Any) -> list[tuple[str, str]]:
+    return [(op.kind, op.details) for op in migration.operations]
+
+
+async def test_drop_extension_is_high_only_under_drop_missing_and_never_a_dbas(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    from dataflow.ledger import OWNERS, extension_claim
+    from dataflow.options import MigrationOptions
+    from dataflow.reconcile import Outcome, plan, reconcile
+
+    await conn.execute("CREATE EXTENSION hstore")  # a DBA's, before any model asked for it
+    complete = MigrationOptions(drop_missing_tables=True)
+    result = await reconcile(conn, dsn, people("citext", "pg_trgm", "hstore"), OWNER, complete)
+    assert result.outcome is Outcome.APPLIED, result.reason
+    assert [k for k, _ in kinds(result.migration)] == ["CREATE_EXTENSION", "CREATE_EXTENSION", "CREATE_TABLE"]
+    claims = {r[0] for r in await conn.fetch(f"SELECT table_name FROM {OWNERS} WHERE owner = $1", OWNER)}
+    assert claims == {"person", extension_claim("citext"), extension_claim("pg_trgm")}  # not hstore
+
+    # pg_trgm and hstore no longer declared: an incomplete owner set drops nothing
+    fewer = people("citext")
+    partial, _ = await plan(conn, fewer, OWNER, MigrationOptions(drop_missing_tables=False), fast=False)
+    assert kinds(partial) == []
+    full, _ = await plan(conn, fewer, OWNER, complete, dsn=dsn)
+    assert [(op.kind, op.risk.name, op.sql_up) for op in full.operations] == [
+        ("DROP_EXTENSION", "HIGH", ('DROP EXTENSION "pg_trgm";',))  # hstore is the DBA's: left alone
+    ]
+    assert "PostgreSQL refuses" in full.operations[0].assessment.reason
+    assert full.operations[0].sql_down[0].startswith('CREATE EXTENSION IF NOT EXISTS "pg_trgm"')
+    refused = await reconcile(conn, dsn, fewer, OWNER, complete)
+    assert refused.outcome is Outcome.REFUSED  # HIGH: above the default MEDIUM
+    applied = await reconcile(
+        conn, dsn, fewer, OWNER, MigrationOptions(drop_missing_tables=True, max_risk_level="HIGH")
+    )
+    assert applied.outcome is Outcome.APPLIED, applied.reason
+    installed = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
+    assert {"citext", "hstore"} <= installed and "pg_trgm" not in installed
+    assert extension_claim("pg_trgm") not in {
+        r[0] for r in await conn.fetch(f"SELECT table_name FROM {OWNERS} WHERE owner = $1", OWNER)
+    }
+    for fast in (False, True):
+        again, _ = await plan(conn, fewer, OWNER, complete, dsn=dsn, fast=fast)
+        assert kinds(again) == []
+
+
+async def test_drop_extension_something_still_uses_is_refused_by_postgresql(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    from dataflow.options import MigrationOptions
+    from dataflow.reconcile import Outcome, reconcile
+
+    complete = MigrationOptions(drop_missing_tables=True, max_risk_level="HIGH")
+    assert (await reconcile(conn, dsn, people("citext"), OWNER, complete)).outcome is Outcome.APPLIED
+    # citext no longer declared, but the column still uses it: planned, and PostgreSQL refuses it
+    failed = await reconcile(conn, dsn, people(), OWNER, complete)
+    assert [op.kind for op in failed.migration.operations] == ["DROP_EXTENSION"]
+    assert failed.outcome is Outcome.FAILED and "depend" in failed.reason, failed.reason
+    assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'citext'") == 1
+    assert await conn.fetchval("SELECT email FROM person") is None  # the table is untouched

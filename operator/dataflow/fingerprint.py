@@ -127,6 +127,8 @@ SELECT concat_ws('|',
     )
 },
   {_sum_of("p.oid", "p.xmin", f"pg_policy p WHERE p.polrelid = {_IN_REL}")},
+  -- the database's extensions (spec.extensions: one dropped or created by hand is noticed)
+  {_sum_of("x.oid", "x.xmin", "pg_extension x")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -20,6 +20,20 @@ LOCKS = "dataflow_migration_lock"
 OWNERS = "dataflow_owned_tables"
 QUEUE = "dataflow_migration_queue"  # created by dataflow.queue, only when a migration is queued
 INTERNAL_TABLES = frozenset({LEDGER, LOCKS, OWNERS, QUEUE})  # DataFlow's own tables: never diffed
+# The ownership row of an extension an owner created (CREATE_EXTENSION), kept in OWNERS beside the tables':
+# its key starts with a control character, which no table name of a model or manifest has.
+EXTENSION_CLAIM = "\x01extension:"
+
+
+def extension_claim(name: str) -> str:
+    """The ownership key of extension ``name``."""
+    return EXTENSION_CLAIM + name
+
+
+def claimed_extension(key: str) -> str | None:
+    """The extension an ownership key claims, or None for a table's."""
+    return key[len(EXTENSION_CLAIM) :] if key.startswith(EXTENSION_CLAIM) else None
+
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS {ledger} (
@@ -369,9 +383,11 @@ class Ledger:
         async with conn.transaction():
             await conn.execute(
                 f"DELETE FROM {self.owners} WHERE owner = $1"
-                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL",
+                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL"
+                " AND NOT starts_with(table_name, $3)",  # an extension's claim: it is no table
                 owner,
                 self.schema,
+                EXTENSION_CLAIM,
             )
             await self.claim(conn, owner, tables, [])
 
@@ -441,4 +457,4 @@ class Ledger:
         if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
             return []
         rows = await conn.fetch(f"DELETE FROM {self.owners} WHERE owner = $1 RETURNING table_name", owner)
-        return sorted(r["table_name"] for r in rows)
+        return sorted(r["table_name"] for r in rows if claimed_extension(r["table_name"]) is None)

@@ -217,19 +217,21 @@ async def build_migration(
     *,
     options: MigrationOptions = MigrationOptions(),
     at: str = "",
+    owned_extensions: Iterable[str] = (),
 ) -> Migration:
     """Diff, probe facts, grade and render: the migration that makes the database ``desired``.
 
     ``options`` says which tables and operation kinds to plan (``include_tables``, ``exclude_operations``)
     and how to render them (``strategy``, ``backup``, ``batch_size``, ``allowed_functions``).
     ``at`` is the database's :func:`position`: the checksum (what an approval names) and backup names
-    derive from it.
+    derive from it. ``owned_extensions``: the extensions this owner created (the ledger's claims).
     """
     catalog = await check_functions(conn, desired, options.allowed_functions)
     schema_hash = fingerprint.schema_hash(desired)  # remembered: ~0.1 s at 1,000 tables
-    resolved = await extensions.resolve(conn, desired)  # extension types as the server spells them
-    desired = resolved.schema
     drop = options.drop_missing_tables
+    # extension types as the server spells them; the extensions to create, and (owner set complete) to drop
+    resolved = await extensions.resolve(conn, desired, owned_extensions if drop else ())
+    desired = resolved.schema
     changes = resolved.with_changes(
         filter_changes(
             compare_schemas(state.schema, desired, owned, drop),

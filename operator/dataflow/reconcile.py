@@ -15,9 +15,10 @@ from dataflow import fingerprint
 from dataflow.errors import LockTimeout, MigrationFailed
 from dataflow.executor import CONNECTION_ERRORS, execute_migration, resume_pending, skip_pending
 from dataflow.introspect import introspect
-from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
+from dataflow.ledger import STATUS_APPLIED, Ledger, Seal, claimed_extension, extension_claim
 from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.ops import kind_of
+from dataflow.ops.create_extension import CREATE_EXTENSION
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration, position
 from dataflow.schema import Schema
@@ -155,9 +156,13 @@ async def full_plan(
         reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
     ledger = Ledger(desired.name)
     owners = await ledger.owners_of(conn)
-    mine = [t for t, o in owners.items() if o == owner]
+    claims = [key for key, o in owners.items() if o == owner]
+    mine = [key for key in claims if claimed_extension(key) is None]
+    extensions = [name for key in claims if (name := claimed_extension(key)) is not None]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
-    migration = await build_migration(conn, state, desired, mine, options=options, at=position(reading))
+    migration = await build_migration(
+        conn, state, desired, mine, options=options, at=position(reading), owned_extensions=extensions
+    )
     conflicts = {t: owners[t] for t in desired.table_names if owners.get(t, owner) != owner}
     return migration, conflicts
 
@@ -395,7 +400,12 @@ async def _apply_under_lease(
             resumed=tuple(resumed),
         )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
-    claim = _claimed(desired, options)
+    # the extensions it creates are this owner's too: dropped again when it no longer declares them
+    claim = _claimed(desired, options) + [
+        extension_claim(op.change.subject or op.table)
+        for op in fresh.operations
+        if op.kind == CREATE_EXTENSION
+    ]
     if before_apply is not None:
         await before_apply(fresh)
     await execute_migration(

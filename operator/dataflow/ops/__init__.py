@@ -24,6 +24,7 @@ from dataflow.ops import (  # noqa: F401
     drop_constraint,
     drop_default,
     drop_enum,
+    drop_extension,
     drop_index,
     drop_not_null,
     drop_policy,

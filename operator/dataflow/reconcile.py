@@ -111,6 +111,7 @@ async def plan(
     *,
     dsn: str | None = None,
     fast: bool = True,
+    reading: fingerprint.Reading | None = None,
 ) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
@@ -118,12 +119,15 @@ async def plan(
     With ``fast``, one fingerprint query comes first: when it shows a state known to be in sync
     (cached in this process for ``dsn``, or recorded by this owner's last apply), the plan is empty
     without reading the tables. A full plan that finds nothing caches the fingerprint read before it.
+    ``reading``: that query's answer, taken just before on this connection by a caller that found the
+    database not known to be in sync (it is not read again).
     """
     if not fast:
         return await full_plan(conn, desired, owner, options)
-    known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
-    if known:
-        return empty_migration(fingerprint.schema_hash(desired)), {}
+    if reading is None:
+        known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
+        if known:
+            return empty_migration(fingerprint.schema_hash(desired)), {}
     migration, conflicts = await full_plan(conn, desired, owner, options, reading)
     if not migration.operations and not conflicts and not reading.running:
         key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
@@ -221,6 +225,7 @@ async def reconcile(
     before a migration starts (the operator writes phase Applying). ``heartbeat`` (the operator's,
     shared per database) keeps the lease alive instead of a connection of its own.
     """
+    reading = None
     if confirm is None:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
         if known:  # one statement: the steady state of a drift check, dry run (drift: report) or not
@@ -238,7 +243,7 @@ async def reconcile(
             return first
         resumed = first.resumed
     result = await _preview_and_apply(
-        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat
+        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat, reading=reading
     )
     if not resumed:
         return result
@@ -258,10 +263,12 @@ async def _preview_and_apply(
     confirm: Confirm | None,
     before_apply: BeforeApply | None = None,
     heartbeat: Heartbeat | None = None,
+    reading: fingerprint.Reading | None = None,
 ) -> Result:
-    """The preview, the person's answer (``confirm``), then the apply under the lease."""
+    """The preview, the person's answer (``confirm``), then the apply under the lease (``reading``: the
+    fingerprint the caller just read, without a write since, so the preview does not read it again)."""
     try:
-        preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
+        preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn, reading=reading)
     except asyncpg.PostgresError as exc:
         if conn.is_closed():
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,11 @@ from dataflow.manifest import from_resource, generate, validate
 from dataflow.schema import Column, Schema, Table, column_type_pattern
 from dataflow.types import is_manifest_type
 from test_cli import dataflow_cli
+
+
+class Mood(enum.Enum):
+    SAD = "sad"
+    OK = "ok"
 
 
 def manifest(extensions: list[str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -259,3 +265,33 @@ async def test_drop_extension_something_still_uses_is_refused_by_postgresql(
     assert failed.outcome is Outcome.FAILED and "depend" in failed.reason, failed.reason
     assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'citext'") == 1
     assert await conn.fetchval("SELECT email FROM person") is None  # the table is untouched
+
+
+async def test_initialize_creates_the_enum_types_and_sequences_its_new_tables_need(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    import enum
+
+    from dataflow import Field
+    from helpers import dataflow, replans_empty
+
+    class Mood(enum.Enum):
+        SAD = "sad"
+        OK = "ok"
+
+    db = dataflow(dsn)
+
+    @db.model
+    class Person:
+        __dataflow__ = {  # noqa: RUF012
+            "extensions": ["citext"],
+            "sequences": [{"name": "person_no", "start": 100}],
+        }
+        name: str = Field(db_type="citext")
+        mood: Mood = Mood.OK
+
+    # initialize plans only the missing tables (include_tables): their type and sequence come along
+    assert await db.initialize()
+    assert await conn.fetchval("SELECT 'ok'::mood::text") == "ok"
+    assert await conn.fetchval("SELECT nextval('person_no')") == 100
+    await replans_empty(db)

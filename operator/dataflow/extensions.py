@@ -63,8 +63,24 @@ class Resolution:
         )
 
 
+_FOUND: dict[str, dict[str, list[tuple[str, str, PgType]]]] = {}  # by schema hash (a scan of every column)
+_FOUND_KEPT = 16
+
+
 def _extension_types(schema: Schema) -> dict[str, list[tuple[str, str, PgType]]]:
-    """Type name → ``(table, column, parsed type)`` of every column whose type is not built in."""
+    """Type name → ``(table, column, parsed type)`` of every column whose type is not built in (remembered
+    by schema hash: the same model set is planned again and again)."""
+    key = schema.hash()
+    found = _FOUND.get(key)
+    if found is None:
+        found = _scan_extension_types(schema)
+        if len(_FOUND) >= _FOUND_KEPT:
+            _FOUND.pop(next(iter(_FOUND)))
+        _FOUND[key] = found
+    return found
+
+
+def _scan_extension_types(schema: Schema) -> dict[str, list[tuple[str, str, PgType]]]:
     found: dict[str, list[tuple[str, str, PgType]]] = {}
     enums = {e.name for e in schema.enums}  # created by the plan itself (CREATE_ENUM)
     for table in schema.tables:

@@ -29,12 +29,16 @@ SELECT 'type' AS kind, u.name, format_type(ty.oid, NULL) AS resolved, ty.typmodi
 FROM unnest($1::text[]) u(name)
 LEFT JOIN pg_type ty ON ty.oid = to_regtype(u.name)
 UNION ALL
-SELECT 'extension', x.name, NULL, NULL, coalesce(a.installed_version, a.default_version),
-       a.installed_version IS NOT NULL,
-       coalesce(v.superuser AND NOT v.trusted, true)
+SELECT 'extension', x.name, NULL, NULL, coalesce(e.extversion, a.v[1]), e.oid IS NOT NULL,
+       coalesce(a.v[2]::bool, true)
 FROM unnest($2::text[]) x(name)
-LEFT JOIN pg_available_extensions a ON a.name = x.name
-LEFT JOIN pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version
+LEFT JOIN pg_extension e ON e.extname = x.name
+-- pg_available_extensions reads every control file on disk (~2.5 ms): only for one not installed yet
+CROSS JOIN LATERAL (SELECT CASE WHEN e.oid IS NULL THEN (
+  SELECT ARRAY[av.default_version, (v.superuser AND NOT v.trusted)::text]
+  FROM pg_available_extensions av
+  LEFT JOIN pg_available_extension_versions v ON v.name = av.name AND v.version = av.default_version
+  WHERE av.name = x.name) END AS v) a
 """
 
 

@@ -295,3 +295,26 @@ async def test_initialize_creates_the_enum_types_and_sequences_its_new_tables_ne
     assert await conn.fetchval("SELECT 'ok'::mood::text") == "ok"
     assert await conn.fetchval("SELECT nextval('person_no')") == 100
     await replans_empty(db)
+
+
+async def test_cli_a_manifest_no_longer_naming_its_extension_plans_a_high_drop(
+    dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    target = tmp_path / "people.yaml"
+    target.write_text(yaml.safe_dump(manifest(["citext", "pg_trgm"]), sort_keys=False))
+    code, out = await dataflow_cli("apply", "-f", str(target), "--database-url", dsn)
+    assert code == 0 and "Applied" in out, out
+
+    target.write_text(yaml.safe_dump(manifest(["citext"]), sort_keys=False))
+    code, out = await dataflow_cli("plan", "-f", str(target), "--format", "json", "--database-url", dsn)
+    plan = json.loads(out)
+    assert [(op["operation"], op["risk"]) for op in plan["operations"]] == [("DROP_EXTENSION", "HIGH")]
+    code, out = await dataflow_cli("apply", "-f", str(target), "--database-url", dsn)
+    assert code == 1 and "approve this exact plan with" in out, out  # HIGH: above the manifest's MEDIUM
+    code, out = await dataflow_cli(
+        "apply", "-f", str(target), "--approve", plan["planHash"], "--database-url", dsn
+    )
+    assert code == 0 and "Applied" in out, out
+    assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'") == 0
+    code, out = await dataflow_cli("plan", "-f", str(target), "--format", "json", "--database-url", dsn)
+    assert json.loads(out)["operations"] == []

@@ -204,7 +204,7 @@ def test_enums_and_defaults():
         policy["maxRiskLevel"]["enum"] == ["SAFE", "MEDIUM", "HIGH"]
         and policy["maxRiskLevel"]["default"] == "MEDIUM"
     )
-    assert len(OPERATIONS) == 37 and policy["excludeOperations"]["items"]["enum"] == OPERATIONS
+    assert len(OPERATIONS) == 38 and policy["excludeOperations"]["items"]["enum"] == OPERATIONS
     assert (
         policy["dryRun"]["default"],
         policy["lockTimeout"]["default"],
@@ -259,7 +259,7 @@ def test_bad_max_risk_level_is_rejected():
 @pytest.mark.parametrize(
     "bad",
     [
-        "varchar(10)",
+        "Varchar(10)",
         "VARCHAR",
         "VARCHAR(0)",
         "NUMERIC(10, 2)",

@@ -37,7 +37,7 @@ KIND_MODULES = sorted(m.name for m in pkgutil.iter_modules(dataflow.ops.__path__
 
 
 def test_every_kind_module_registers_exactly_one_kind_named_after_the_module() -> None:
-    assert len(KIND_MODULES) == 37 and len(all_kinds()) == 37
+    assert len(KIND_MODULES) == 38 and len(all_kinds()) == 38
     assert sorted(kind_names()) == sorted(m.upper() for m in KIND_MODULES)
     for module_name in KIND_MODULES:
         module = importlib.import_module(f"dataflow.ops.{module_name}")
@@ -63,10 +63,12 @@ def test_execution_order_covers_every_kind_and_is_the_registry() -> None:
     assert set(OPERATION_KINDS) == set(EXECUTION_ORDER) == set(kind_names())
     assert sorted(EXECUTION_ORDER.values()) == list(range(len(kind_names())))
     # a type goes only after the tables that use it
-    assert OPERATION_KINDS[0] == RENAME_TABLE and tuple(OPERATION_KINDS[-3:]) == (
+    # and an extension only after every type, table, function and index that could use it
+    assert OPERATION_KINDS[0] == RENAME_TABLE and tuple(OPERATION_KINDS[-4:]) == (
         DROP_TABLE,
         "DROP_FUNCTION",
         "DROP_ENUM",
+        "DROP_EXTENSION",
     )
     assert EXECUTION_ORDER[DROP_CONSTRAINT] < EXECUTION_ORDER[CREATE_TABLE] < EXECUTION_ORDER[ADD_CONSTRAINT]
 

@@ -69,6 +69,10 @@ def compare_schemas(
             changes.extend(Change(ADD_CONSTRAINT, table.name, fk.name, new=fk) for fk in table.foreign_keys)
             changes.extend(compare_table_extras(None, table))
             continue
+        if (
+            existing == table
+        ):  # in line already (most tables of most plans): no comparator has anything to say
+            continue
         for comparator in TABLE_COMPARATORS:
             changes.extend(comparator(existing, table))
     changes.extend(compare_enums(current, desired, owned, drop_missing))

@@ -145,6 +145,8 @@ SELECT concat_ws('|',
   nullif({
     _sum_of("t.oid", "t.xmin", f"pg_trigger t WHERE t.tgrelid = {_IN_REL} AND NOT t.tgisinternal")
 }, '0:0'),
+  -- the database's extensions (spec.extensions: one dropped or created by hand is noticed)
+  {_sum_of("x.oid", "x.xmin", "pg_extension x")},
   {{owners}}
 ) AS catalog{{ledger_columns}}
 """

@@ -18,7 +18,7 @@ from dataflow.connect import connect
 from dataflow.embedded import resolve_dsn
 from dataflow.errors import DataFlowError, SchemaError
 from dataflow.import_models import render_models
-from dataflow.importer import Imported, LeftAlone, import_schema, unquoted
+from dataflow.importer import Imported, LeftAlone, import_schema, unquoted, with_extensions
 from dataflow.manifest import dump, generate, validate
 from dataflow.sqltext import identifier_problem
 
@@ -56,10 +56,6 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
     if manifest:
         doc, extra = manifest_document(imported, args)
         text = dump(doc)
-        extra += [
-            LeftAlone("extension", name, "a manifest does not declare extensions; the installed one stays")
-            for name in imported.extensions
-        ]
     else:
         note = "" if args.schema == "public" else f" (schema {args.schema})"
         text, extra = render_models(imported, note)
@@ -78,7 +74,7 @@ async def run(args: argparse.Namespace, manifest: bool) -> int:
 
 def manifest_document(imported: Imported, args: argparse.Namespace) -> tuple[dict[str, Any], list[LeftAlone]]:
     """The DataFlowSchema of ``imported``; a table the manifest format cannot hold is left out, with why."""
-    schema, out = imported.schema, list[LeftAlone]()
+    schema, out = with_extensions(imported), list[LeftAlone]()  # spec.extensions: the installed ones
     while True:
         doc = generate(
             schema,

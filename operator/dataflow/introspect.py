@@ -37,21 +37,17 @@ _TABLES = """
   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND ($2::text[] IS NULL OR c.relname = ANY($2::text[]))
 """
 
-# a default is deparsed only where a column has one
+# a default is deparsed only where a column has one; an identity column's START and INCREMENT come with
+# the schema's sequences (dataflow.introspect_sequences): a join here would cost one probe per column
 _COLUMNS = f"""
 WITH t AS MATERIALIZED ({_TABLES})
 SELECT t.relname AS table_name, a.attnum, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity,
-       a.attgenerated::text AS generated, s.seqstart AS identity_start, s.seqincrement AS identity_increment,
-       t.est_rows, t.size_bytes
+       a.attgenerated::text AS generated, t.est_rows, t.size_bytes
 FROM t
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = t.oid AND d.adnum = a.attnum
--- an identity column's own sequence (its START and INCREMENT)
-LEFT JOIN (pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.objid)
-  ON a.attidentity <> '' AND dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-     AND dep.refobjid = t.oid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'
 ORDER BY t.relname, a.attnum
 """
 
@@ -151,11 +147,13 @@ async def introspect(
     columns: dict[str, list[Column]] = defaultdict(list)
     facts: dict[str, TableFacts] = {}
     attnames: dict[str, dict[int, str]] = defaultdict(dict)  # every table read, skipped ones too
+    sequences, identity_options = await read_sequences(conn, schema_name)
     for r in await conn.fetch(_COLUMNS, schema_name, only):
         attnames[r["table_name"]][r["attnum"]] = r["column_name"]
         if r["table_name"] in skip:
             continue
         identity = _IDENTITY.get(r["identity"] or "")
+        start, increment = identity_options.get((r["table_name"], r["column_name"]), (None, None))
         generated = r["generated"] == "s"  # a stored generated column's expression is its "default"
         columns[r["table_name"]].append(
             Column(
@@ -165,8 +163,8 @@ async def introspect(
                 default=None if identity or generated else normalise_default(r["default_expr"]),
                 identity=identity,
                 generated=normalise_expression(r["default_expr"]) if generated else None,
-                identity_start=_not_one(r["identity_start"]),
-                identity_increment=_not_one(r["identity_increment"]),
+                identity_start=start if identity else None,
+                identity_increment=increment if identity else None,
             )
         )
         facts[r["table_name"]] = TableFacts(rows=r["est_rows"], size_bytes=r["size_bytes"])
@@ -225,18 +223,12 @@ async def introspect(
     read = with_extras(read, await read_extras(conn, schema_name, only))  # comments, collations, policies
     read = with_triggers(read, await read_triggers(conn, schema_name, only))
     enums = await introspect_enums(conn, schema_name)
-    sequences = await read_sequences(conn, schema_name)
     views = await read_views(conn, schema_name)
     functions = await read_functions(conn, schema_name)
     schema = Schema(
         read, schema_name, enums=enums, sequences=sequences, views=views, functions=functions
     ).normalised()
     return DatabaseState(schema, facts, tuple(outside))
-
-
-def _not_one(value: int | None) -> int | None:
-    """An identity option as the schema holds it: 1 (PostgreSQL's own) is left out."""
-    return None if value is None or value == 1 else int(value)
 
 
 def _names(named: list[str] | None, keys: list[int], attnames: dict[int, str]) -> tuple[str, ...]:

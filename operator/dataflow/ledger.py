@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from dataflow.adoption import KeptObject, from_rows, kept_by_table, to_json
+from dataflow.claims import EXTENSION_CLAIM, claimed_extension, extension_claim  # noqa: F401 (re-exported)
 from dataflow.sqltext import qualified, quote_ident
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ LOCKS = "dataflow_migration_lock"
 OWNERS = "dataflow_owned_tables"
 QUEUE = "dataflow_migration_queue"  # created by dataflow.queue, only when a migration is queued
 INTERNAL_TABLES = frozenset({LEDGER, LOCKS, OWNERS, QUEUE})  # DataFlow's own tables: never diffed
-
+# The ownership row of an extension an owner created (CREATE_EXTENSION), kept in OWNERS beside the tables':
+# its key starts with a control character, which no table name of a model or manifest has.
 _DDL = (
     """CREATE TABLE IF NOT EXISTS {ledger} (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -374,9 +376,11 @@ class Ledger:
         async with conn.transaction():
             await conn.execute(
                 f"DELETE FROM {self.owners} WHERE owner = $1"
-                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL",
+                " AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NULL"
+                " AND NOT starts_with(table_name, $3)",  # an extension's claim: it is no table
                 owner,
                 self.schema,
+                EXTENSION_CLAIM,
             )
             await self.claim(conn, owner, tables, [])
 
@@ -471,4 +475,4 @@ class Ledger:
         if await conn.fetchval("SELECT to_regclass($1) IS NULL", self.owners):
             return []
         rows = await conn.fetch(f"DELETE FROM {self.owners} WHERE owner = $1 RETURNING table_name", owner)
-        return sorted(r["table_name"] for r in rows)
+        return sorted(r["table_name"] for r in rows if claimed_extension(r["table_name"]) is None)

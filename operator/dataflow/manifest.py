@@ -26,7 +26,7 @@ from dataflow.operations import Risk
 from dataflow.options import MigrationOptions
 from dataflow.resource import DEFAULT_SECRET_KEY, Database, DriftPolicy, PolicySpec, Promotion
 from dataflow.rules import semantic_problems
-from dataflow.schema import Schema
+from dataflow.schema import Schema, check_manifest_types
 
 # Names other modules import from here (cli.py, k8s/*, tests) since the split by job.
 __all__ = [
@@ -78,14 +78,15 @@ def generate(
         spec["promotion"] = {"after": promotion_after}
     canonical = schema.to_dict()
     spec["tables"] = canonical["tables"]
-    if "enums" in canonical:
-        spec["enums"] = canonical["enums"]
-    if "sequences" in canonical:
-        spec["sequences"] = canonical["sequences"]
-    if "views" in canonical:
-        spec["views"] = canonical["views"]
-    if "functions" in canonical:
-        spec["functions"] = canonical["functions"]
+    for key in (
+        "extensions",
+        "enums",
+        "sequences",
+        "views",
+        "functions",
+    ):  # each only when the schema has some
+        if key in canonical:
+            spec[key] = canonical[key]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -188,6 +189,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         field, _, first = problems[0].partition(": ")
         raise SchemaError(field, "; ".join([first, *problems[1:]]))
     meta, spec = doc["metadata"], doc["spec"]
+    check_manifest_types(spec.get("tables"), "spec.tables")
     pol = from_json(PolicySpec, spec.get("policy") or {})
     db = from_json(Database, spec["database"])
     options = MigrationOptions.from_policy_spec(pol, (meta.get("annotations") or {}).get(APPROVAL_ANNOTATION))
@@ -197,6 +199,7 @@ def from_resource(doc: Mapping[str, Any]) -> Manifest:
         schema=Schema.from_dict(
             {
                 "tables": spec.get("tables") or [],
+                "extensions": spec.get("extensions") or [],
                 "enums": spec.get("enums") or [],
                 "sequences": spec.get("sequences") or [],
                 "views": spec.get("views") or [],

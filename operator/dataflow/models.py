@@ -50,6 +50,7 @@ from dataflow.schema import (
     check_policy,
     checked_enum,
     collation_name,
+    extension_names,
     index_order,
     keyword_choice,
     policy_roles,
@@ -729,13 +730,7 @@ def model_extensions(cls: type) -> tuple[str, ...]:
     """The PostgreSQL extensions a model needs (``__dataflow__ = {"extensions": ["citext"]}``), checked names."""
     options: Mapping[str, Any] = getattr(cls, "__dataflow__", {}) or {}
     value = options.get("extensions") or ()
-    path = f"{cls.__name__}.__dataflow__.extensions"
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise SchemaError(path, 'must be a list of extension names, such as ["citext"]')
-    for i, name in enumerate(value):
-        if not isinstance(name, str):
-            raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
-        check_identifier(name, f"{path}[{i}]")
+    value = extension_names(value, f"{cls.__name__}.__dataflow__.extensions")
     if any(str(x.get("using", "gist")).lower() == "gist" for x in options.get("exclusions") or ()):
         value = (*value, "btree_gist")  # equality on scalar columns in a gist exclusion needs it
     return tuple(value)

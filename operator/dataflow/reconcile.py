@@ -15,9 +15,10 @@ from dataflow import fingerprint
 from dataflow.errors import LockTimeout, MigrationFailed
 from dataflow.executor import CONNECTION_ERRORS, execute_migration, resume_pending, skip_pending
 from dataflow.introspect import introspect
-from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
+from dataflow.ledger import STATUS_APPLIED, Ledger, Seal, claimed_extension, extension_claim
 from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.ops import kind_of
+from dataflow.ops.create_extension import CREATE_EXTENSION
 from dataflow.options import MigrationOptions
 from dataflow.plan import Migration, build_migration, concerned_tables, empty_migration, position
 from dataflow.schema import Schema
@@ -110,6 +111,7 @@ async def plan(
     *,
     dsn: str | None = None,
     fast: bool = True,
+    reading: fingerprint.Reading | None = None,
 ) -> tuple[Migration, dict[str, str]]:
     """The migration that brings the database to ``desired``, and tables claimed by other owners.
 
@@ -117,12 +119,15 @@ async def plan(
     With ``fast``, one fingerprint query comes first: when it shows a state known to be in sync
     (cached in this process for ``dsn``, or recorded by this owner's last apply), the plan is empty
     without reading the tables. A full plan that finds nothing caches the fingerprint read before it.
+    ``reading``: that query's answer, taken just before on this connection by a caller that found the
+    database not known to be in sync (it is not read again).
     """
     if not fast:
         return await full_plan(conn, desired, owner, options)
-    known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
-    if known:
-        return empty_migration(fingerprint.schema_hash(desired)), {}
+    if reading is None:
+        known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
+        if known:
+            return empty_migration(fingerprint.schema_hash(desired)), {}
     migration, conflicts = await full_plan(conn, desired, owner, options, reading)
     if not migration.operations and not conflicts and not reading.running:
         key = fingerprint.plan_key(desired, options, fingerprint.schema_hash(desired))
@@ -155,7 +160,9 @@ async def full_plan(
         reading = await fingerprint.read(conn, desired.name, concerned_tables(desired, ()), owner)
     ledger = Ledger(desired.name)
     owners = await ledger.owners_of(conn)
-    mine = [t for t, o in owners.items() if o == owner]
+    claims = [key for key, o in owners.items() if o == owner]
+    mine = [key for key in claims if claimed_extension(key) is None]
+    extensions = [name for key in claims if (name := claimed_extension(key)) is not None]
     state = await introspect(conn, desired.name, tables=concerned_tables(desired, mine))
     adopting = [t for t in desired.table_names if t not in owners and state.schema.table(t) is not None]
     migration = await build_migration(
@@ -168,6 +175,7 @@ async def full_plan(
         adopting=adopting,
         recorded_kept=await ledger.kept_of(conn, owner) if mine else (),
         owner=owner,
+        owned_extensions=extensions,
     )
     declared = [*desired.table_names, *(v.name for v in desired.views)]
     conflicts = {t: owners[t] for t in declared if owners.get(t, owner) != owner}
@@ -228,6 +236,7 @@ async def reconcile(
     before a migration starts (the operator writes phase Applying). ``heartbeat`` (the operator's,
     shared per database) keeps the lease alive instead of a connection of its own.
     """
+    reading = None
     if confirm is None:
         known, reading = await _known_in_sync(conn, dsn, desired, owner, options)
         if known:  # one statement: the steady state of a drift check, dry run (drift: report) or not
@@ -245,7 +254,7 @@ async def reconcile(
             return first
         resumed = first.resumed
     result = await _preview_and_apply(
-        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat
+        conn, dsn, desired, owner, options, confirm, before_apply, heartbeat=heartbeat, reading=reading
     )
     if not resumed:
         return result
@@ -265,10 +274,12 @@ async def _preview_and_apply(
     confirm: Confirm | None,
     before_apply: BeforeApply | None = None,
     heartbeat: Heartbeat | None = None,
+    reading: fingerprint.Reading | None = None,
 ) -> Result:
-    """The preview, the person's answer (``confirm``), then the apply under the lease."""
+    """The preview, the person's answer (``confirm``), then the apply under the lease (``reading``: the
+    fingerprint the caller just read, without a write since, so the preview does not read it again)."""
     try:
-        preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn)
+        preview, conflicts = await plan(conn, desired, owner, options, dsn=dsn, reading=reading)
     except asyncpg.PostgresError as exc:
         if conn.is_closed():
             raise
@@ -407,7 +418,12 @@ async def _apply_under_lease(
             resumed=tuple(resumed),
         )
     released = [t for op in fresh.operations for t in kind_of(op.kind).released_tables(op.change)]
-    claim = _claimed(desired, options)
+    # the extensions it creates are this owner's too: dropped again when it no longer declares them
+    claim = _claimed(desired, options) + [
+        extension_claim(op.change.subject or op.table)
+        for op in fresh.operations
+        if op.kind == CREATE_EXTENSION
+    ]
     ledger.kept = fresh.kept_objects  # recorded with the ownership rows of the tables it claims
     if before_apply is not None:
         await before_apply(fresh)

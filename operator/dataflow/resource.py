@@ -177,6 +177,13 @@ class Spec:
         default=False,
         publish_default=True,
     )
+    extensions: tuple[str, ...] = json_field(
+        "extensions",
+        "PostgreSQL extensions the tables need (CREATE EXTENSION IF NOT EXISTS, first), sorted; one this "
+        "resource created and no longer names is dropped only under drop_missing (HIGH).",
+        default=(),
+        items=IDENTIFIER_ITEM,
+    )
     enums: tuple[EnumType, ...] = json_field(
         "enums", "Enum types the tables use, sorted by name; created before them.", default=()
     )

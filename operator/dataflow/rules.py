@@ -11,7 +11,7 @@ from pglast import ast
 from pglast.visitors import Visitor
 
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES, parse_expression
-from dataflow.types import canonical_type
+from dataflow.types import canonical_type, is_manifest_type
 
 TablePath = Callable[[int, Mapping[str, Any]], str]
 
@@ -31,7 +31,9 @@ def _type_problem(text: Any) -> str | None:
         canonical = canonical_type(text)
     except ValueError as exc:
         return str(exc)
-    return None if canonical == text else f"write {canonical!r}, the canonical spelling of {text!r}"
+    if canonical == text or is_manifest_type(text):  # a modifier's case is the server's (geometry(Point))
+        return None
+    return f"write {canonical!r}, the canonical spelling of {text!r}"
 
 
 def manifest_path(index: int, table: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from dataflow.errors import SchemaError
 from dataflow.jsonfields import json_field, to_json
 from dataflow.sqltext import MAX_IDENTIFIER_BYTES, check_identifier, normalise_default, normalise_expression
-from dataflow.types import KNOWN_BASE_TYPES, canonical_type
+from dataflow.types import MANIFEST_BASE_TYPES, canonical_type, is_manifest_type
 from dataflow.viewsql import normalise_query
 
 DEFAULT_FK_ACTION = "NO ACTION"
@@ -53,26 +53,26 @@ TYPE_MODIFIERS = {
     "BIT": _LENGTH,
     "BIT VARYING": f"({_LENGTH})?",
 }
-# every built-in type as dataflow.types.canonical_type spells it (BPCHAR: a char without length)
-MANIFEST_BASE_TYPES = KNOWN_BASE_TYPES | {
-    "BIT",
-    "BIT VARYING",
-    "MONEY",
-    "MACADDR",
-    "XML",
-    "OID",
-    "TSQUERY",
-    "BPCHAR",
-}
-# a type the database defines (enum, domain, extension type), as canonical_type spells it unquoted
-USER_TYPE = "[a-z_][a-z0-9_$]*([.][a-z_][a-z0-9_$]*)?"
+
+
+# A type that is not built in (an extension's, or an enum of spec.enums), in the engine's canonical spelling:
+# a lower-case bare name or a double-quoted one, optionally schema-qualified, with up to four modifiers
+# that are integers or names (geometry(Point,4326), vector(3)). Nothing else gets through: no spaces,
+# no semicolons, no parentheses but the modifiers' (dataflow.types.is_manifest_type is the engine's check).
+_BARE = "[a-z_][a-z0-9_]*"
+_QUOTED = '"([^"\\x00]|"")+"'
+_TYPE_NAME = f"({_BARE}|{_QUOTED})"
+_TYPE_MODIFIER = f"([0-9]+|[A-Za-z_][A-Za-z0-9_]*|{_QUOTED})"  # a bare name folds to lower case: Point
+OTHER_TYPE = f"{_TYPE_NAME}(\\.{_TYPE_NAME})?(\\({_TYPE_MODIFIER}(,{_TYPE_MODIFIER}){{0,3}}\\))?"
 
 
 def column_type_pattern() -> str:
-    """The canonical column types (built-in, or a type of the database) as one anchored regular expression."""
+    """The canonical column types as one anchored regular expression: the built-in ones
+    (:data:`MANIFEST_BASE_TYPES`) and any other type's name (:data:`OTHER_TYPE`: an enum, a domain, an
+    extension's type), each maybe an array."""
     # base names are upper-case words (no regex metacharacters): RE2, the API server's engine, reads them as is
     alternatives = [base + TYPE_MODIFIERS.get(base, "") for base in sorted(MANIFEST_BASE_TYPES)]
-    return f"^({'|'.join(alternatives)}|{USER_TYPE})(\\[\\])?$"
+    return f"^({'|'.join([*alternatives, OTHER_TYPE])})(\\[\\])?$"
 
 
 def column_type_doc() -> str:
@@ -84,8 +84,9 @@ def column_type_doc() -> str:
         "Canonical upper-case PostgreSQL type: "
         + ", ".join(spelled)
         + "; NUMERIC may be NUMERIC(p) or NUMERIC(p,s), a time type TIME(p), an interval INTERVAL DAY TO SECOND;"
-        " or the lower-case name of a type of the database (an enum of spec.enums, a domain, an extension's"
-        " type such as citext), optionally schema-qualified; any of these followed by [] for an array."
+        " or another type by its lower-case (or quoted) name, maybe schema-qualified, with up to four integer"
+        " or name modifiers: an enum of spec.enums, a domain, an extension's (citext, geometry(Point,4326),"
+        " vector(3)); any of these followed by [] for an array."
     )
 
 
@@ -580,6 +581,7 @@ class Schema:
         if not isinstance(enums, list):
             raise SchemaError("enums", "must be a list of enum types")
         parsed_enums = tuple(_enum_from_dict(e, f"enums[{i}]") for i, e in enumerate(enums))
+        extensions = extension_names(data.get("extensions") or [], "extensions")
         sequences = data.get("sequences") or []
         if not isinstance(sequences, list):
             raise SchemaError("sequences", "must be a list of sequences")
@@ -599,7 +601,13 @@ class Schema:
 
         funcs = unique_functions(function_from_dict(f, f"functions[{i}]") for i, f in enumerate(functions))
         return cls(
-            tables=parsed, name=name, enums=parsed_enums, sequences=seqs, views=parsed_views, functions=funcs
+            tables=parsed,
+            name=name,
+            extensions=extensions,
+            enums=parsed_enums,
+            sequences=seqs,
+            views=parsed_views,
+            functions=funcs,
         ).normalised()
 
     def canonical_json(self) -> str:
@@ -683,6 +691,21 @@ def _type(text: str, path: str) -> str:
         return canonical_type(text)
     except ValueError as exc:
         raise SchemaError(path, str(exc)) from None
+
+
+def check_manifest_types(tables: Any, path: str) -> None:
+    """Every column type of a manifest's ``tables`` in the spelling its CRD admits and the engine agrees on
+    (:func:`dataflow.types.is_manifest_type`); :meth:`Schema.from_dict` itself also reads other spellings."""
+    for i, t in enumerate(tables if isinstance(tables, list) else ()):
+        columns = t.get("columns") if isinstance(t, Mapping) else None
+        for j, c in enumerate(columns if isinstance(columns, list) else ()):
+            text = c.get("type") if isinstance(c, Mapping) else None
+            if isinstance(text, str) and not is_manifest_type(text):
+                raise SchemaError(
+                    f"{path}[{i}].columns[{j}].type",
+                    f"{text!r} is not a column type in canonical spelling (such as INTEGER, VARCHAR(20), "
+                    "citext, geometry(Point,4326))",
+                )
 
 
 def _table_from_dict(d: Mapping[str, Any], path: str) -> Table:
@@ -897,6 +920,17 @@ def _column_from_dict(c: Mapping[str, Any], path: str) -> Column:
         comment=_comment(c, path),
         collation=collation_name(c.get("collation"), f"{path}.collation"),
     )
+
+
+def extension_names(value: Any, path: str) -> tuple[str, ...]:
+    """A list of extension names (``spec.extensions``, a model's ``extensions``), each a checked identifier."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise SchemaError(path, 'must be a list of extension names, such as ["citext"]')
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise SchemaError(f"{path}[{i}]", f"must be an extension name, not {type(name).__name__}")
+        check_identifier(name, f"{path}[{i}]")
+    return tuple(value)
 
 
 def _enum_from_dict(d: Mapping[str, Any], path: str) -> EnumType:

@@ -81,6 +81,17 @@ KNOWN_BASE_TYPES = frozenset(
         "TSVECTOR",
     }
 )
+# every built-in type a manifest may name, as canonical_type spells it (BPCHAR: a char without length)
+MANIFEST_BASE_TYPES = KNOWN_BASE_TYPES | {
+    "BIT",
+    "BIT VARYING",
+    "MONEY",
+    "MACADDR",
+    "XML",
+    "OID",
+    "TSQUERY",
+    "BPCHAR",
+}
 
 
 def _interval_field_names() -> dict[int, str]:
@@ -279,6 +290,28 @@ def is_known_type(text: str) -> bool:
         return parse_type(text).base in KNOWN_BASE_TYPES
     except ValueError:
         return False
+
+
+def is_manifest_type(text: str) -> bool:
+    """Whether ``text`` is a column type a manifest may write, spelled canonically (what
+    dataflow.schema.column_type_pattern admits): a known built-in type, or another type (an extension's,
+    an enum's) named by at most schema and name. A manifest is read as written, so ``integer`` is not
+    ``INTEGER`` here; a model's or the catalog's spelling goes through :func:`canonical_type` instead."""
+    try:
+        t = parse_type(text)
+    except ValueError:
+        return False
+    if t.builtin:
+        return t.base in MANIFEST_BASE_TYPES and canonical_type(text) == text
+    if len(_type_name(text).names) > 2:  # database.schema.name: never ours
+        return False
+    # canonical as written, but for a bare modifier name's case (PostgreSQL folds geometry(Point) to point)
+    head, tail = t.base, "[]" * t.array
+    canonical = canonical_type(text)
+    if not (text.startswith(head) and text.endswith(tail)):
+        return False
+    written_mods = text[len(head) : len(text) - len(tail)]
+    return written_mods.lower() == canonical[len(head) : len(canonical) - len(tail)].lower()
 
 
 def is_builtin_type(text: str) -> bool:

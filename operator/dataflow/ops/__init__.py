@@ -27,6 +27,7 @@ from dataflow.ops import (  # noqa: F401
     drop_constraint,
     drop_default,
     drop_enum,
+    drop_extension,
     drop_function,
     drop_index,
     drop_not_null,

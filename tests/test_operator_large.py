@@ -127,7 +127,10 @@ async def test_a_generated_1000_table_spec_applies_within_the_api_server_limits(
     assert "apply it with `kubectl apply --server-side`" in out  # too big for the last-applied copy
     doc = yaml.safe_load(manifest.read_text())
     tables = doc["spec"]["tables"]
-    assert len(tables) == TABLES and {len(t["columns"]) for t in tables} == {COLUMNS}
+    # every table has the generator's COLUMNS; some also an enum column and a commented one (bench breadth)
+    assert len(tables) == TABLES and min(len(t["columns"]) for t in tables) == COLUMNS
+    all_columns = sum(len(t["columns"]) for t in tables)
+    assert TABLES * COLUMNS < all_columns <= TABLES * (COLUMNS + 2)
     spec_bytes = manifest_size.stored_bytes(doc)
     assert limits.TOTAL_ANNOTATION_SIZE_LIMIT < spec_bytes <= manifest_size.DEFAULT_MAX_BYTES
 
@@ -152,7 +155,7 @@ async def test_a_generated_1000_table_spec_applies_within_the_api_server_limits(
         )
     finally:
         await conn.close()
-    assert (count, columns) == (TABLES, TABLES * COLUMNS)
+    assert (count, columns) == (TABLES, all_columns)
 
     await asyncio.sleep(2)  # let the operator's follow-up writes (conditions, Kopf markers) land
     stored = api.get(RESOURCE, NS, NAME) or {}

@@ -236,8 +236,11 @@ def breadth_objects(table_count: int) -> dict[int, dict[str, Any]]:
       gets a trigram GIN index (``gin_trgm_ops``) and a sequence of its own; every fifth table a comment;
     - ``doc``: the model docstring (its table comment).
 
-    HOOK for views and functions (being added by other helpers): add their ``__dataflow__`` keys here, on the
-    table index that declares them, and migra sees them too (it diffs databases DataFlow applied).
+    - views: every VIEW_EVERY-th table a view over its ``code`` and ``amount`` (and every
+      MATVIEW_EVERY-th a materialized view of totals); a trigger function (on the first table) and a
+      BEFORE trigger executing it every TRIGGER_EVERY tables.
+
+    migra sees them all too: it diffs databases DataFlow applied.
     """
     objects: dict[int, dict[str, Any]] = {}
     for i in range(table_count):
@@ -262,9 +265,41 @@ def breadth_objects(table_count: int) -> dict[int, dict[str, Any]]:
                 ],
                 "sequences": [{"name": "bench_invoice_no", "start": 1000}],
             }
+        name = table_name(i)
+        views: dict[str, Any] = {}
+        if i % VIEW_EVERY == 0:
+            views[f"{name}_active"] = f"SELECT code, amount FROM {name} WHERE active"
+        if i % MATVIEW_EVERY == MATVIEW_EVERY // 2:
+            views[f"{name}_totals"] = {
+                "query": f"SELECT active, sum(amount) AS total FROM {name} GROUP BY active",
+                "materialized": True,
+            }
+        if views:
+            entry["options"]["views"] = views
+        if i == 0:
+            entry["options"]["functions"] = [
+                {
+                    "name": "bench_touch",
+                    "returns": "trigger",
+                    "language": "plpgsql",
+                    "body": "BEGIN NEW.amount := coalesce(NEW.amount, 0); RETURN NEW; END",
+                }
+            ]
+        if i % TRIGGER_EVERY == 0:
+            entry["options"]["triggers"] = [
+                {
+                    "name": f"{name}_touch",
+                    "timing": "BEFORE",
+                    "events": ["INSERT", "UPDATE"],
+                    "function": "bench_touch",
+                }
+            ]
         if any(entry.values()):
             objects[i] = entry
     return objects
+
+
+VIEW_EVERY, MATVIEW_EVERY, TRIGGER_EVERY = 20, 100, 25
 
 
 def make_dataflow(spec: list[dict[str, Any]], dsn: str) -> Any:

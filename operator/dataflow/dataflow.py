@@ -98,13 +98,13 @@ def check_identity(config: dict[str, Any]) -> None:
 
 
 async def missing_tables(conn: asyncpg.Connection, schema: str, tables: Iterable[str]) -> list[str]:
-    """Which of ``tables`` do not exist in ``schema`` (one catalog lookup, no introspection)."""
+    """Which of ``tables`` (tables or views) do not exist in ``schema`` (one catalog lookup, no introspection)."""
     wanted = list(tables)
     present = {
         r["relname"]
         for r in await conn.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p')",
+            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')",
             schema,
             wanted,
         )
@@ -302,10 +302,12 @@ class DataFlow:
 
     # migrations -----------------------------------------------------------
     async def initialize(self) -> bool:
-        """Create the tables of models that have none yet (other differences wait for auto_migrate)."""
+        """Create the tables (and views) of models that have none yet (other differences wait for
+        auto_migrate)."""
         desired = self.schema()
         async with self.connection() as conn:
-            missing = await missing_tables(conn, self.schema_name, desired.table_names)
+            relations = [*desired.table_names, *(v.name for v in desired.views)]
+            missing = await missing_tables(conn, self.schema_name, relations)
             if not missing:
                 return True
             options = replace(self.options, max_risk_level=Risk.SAFE, include_tables=tuple(missing))

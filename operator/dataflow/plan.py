@@ -19,8 +19,6 @@ from dataflow.introspect import DatabaseState
 from dataflow.introspect_views import align_views
 from dataflow.operations import Change, Operation, Risk, RollbackStep
 from dataflow.ops import Context, kind_of
-from dataflow.ops.create_enum import CREATE_ENUM
-from dataflow.ops.create_sequence import CREATE_SEQUENCE
 from dataflow.options import MigrationOptions
 from dataflow.safety import (
     Facts,
@@ -137,28 +135,18 @@ def filter_changes(
 ) -> list[Change]:
     """``changes`` of the ``include_tables`` (None: all), without the kinds of ``exclude_operations``.
 
-    A new enum type, or a new sequence no table outside them owns, is schema-wide (like a new extension):
-    kept with any ``include_tables``, since an included table being created may use it (``initialize``
-    creates only the missing tables, and their enum columns need the type).
+    A new schema-wide object (an enum type, a sequence no table outside them owns, a function) is kept with
+    any ``include_tables`` (:meth:`Kind.schema_wide`), since an included table being created may use it
+    (``initialize`` creates only the missing tables, and their enum columns need the type).
     """
     include = set(include_tables) if include_tables is not None else None
     exclude = set(exclude_operations or ())
     return [
         c
         for c in changes
-        if (include is None or c.table in include or _schema_wide(c, include)) and c.kind not in exclude
+        if (include is None or c.table in include or kind_of(c.kind).schema_wide(c, include))
+        and c.kind not in exclude
     ]
-
-
-def _schema_wide(change: Change, include: set[str]) -> bool:
-    """A creation that touches no table outside ``include``: a new enum type, a new sequence owned by none
-    of the other tables."""
-    if change.kind == CREATE_ENUM:
-        return True
-    if change.kind == CREATE_SEQUENCE:
-        owner = change.new.owner
-        return owner is None or owner[0] in include
-    return False
 
 
 def concerned_tables(desired: Schema, owned: Iterable[str]) -> list[str]:

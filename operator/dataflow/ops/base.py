@@ -66,6 +66,12 @@ class Kind(ABC):
         """The risk of this change's undo (a rollback step), not of the change itself."""
         return assessment.risk if self.undo_risk is None else self.undo_risk
 
+    def schema_wide(self, change: Change, include: set[str]) -> bool:
+        """Whether a plan limited to the tables ``include`` keeps this change though it names no table of
+        them: a new schema-wide object (type, sequence, function) an included table being created may use,
+        touching no table outside them."""
+        return False
+
     def renamed_from(self, change: Change) -> str | None:
         """The table's name in the database before this change, when the change renames it."""
         return None

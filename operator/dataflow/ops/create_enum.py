@@ -27,6 +27,9 @@ class CreateEnum(Kind):
     order = 46  # after extensions, before every kind that creates or alters a column of the type
     reads_table = False  # a type, not a table: no rows to measure
 
+    def schema_wide(self, change: Change, include: set[str]) -> bool:
+        return True  # a new type touches no table
+
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         e: EnumType = change.new
         return Assessment(

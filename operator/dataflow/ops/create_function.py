@@ -76,6 +76,9 @@ class CreateFunction(Kind):
     order = 141  # after tables, columns and constraints (a sql body is checked against them); before triggers
     reads_table = False
 
+    def schema_wide(self, change: Change, include: set[str]) -> bool:
+        return True  # a new function touches no table; an included table's trigger may execute it
+
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         f: Function = change.new
         return Assessment(Risk.SAFE, f"new function {f.name}; nothing calls it yet", "none", METADATA_MS)

@@ -35,6 +35,10 @@ class CreateSequence(Kind):
     reads_table = False  # a database object, not a table
     undo_risk = Risk.MEDIUM  # dropping it loses its position
 
+    def schema_wide(self, change: Change, include: set[str]) -> bool:
+        owner = change.new.owner  # owned by a table outside the included ones: that table's change
+        return owner is None or owner[0] in include
+
     def assess(self, change: Change, facts: Facts, context: Context) -> Assessment:
         return Assessment(Risk.SAFE, "new sequence; no existing table is touched", "none", METADATA_MS)
 

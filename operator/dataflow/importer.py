@@ -239,17 +239,20 @@ def _functions(read: tuple[Function, ...]) -> tuple[dict[str, Function], dict[tu
             why[key] = "overloaded: DataFlow declares one function per name"
         elif f.language not in FUNCTION_LANGUAGES:
             why[key] = f"language {f.language} is not modelled (sql and plpgsql are)"
+        elif problem := _read_back_problem(f, function_from_dict):
+            why[key] = problem
         else:
-            try:
-                again = function_from_dict(to_json(f), "functions")
-            except SchemaError as exc:
-                why[key] = f"its definition does not read back exactly ({exc})"
-                continue
-            if again != f:
-                why[key] = "its definition does not read back exactly"
-            else:
-                out[f.name] = f
+            out[f.name] = f
     return out, why
+
+
+def _read_back_problem(obj: Any, from_dict: Any) -> str | None:
+    """Why ``obj`` (read from the catalog) is not what declaring its canonical form gives, or None."""
+    try:
+        again = from_dict(to_json(obj), "import")
+    except SchemaError as exc:
+        return f"its definition does not read back exactly ({exc})"
+    return None if again == obj else "its definition does not read back exactly"
 
 
 def _with_triggers(
@@ -266,16 +269,10 @@ def _with_triggers(
                 why[key] = f"its function {t.function} is not imported"
             elif t.timing not in ("BEFORE", "AFTER"):
                 why[key] = f"{t.timing} triggers are not modelled"
+            elif problem := _read_back_problem(t, trigger_from_dict):
+                why[key] = problem
             else:
-                try:
-                    again = trigger_from_dict(to_json(t), "triggers")
-                except SchemaError as exc:
-                    why[key] = f"its definition does not read back exactly ({exc})"
-                    continue
-                if again != t:
-                    why[key] = "its definition does not read back exactly"
-                else:
-                    keep.append(t)
+                keep.append(t)
         out.append(replace(table, triggers=tuple(keep)))
     return tuple(out), why
 

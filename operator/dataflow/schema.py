@@ -389,7 +389,7 @@ class Table:
     def with_sorted_parts(self) -> Table:
         """This table with its named parts sorted by name: itself when they already are (introspection
         reads them in order), so normalising 1,000 read tables builds no new ones."""
-        unsorted: dict[str, tuple[Any, ...]] = {}
+        unsorted: dict[str, Any] = {}
         for part in _NAMED_PARTS:
             items: tuple[Any, ...] = getattr(self, part)
             if any(a.name > b.name for a, b in zip(items, items[1:], strict=False)):

@@ -544,3 +544,51 @@ async def test_initialize_creates_the_views_functions_and_triggers_of_new_models
     await conn.execute("INSERT INTO ticket (title) VALUES ('  spaced  ')")
     assert await conn.fetchval("SELECT title FROM open_ticket") == "spaced"
     await replans_empty(db)
+
+
+async def test_a_dbas_view_over_a_changing_column_refuses_the_plan_naming_it(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    """A view no model declares is never dropped; when it reads a column whose type the models change,
+    PostgreSQL would refuse the ALTER at apply time, so the plan refuses first and says what to do. A
+    plan limited to other tables, or one that declares the view, goes through."""
+    db = dataflow(dsn)
+
+    @db.model
+    class Item:
+        code: int
+        label: str
+
+    @db.model
+    class Other:
+        name: str
+
+    assert await db.initialize()
+    await conn.execute("CREATE VIEW dba_codes AS SELECT id, code FROM item")
+
+    @db.model
+    class Item:  # type: ignore[no-redef]  # noqa: F811
+        code: str
+        label: str
+
+    with pytest.raises(SchemaError) as err:
+        await db.get_pending_migrations()
+    assert err.value.field == "views"
+    assert "view dba_codes (no model declares it) it reads item.code: its type changes" in str(err.value)
+    assert "declare the view" in str(err.value)
+    success, _ = await db.auto_migrate(auto_confirm=True, include_tables=["other"])
+    assert success, output(db)  # nothing of item is planned: no refusal
+
+    @db.model
+    class Item:  # type: ignore[no-redef]  # noqa: F811
+        code: str
+        label: str
+        __dataflow__ = {"views": {"dba_codes": "SELECT id, code FROM item"}}
+
+    [pending] = await db.get_pending_migrations()
+    assert [(op.kind, op.table) for op in pending.operations] == [
+        ("DROP_VIEW", "dba_codes"),
+        ("ALTER_COLUMN_TYPE", "item"),
+        ("CREATE_VIEW", "dba_codes"),
+    ]
+    assert await conn.fetchval("SELECT count(*) FROM dba_codes") == 0  # still there, untouched

@@ -19,6 +19,7 @@ from dataflow.introspect import DatabaseState
 from dataflow.introspect_views import align_views
 from dataflow.operations import Change, Operation, Risk, RollbackStep
 from dataflow.ops import Context, kind_of
+from dataflow.ops.create_view import undeclared_view_refusals
 from dataflow.options import MigrationOptions
 from dataflow.safety import (
     Facts,
@@ -287,6 +288,12 @@ async def build_migration(
         filter_changes(compared, options.include_tables, options.exclude_operations),
         options.exclude_operations,
     )
+    if refusals := undeclared_view_refusals(current, changes):
+        raise SchemaError(
+            "views",
+            "; ".join(refusals) + ": PostgreSQL refuses the change under a view; declare the view (it is "
+            "then re-created around the change) or drop it",
+        )
     include = options.include_tables
     kept = [
         t.name

@@ -107,19 +107,8 @@ def compare_views(
             reasons[name] = "declared materialized" if view.materialized else "declared a plain view"
         else:
             reasons[name] = "its query changes"
-    broken: dict[tuple[str, str], str] = {}
-    for c in changes:
-        if c.kind == ALTER_ENUM and enum_swap(c.old, c.new):  # every column of the type is converted
-            for table, column, _ in c.old.usages:
-                broken[(table, column)] = f"{table}.{column}: its enum type {c.new.name} is swapped"
-        if c.kind in _BREAKING:
-            column = "" if c.kind == "DROP_TABLE" else (c.subject or "")
-            broken[(c.table, column)] = f"{c.table}{'.' + column if column else ''}: {_BREAKING[c.kind]}"
-    for name, view in live.items():
-        for rel, col in view.depends_on:
-            why = broken.get((rel, col)) or broken.get((rel, ""))
-            if why and name not in reasons:
-                reasons[name] = f"it reads {why}"
+    for name, why in _reading_broken(live, changes).items():
+        reasons.setdefault(name, why)
     owned_views = set(owned) - set(declared)
     if drop_missing:
         for name in sorted(owned_views & set(live)):
@@ -150,6 +139,45 @@ def compare_views(
             readers = [n for n in _readers(name, live) if n not in dropped]
             replaced_view = ReplacedView(live[name], tuple(live[n] for n in _dependants_first(readers, live)))
             yield Change(CREATE_VIEW, name, name, old=replaced_view, new=view)
+
+
+def _broken_columns(changes: Iterable[Change]) -> dict[tuple[str, str], str]:
+    """(table, column) → why PostgreSQL refuses ``changes`` under a view reading it ("" for a whole table)."""
+    broken: dict[tuple[str, str], str] = {}
+    for c in changes:
+        if c.kind == ALTER_ENUM and enum_swap(c.old, c.new):  # every column of the type is converted
+            for table, column, _ in c.old.usages:
+                broken[(table, column)] = f"{table}.{column}: its enum type {c.new.name} is swapped"
+        if c.kind in _BREAKING:
+            column = "" if c.kind == "DROP_TABLE" else (c.subject or "")
+            broken[(c.table, column)] = f"{c.table}{'.' + column if column else ''}: {_BREAKING[c.kind]}"
+    return broken
+
+
+def _reading_broken(live: dict[str, View], changes: Iterable[Change]) -> dict[str, str]:
+    """Live views that read a column (or table) ``changes`` alter in a way PostgreSQL refuses under a view."""
+    broken = _broken_columns(changes)
+    found: dict[str, str] = {}
+    for name, view in live.items():
+        for rel, col in view.depends_on:
+            why = broken.get((rel, col)) or broken.get((rel, ""))
+            if why and name not in found:
+                found[name] = f"it reads {why}"
+    return found
+
+
+def undeclared_view_refusals(current: Schema, changes: Iterable[Change]) -> list[str]:
+    """Views the plan leaves in place (no model declares them, so they are never dropped) that read what
+    ``changes`` alter in a way PostgreSQL refuses under a view: the apply would fail, so the plan says so
+    first. ``changes`` are the plan's, after filtering; the views it drops or re-creates are not counted."""
+    changes = list(changes)
+    handled = {c.table for c in changes if c.kind == DROP_VIEW}
+    live = {v.name: v for v in current.views}
+    return [
+        f"view {name} (no model declares it) {why}"
+        for name, why in sorted(_reading_broken(live, changes).items())
+        if name not in handled
+    ]
 
 
 def _readers(name: str, live: dict[str, View]) -> set[str]:

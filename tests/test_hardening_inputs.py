@@ -29,6 +29,7 @@ from tests.test_operator import (  # noqa: F401 - fixtures
     make_secret,
     operator,
     phase,
+    posted,
     resource,
     send,
     user_table,
@@ -144,9 +145,9 @@ async def test_operator_malformed_secret_dsn_fails_with_reason(
     await send(http, "POST", PATH, resource("shop", "shop-db", [user_table()]))
     st = await phase(api, "shop", "Failed")
     assert st["conditions"][0]["reason"] == "InvalidDatabaseURL" and "contains '#'" in st["verdict"]
-    events = api.list_objects("v1/events", NS)
-    assert any(e.get("reason") == "InvalidDatabaseURL" and e.get("type") == "Warning" for e in events)
-    everything = json.dumps([api.list_objects(RESOURCE, NS), events]) + caplog.text
+    events = await posted(api, "InvalidDatabaseURL")  # posted after the status is written
+    assert any(e.get("type") == "Warning" for e in events)
+    everything = json.dumps([api.list_objects(RESOURCE, NS), api.list_objects("v1/events", NS)]) + caplog.text
     for secret in ("pa#ss", "ss/w0rd", "w0rd", "invalid literal"):
         assert secret not in everything
 

@@ -228,6 +228,12 @@ def events(api: ApiServer, reason: str) -> list[dict[str, Any]]:
     return [e for e in api.list_objects("v1/events", NS) if e.get("reason") == reason]
 
 
+async def posted(api: ApiServer, reason: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The events of ``reason`` once there is one: the operator posts them after it writes the status."""
+    await eventually(lambda: bool(events(api, reason)), timeout, f"an event {reason}")
+    return events(api, reason)
+
+
 def config_map(api: ApiServer, name: str) -> dict[str, Any]:
     return api.get("v1/configmaps", NS, name) or {}
 
@@ -534,7 +540,7 @@ async def test_drift_is_reported_and_nothing_applied(
     )
     assert st["phase"] == "Applied" and condition(api, "shop", "Synced")["status"] == "False"
     assert st["approveCommand"].endswith(f"={st['planHash']} --overwrite")  # approving reverts it
-    assert [e["type"] for e in events(api, "Drifted")] == ["Warning"]
+    assert [e["type"] for e in await posted(api, "Drifted")] == ["Warning"]
     row = (await kubectl(api, "get", "dfs", "shop", "-n", NS)).strip().splitlines()[1].split()
     assert row[0] == "shop" and row[1] == "Applied" and "True" in row
 

@@ -56,7 +56,7 @@ async def test_adopt_records_a_baseline_then_plans_exactly_the_spec_change(
     st = await base.phase(api, "shop", "InSync")
     assert base.condition(api, "shop", "Ready")["reason"] == "Adopted"
     assert st["kept"] == 1 and st["changes"] == 0 and st["appliedSchemaHash"] == st["schemaHash"]
-    assert [e["type"] for e in base.events(api, "Adopted")] == ["Normal"]
+    assert [e["type"] for e in await base.posted(api, "Adopted")] == ["Normal"]
     assert "dba_email" not in st["verdict"] and "1 object(s) not in the spec kept" in st["verdict"]
     plan_md = base.config_map(api, "shop-plan")["data"]["plan.md"]
     assert "Kept (not in the models): index dba_email on user" in plan_md
@@ -104,4 +104,4 @@ async def test_adopt_with_remaining_differences_plans_them_next(
     assert baseline["description"].startswith("baseline:") and baseline["fingerprint"] is None
     assert [op["operation"] for op in applied["plan"]["operations"]] == ["ADD_COLUMN"]
     assert await base.indexes_of(dsn, "user") == ["dba_email", "user_pkey"]
-    assert [e["type"] for e in base.events(api, "Adopted")] == ["Normal"]
+    assert [e["type"] for e in await base.posted(api, "Adopted")] == ["Normal"]

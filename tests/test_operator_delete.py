@@ -67,7 +67,7 @@ async def test_delete_keeps_tables_and_releases_them_to_a_successor(
     out = await base.kubectl(api, "delete", "dataflowschema", "shop", "-n", NS, "--timeout=30s")
     assert "deleted" in out
     assert api.get(RESOURCE, NS, "shop") is None
-    (released,) = events(api, "Released")
+    (released,) = await base.posted(api, "Released")
     assert (
         released["type"] == "Normal" and "1 table(s)" in released["message"] and "user" in released["message"]
     )
@@ -122,5 +122,5 @@ async def test_unreachable_database_holds_the_deletion_until_orphan(
         '{"spec":{"deletionPolicy":"Orphan"}}',
     )
     await base.eventually(lambda: api.get(RESOURCE, NS, "shop") is None, what="deletion finishing")
-    assert events(api, "Orphaned") and not events(api, "Released")
+    assert await base.posted(api, "Orphaned") and not events(api, "Released")
     assert await owners(dsn) == {"user": f"k8s:{NS}/shop"}  # Orphan leaves the claim as it was

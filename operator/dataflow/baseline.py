@@ -21,6 +21,7 @@ from dataflow import fingerprint
 from dataflow.adoption import KeptObject, kept_by_table
 from dataflow.adoption import kept_line as kept_objects_line
 from dataflow.conflicts import conflict_error, ownership_conflicts
+from dataflow.introspect import existing_relations
 from dataflow.ledger import STATUS_APPLIED, Ledger, Seal
 from dataflow.lock import Heartbeat, MigrationLease
 from dataflow.options import MigrationOptions
@@ -66,21 +67,6 @@ class BaselineResult:
         return out
 
 
-async def existing_tables(conn: asyncpg.Connection, schema: str, tables: list[str]) -> list[str]:
-    """Which of ``tables`` exist in ``schema`` (ordinary or partitioned tables, views, materialized views:
-    views are claimed like tables), in their order."""
-    present = {
-        r["relname"]
-        for r in await conn.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')",
-            schema,
-            tables,
-        )
-    }
-    return [t for t in tables if t in present]
-
-
 async def to_adopt(
     conn: asyncpg.Connection, desired: Schema, owner: str, options: MigrationOptions
 ) -> list[str]:
@@ -89,7 +75,7 @@ async def to_adopt(
     include = options.include_tables
     tables = [t for t in desired.table_names if include is None or t in include]
     owners = await Ledger(desired.name).owners_of(conn)
-    return [t for t in await existing_tables(conn, desired.name, tables) if t not in owners]
+    return [t for t in await existing_relations(conn, desired.name, tables) if t not in owners]
 
 
 async def baseline(
@@ -117,7 +103,7 @@ async def baseline(
         include = options.include_tables
         declared = [*desired.table_names, *(v.name for v in desired.views)]
         tables = [t for t in declared if include is None or t in include]
-        existing = await existing_tables(conn, desired.name, tables)
+        existing = await existing_relations(conn, desired.name, tables)
         adopted = [t for t in existing if owners.get(t) != owner]
         if not adopted:
             return BaselineResult(None, [], [], planned, already_owned=existing)

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def target(sp: argparse.ArgumentParser) -> None:
+    def target(sp: argparse.ArgumentParser, max_risk: bool = True) -> None:
         sp.add_argument(
             "models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes"
         )
@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)"
         )
-        sp.add_argument(
-            "--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level"
-        )
+        if max_risk:
+            sp.add_argument(
+                "--max-risk", choices=["SAFE", "MEDIUM", "HIGH"], help="refuse operations above this level"
+            )
         sp.add_argument(
             "--prune",
             action="store_true",
@@ -93,18 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan makes them (exit 0). Nothing to adopt (already held by this owner): nothing recorded, "
         "exit 0. A table held by another owner: nothing recorded, exit 1.",
     )
-    sp.add_argument(
-        "models", nargs="?", help="a Python file defining `db = DataFlow()` and @db.model classes"
-    )
-    sp.add_argument("-f", "--file", help="a DataFlowSchema manifest instead of a models file")
-    sp.add_argument(
-        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)"
-    )
-    sp.add_argument(
-        "--prune",
-        action="store_true",
-        help="the models are complete: keep nothing they do not declare (the next plan drops it)",
-    )
+    target(sp, max_risk=False)
 
     sp = sub.add_parser("history", help="show the migration ledger")
     sp.add_argument("--database-url")

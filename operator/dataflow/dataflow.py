@@ -25,6 +25,7 @@ from dataflow.errors import DataFlowError, MigrationFailed, SchemaError
 from dataflow.executor import run_in_transaction
 from dataflow.explicit_plan import MigrationPlan, PlanReport, apply_plan
 from dataflow.functions import unique_functions
+from dataflow.introspect import existing_relations
 from dataflow.ledger import (
     STATUS_APPLIED,
     STATUS_FAILED,
@@ -95,21 +96,6 @@ def check_identity(config: dict[str, Any]) -> None:
     for key, check in IDENTITY_CHECKS.items():
         if key in config and (problem := check(config[key])):
             raise SchemaError(f"migration_config.{key}", problem)
-
-
-async def missing_tables(conn: asyncpg.Connection, schema: str, tables: Iterable[str]) -> list[str]:
-    """Which of ``tables`` (tables or views) do not exist in ``schema`` (one catalog lookup, no introspection)."""
-    wanted = list(tables)
-    present = {
-        r["relname"]
-        for r in await conn.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')",
-            schema,
-            wanted,
-        )
-    }
-    return [t for t in wanted if t not in present]
 
 
 @dataclass(frozen=True)
@@ -307,7 +293,8 @@ class DataFlow:
         desired = self.schema()
         async with self.connection() as conn:
             relations = [*desired.table_names, *(v.name for v in desired.views)]
-            missing = await missing_tables(conn, self.schema_name, relations)
+            present = set(await existing_relations(conn, self.schema_name, relations))
+            missing = [name for name in relations if name not in present]
             if not missing:
                 return True
             options = replace(self.options, max_risk_level=Risk.SAFE, include_tables=tuple(missing))

@@ -20,6 +20,7 @@ from dataflow.ops import sort_changes
 from dataflow.ops.create_extension import CREATE_EXTENSION, Extension
 from dataflow.ops.drop_extension import DROP_EXTENSION
 from dataflow.schema import Schema
+from dataflow.schema_memo import per_schema
 from dataflow.types import PgType, parse_type
 
 # $1: type names without modifiers; $2: extension names. One row per name, ``kind`` says which.
@@ -67,24 +68,10 @@ class Resolution:
         )
 
 
-_FOUND: dict[str, dict[str, list[tuple[str, str, PgType]]]] = {}  # by schema hash (a scan of every column)
-_FOUND_KEPT = 16
-
-
+@per_schema
 def _extension_types(schema: Schema) -> dict[str, list[tuple[str, str, PgType]]]:
     """Type name → ``(table, column, parsed type)`` of every column whose type is not built in (remembered
     by schema hash: the same model set is planned again and again)."""
-    key = schema.hash()
-    found = _FOUND.get(key)
-    if found is None:
-        found = _scan_extension_types(schema)
-        if len(_FOUND) >= _FOUND_KEPT:
-            _FOUND.pop(next(iter(_FOUND)))
-        _FOUND[key] = found
-    return found
-
-
-def _scan_extension_types(schema: Schema) -> dict[str, list[tuple[str, str, PgType]]]:
     found: dict[str, list[tuple[str, str, PgType]]] = {}
     enums = {e.name for e in schema.enums}  # created by the plan itself (CREATE_ENUM)
     for table in schema.tables:

@@ -181,23 +181,15 @@ async def import_schema(
     for kind, name, detail in objects:
         status, why = KINDS.get(kind, (LEFT_ALONE, "not modelled"))
         if kind in _SCHEMA_OBJECT_KINDS:
-            if kind == "function":
-                name_only = name.split("(", 1)[0]
-                if ("function", name_only) in imported_names:
-                    continue
-                if wanted is not None and (kind, name_only) not in why_not:
-                    continue  # with --tables, only the functions the imported triggers execute
-                why = why_not.get(
-                    (kind, name_only), f"{detail}s are not modelled" if detail else "not importable"
-                )
-                detail = None if detail in ("procedure", "aggregate", "window") else detail
-                report.append(LeftAlone(kind, name, f"{why} ({detail})" if detail else why))
-                continue
-            if (kind, name) in imported_names or (kind, name, detail) in imported_names:
-                continue
-            if kind in ("view", "materialized view") and name not in chosen:
-                continue  # a view not asked for is simply not imported
-            why = why_not.get((kind, name), why_not.get((kind, name, detail), "not importable"))
+            key = _object_key(kind, name, detail)
+            if key in imported_names or (kind == "function" and wanted is not None and key not in why_not):
+                continue  # imported; or, with --tables, a function no imported trigger executes
+            if key in why_not:
+                why = why_not[key]
+            elif detail in ("procedure", "aggregate", "window"):  # the catalog query says which
+                why, detail = f"{detail}s are not modelled", None
+            else:
+                why = "not importable"
         elif status == MANAGED:
             continue
         if kind in _RELATION_KINDS and name not in chosen:
@@ -226,6 +218,16 @@ async def import_schema(
 
 
 _SCHEMA_OBJECT_KINDS = frozenset({"view", "materialized view", "trigger", "function"})
+
+
+def _object_key(kind: str, name: str, detail: str | None) -> tuple[str, ...]:
+    """How the import names an object of a managed kind: a function by its name alone (the report shows
+    its signature), a trigger with its table (``on t``), anything else by kind and name."""
+    if kind == "function":
+        return (kind, name.split("(", 1)[0])
+    if kind == "trigger":
+        return (kind, name, detail or "")
+    return (kind, name)
 
 
 def _functions(read: tuple[Function, ...]) -> tuple[dict[str, Function], dict[tuple[str, ...], str]]:

@@ -135,6 +135,22 @@ class DatabaseState:
         )
 
 
+async def existing_relations(conn: asyncpg.Connection, schema: str, names: Iterable[str]) -> list[str]:
+    """Which of ``names`` exist in ``schema`` as tables (ordinary or partitioned) or views (plain or
+    materialized), in their order: one catalog lookup, no introspection."""
+    wanted = list(names)
+    present = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')",
+            schema,
+            wanted,
+        )
+    }
+    return [name for name in wanted if name in present]
+
+
 async def introspect(
     conn: asyncpg.Connection,
     schema_name: str = "public",

@@ -30,6 +30,7 @@ from dataflow.safety import (
     refuse_extension_functions,
 )
 from dataflow.schema import Schema, Table
+from dataflow.schema_memo import per_schema
 from dataflow.sqlgen import Options
 from dataflow.sqltext import constraint_name, function_names
 from dataflow.viewsql import query_function_names
@@ -178,26 +179,10 @@ def table_expressions(table: Table) -> Iterator[tuple[str, str]]:
                 yield f"{table.name}.indexes.{ix.name}.columns", element
 
 
-_CALLS: dict[
-    str, dict[str, frozenset[str]]
-] = {}  # by schema hash: a plan of the same schema parses nothing again
-_CALLS_KEPT = 16
-
-
+@per_schema
 def function_calls(desired: Schema) -> dict[str, frozenset[str]]:
     """The functions each expression of ``desired`` calls, by the expression's path (remembered by schema
     hash: ~40 ms of parsing at 1,000 tables, for every plan of an unchanged model set)."""
-    key = desired.hash()
-    known = _CALLS.get(key)
-    if known is None:
-        known = _function_calls(desired)
-        if len(_CALLS) >= _CALLS_KEPT:
-            _CALLS.pop(next(iter(_CALLS)))
-        _CALLS[key] = known
-    return known
-
-
-def _function_calls(desired: Schema) -> dict[str, frozenset[str]]:
     calls: dict[str, frozenset[str]] = {}
     for table in desired.tables:
         for path, expression in table_expressions(table):
